@@ -1,0 +1,3 @@
+from tui_currents.cli import main
+
+raise SystemExit(main())
