@@ -1,0 +1,450 @@
+"""One Braze Currents record -> one Segment `track` message, or the reason it is not sent.
+
+Pure functions, no I/O, and neither function ever raises: a source hands every record it receives to
+`normalise`, and `map_event` decides its fate for one connector. Per-event-type work is precomputed from the
+catalog's tables at import time, so mapping an event costs a few microseconds.
+
+Decisions this module makes (beyond the catalog's mapping tables):
+- An "Additional events" type (not listed by Braze for Segment) is forwarded when a connector selects it:
+  selecting it is the user's opt-in. Event types outside the catalog are always "unsupported".
+- `device_id` is a property. Braze's Segment mapping lists no context field for it, and its rule is that
+  every field without one stays in `properties`.
+- `time` may be an int, a float (milliseconds kept) or text holding a number (hand-made test posts send
+  that; the value is unambiguous). Booleans, NaN, infinities and values outside what a date can hold
+  (milliseconds sent as seconds, typically) are rejected.
+- Null fields at the top level of the event are left out; values inside nested objects and lists are
+  forwarded exactly as received.
+- Field transforms apply to top-level fields by their Braze name (before renames), wherever they end up,
+  including `user_id`, `external_user_id` and `device_id`. `id` and `time` are never transformed: Segment
+  needs them intact to deduplicate and to date the event. A null stays null.
+- Hashing takes text as its UTF-8 bytes and any other value as its JSON text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
+from enum import StrEnum
+
+import orjson
+
+from tui_currents import LIBRARY_NAME, __version__, catalog
+from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
+
+
+@dataclass(slots=True)
+class CurrentsEvent:
+    """A Currents record in one shape, whichever shape (HTTP or flat Avro) it arrived in."""
+
+    event_type: str  # canonical name ("" if missing or not text)
+    id: str | None
+    time: object  # as received; validated by map_event
+    user_id: str | None  # Braze id -> anonymousId
+    external_user_id: str | None  # -> userId
+    device_id: str | None
+    timezone: str | None
+    properties: dict[str, object]  # every other field, unknown ones kept
+    raw: object  # the record as received, for dead letters
+
+
+@dataclass(frozen=True)
+class ConnectorRules:
+    """What one connector forwards, and how."""
+
+    selected: frozenset[str]
+    include_anonymous: bool = False
+    name_overrides: Mapping[str, str] = field(default_factory=dict)  # event_type -> Segment event name
+    field_transforms: Mapping[str, str] = field(default_factory=dict)  # field -> "redact" | "hash"
+
+
+class Fate(StrEnum):
+    """What happens to one event for one connector."""
+
+    QUEUED = "queued"
+    NOT_SELECTED = "not selected"
+    ANONYMOUS = "anonymous"
+    UNSUPPORTED = "unsupported"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The fate of one event for one connector, with the Segment message when it is queued."""
+
+    fate: Fate
+    event: CurrentsEvent
+    segment_event: str | None = None
+    message: dict | None = None  # the Segment track message (QUEUED only)
+    encoded: bytes | None = None  # orjson bytes of message (QUEUED only), stored as-is
+    reason: str | None = None  # human reason (REJECTED, and why filtered)
+
+
+REDACTED = "[REDACTED]"
+TRANSFORM_KINDS = ("redact", "hash")
+# Fields a field transform never touches (see the module docstring).
+NEVER_TRANSFORMED = frozenset({"id", "time", "event_type"})
+
+# ---------------------------------------------------------------------------------------------------------
+# normalise
+
+
+def _user_text(value: object) -> object:
+    """Braze ids are text; a number is taken as its text, an empty string as absent. Anything else is
+    kept as received so that map_event can say what is wrong with it."""
+    if value is None or value == "":
+        return None
+    if type(value) is int:
+        return str(value)
+    return value
+
+
+def normalise(record: object) -> CurrentsEvent:
+    """Bring a Currents record into one shape. Accepts the HTTP shape (`user` and `properties` objects)
+    and the flat Avro shape; unknown fields are kept as properties. Never raises: a record that is not an
+    object gives an event with an empty `event_type`, which map_event rejects with the reason."""
+    try:
+        return _normalise(record)
+    except Exception:  # a hostile record must never stop a source
+        return CurrentsEvent("", None, None, None, None, None, None, {}, record)
+
+
+def _normalise(record: object) -> CurrentsEvent:
+    if not isinstance(record, dict):
+        return CurrentsEvent("", None, None, None, None, None, None, {}, record)
+    user = record.get("user")
+    props = record.get("properties")
+    user_is_object = isinstance(user, dict)
+    props_is_object = isinstance(props, dict)
+    if not user_is_object and not props_is_object:
+        fields = dict(record)  # flat Avro shape
+    else:
+        # HTTP shape. On a name clash the envelope wins over `user`, which wins over `properties`.
+        fields = dict(props) if props_is_object else {}
+        if user_is_object:
+            fields.update(user)
+        for key, value in record.items():
+            if (key == "user" and user_is_object) or (key == "properties" and props_is_object):
+                continue
+            fields[key] = value
+    pop = fields.pop
+    event_type = pop("event_type", None)
+    event_id = pop("id", None)
+    time = pop("time", None)
+    user_id = _user_text(pop("user_id", None))
+    external_user_id = _user_text(pop("external_user_id", None))
+    device_id = _user_text(pop("device_id", None))
+    timezone = pop("timezone", None)
+    event_type = catalog.canonical_name(event_type) if isinstance(event_type, str) else ""
+    return CurrentsEvent(
+        event_type, event_id, time, user_id, external_user_id, device_id, timezone, fields, record
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# map_event: per-event-type routes, computed once from the catalog's tables
+
+_PROPERTY, _TRAIT, _DEVICE, _DROP = range(4)
+
+
+def _routes(event_type: str) -> tuple[tuple[str, int, str], ...]:
+    """The fields of an event type that do not stay properties under their own name: (field, where to,
+    new name). Kept short, so mapping checks a handful of names rather than routing every field."""
+    routes: dict[str, tuple[int, str]] = {name: (_DROP, "") for name in sorted(catalog.OMITTED_FIELDS)}
+    for old, new in catalog.COMMON_RENAMES.items():
+        routes[old] = (_PROPERTY, new)
+    for old, new in catalog.TYPE_RENAMES.get(event_type, {}).items():
+        routes[old] = (_PROPERTY, new)
+    routes[catalog.EMAIL_TRAIT_FIELD] = (_TRAIT, "email")
+    phone = catalog.PHONE_TRAIT_FIELD.get(event_type)
+    if phone:
+        routes[phone] = (_TRAIT, "phone")
+    if event_type in catalog.DEVICE_MODEL_AND_TYPE or event_type in catalog.DEVICE_MODEL_ONLY:
+        routes["device_model"] = (_DEVICE, "model")
+    if event_type in catalog.DEVICE_MODEL_AND_TYPE:
+        routes["platform"] = (_DEVICE, "type")
+    return tuple((name, target, new) for name, (target, new) in routes.items())
+
+
+_ROUTES = {entry.event_type: _routes(entry.event_type) for entry in catalog.CATALOG}
+_SEGMENT_NAMES = {entry.event_type: entry.segment_event for entry in catalog.CATALOG}
+_EPOCH = datetime(1970, 1, 1)
+# Events arrive in bursts sharing the same few seconds, and formatting a date costs more than the rest of
+# the mapping: recently formatted timestamps are kept, keyed by milliseconds since the epoch.
+_TIMESTAMPS: dict[int, str] = {}
+_TIMESTAMPS_KEPT = 4096
+
+
+class _Invalid(Exception):
+    """An event that cannot become a valid Segment call; the message is the reason."""
+
+
+def _kind(value: object) -> str:
+    """How a person would call the type of a JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _timestamp(value: object) -> str:
+    """Currents `time` (UNIX seconds) as ISO-8601 UTC with milliseconds, e.g. 2016-10-26T17:26:23.000Z."""
+    if type(value) is int:
+        ms = value * 1000
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise _Invalid(f"`time` must be a number of UNIX seconds, not {_shown(value)}")
+        ms = round(value * 1000)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ms = int(text) * 1000
+        except ValueError:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise _Invalid(f"`time` must be a number of UNIX seconds, not {_shown(value)}") from None
+            if not math.isfinite(seconds):
+                raise _Invalid(f"`time` must be a number of UNIX seconds, not {_shown(value)}") from None
+            ms = round(seconds * 1000)
+    elif value is None:
+        raise _Invalid("missing required field `time`")
+    else:
+        raise _Invalid(f"`time` must be a number of UNIX seconds, not {_kind(value)}")
+    text = _TIMESTAMPS.get(ms)
+    if text is not None:
+        return text
+    try:
+        text = (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+    except OverflowError:
+        raise _Invalid(
+            f"`time` {_shown(value)} is not a date in UNIX seconds (was it sent in milliseconds?)"
+        ) from None
+    if len(_TIMESTAMPS) >= _TIMESTAMPS_KEPT:
+        _TIMESTAMPS.clear()
+    _TIMESTAMPS[ms] = text
+    return text
+
+
+def _redact(value: object) -> object:
+    return REDACTED
+
+
+def _hash(value: object) -> object:
+    data = value.encode("utf-8") if isinstance(value, str) else _converted_json(value)
+    return hashlib.sha256(data).hexdigest()
+
+
+_TRANSFORMS = {"redact": _redact, "hash": _hash}
+
+
+def _json_default(value: object) -> object:
+    """Values an Avro file can hold that JSON has no type for."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (date, time_of_day)):  # Avro date/time logical types; datetime is a date
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+# Plain JSON values (all that HTTP events hold) take the fast path; anything else is converted.
+_PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME
+_CONVERTED_JSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _converted_json(value: object) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_CONVERTED_JSON)
+
+
+def _encode(message: dict) -> tuple[dict, bytes]:
+    """The message and its JSON bytes. When values had to be converted, the message is rebuilt from the
+    bytes so that both say the same."""
+    try:
+        return message, orjson.dumps(message, option=_PLAIN_JSON)
+    except orjson.JSONEncodeError:
+        pass
+    encoded = _converted_json(message)
+    return orjson.loads(encoded), encoded
+
+
+def _unusable_reason(event: CurrentsEvent) -> str:
+    raw = getattr(event, "raw", None)
+    if raw is not None and not isinstance(raw, dict):
+        return f"the record is not a JSON object (it is {_kind(raw)})"
+    given = raw.get("event_type") if isinstance(raw, dict) else None
+    if given is None or given == "":
+        return "missing required field `event_type`"
+    return f"`event_type` must be text, not {_kind(given)}"
+
+
+def _rejected(event: CurrentsEvent, segment_event: str, reason: str) -> Outcome:
+    return Outcome(Fate.REJECTED, event, segment_event, reason=reason)
+
+
+def map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
+    """Decide one event's fate for one connector and, when it is to be sent, build its Segment track
+    message and the exact bytes to send. Never raises."""
+    try:
+        return _map_event(event, rules)
+    except Exception as exc:  # a record that trips the mapper is dead-lettered, not fatal
+        return Outcome(Fate.REJECTED, event, reason=f"the event could not be mapped ({type(exc).__name__})")
+
+
+def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
+    event_type = event.event_type
+    if not event_type or not isinstance(event_type, str):
+        return Outcome(Fate.REJECTED, event, reason=_unusable_reason(event))
+    routes = _ROUTES.get(event_type)
+    if routes is None:
+        return Outcome(
+            Fate.UNSUPPORTED, event, reason=f"`{event_type}` is not an event type forwarded to Segment"
+        )
+    override = rules.name_overrides.get(event_type)
+    segment_event = override if override and isinstance(override, str) else _SEGMENT_NAMES[event_type]
+    if event_type not in rules.selected:
+        return Outcome(
+            Fate.NOT_SELECTED,
+            event,
+            segment_event,
+            reason=f"`{event_type}` is not selected for this connector",
+        )
+
+    message_id = event.id
+    if message_id is None or message_id == "":
+        return _rejected(event, segment_event, "missing required field `id`")
+    if not isinstance(message_id, str):
+        return _rejected(event, segment_event, f"`id` must be text, not {_kind(message_id)}")
+    if len(message_id) > MAX_MESSAGE_ID_CHARS:
+        return _rejected(
+            event,
+            segment_event,
+            f"`id` is {len(message_id)} characters long; Segment accepts at most {MAX_MESSAGE_ID_CHARS}",
+        )
+    try:
+        timestamp = _timestamp(event.time)
+    except _Invalid as invalid:
+        return _rejected(event, segment_event, str(invalid))
+    user_id = event.user_id
+    external_user_id = event.external_user_id
+    if user_id is not None and not isinstance(user_id, str):
+        return _rejected(event, segment_event, f"`user_id` must be text, not {_kind(user_id)}")
+    if external_user_id is not None and not isinstance(external_user_id, str):
+        return _rejected(
+            event, segment_event, f"`external_user_id` must be text, not {_kind(external_user_id)}"
+        )
+    if not user_id and not external_user_id:
+        return _rejected(
+            event,
+            segment_event,
+            "neither `user_id` nor `external_user_id` is set, so Segment cannot tell whose event it is",
+        )
+    if not external_user_id and not rules.include_anonymous:
+        return Outcome(
+            Fate.ANONYMOUS,
+            event,
+            segment_event,
+            reason="the user has no `external_user_id` and this connector leaves out anonymous users",
+        )
+
+    fields = event.properties
+    device_id = event.device_id
+    transforms = rules.field_transforms
+    if transforms:
+        fields = dict(fields)
+        for name, kind in transforms.items():
+            transform = _TRANSFORMS.get(kind)
+            if transform is None:
+                return _rejected(
+                    event,
+                    segment_event,
+                    f"the connector's field transform for `{name}` is {kind!r}; use one of: "
+                    + ", ".join(TRANSFORM_KINDS),
+                )
+            if name in NEVER_TRANSFORMED:
+                continue
+            if name == "user_id":
+                user_id = transform(user_id) if user_id else user_id
+            elif name == "external_user_id":
+                external_user_id = transform(external_user_id) if external_user_id else external_user_id
+            elif name == "device_id":
+                device_id = transform(device_id) if device_id is not None else None
+            elif fields.get(name) is not None:
+                fields[name] = transform(fields[name])
+
+    # Copying is cheap in C; filtering nulls one by one only when there are any.
+    properties = dict(fields)
+    if None in properties.values():
+        properties = {key: value for key, value in properties.items() if value is not None}
+    if device_id is not None:
+        properties["device_id"] = device_id
+    traits: dict[str, object] = {}
+    device: dict[str, object] = {}
+    for key, target, name in routes:
+        if key not in properties:
+            continue
+        value = properties.pop(key)
+        if target == _PROPERTY:
+            # A rename never overwrites a field the event already has under the new name.
+            properties[key if name in properties else name] = value
+        elif target == _TRAIT:
+            traits[name] = value
+        elif target == _DEVICE:
+            device[name] = value
+
+    context: dict[str, object] = {"library": {"name": LIBRARY_NAME, "version": __version__}}
+    if traits:
+        context["traits"] = traits
+    if device:
+        context["device"] = device
+    message: dict[str, object] = {
+        "type": "track",
+        "event": segment_event,
+        "messageId": message_id,
+        "userId": external_user_id,
+        "anonymousId": user_id,
+        "timestamp": timestamp,
+        "properties": properties,
+        "context": context,
+    }
+    # Segment wants an absent id left out, not null.
+    if not external_user_id:
+        del message["userId"]
+    if not user_id:
+        del message["anonymousId"]
+
+    try:
+        message, encoded = _encode(message)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        return _rejected(
+            event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
+        )
+    if len(encoded) > MAX_MESSAGE_BYTES:
+        return _rejected(
+            event,
+            segment_event,
+            f"the Segment message would be {len(encoded):,} bytes, over Segment's limit of "
+            f"{MAX_MESSAGE_BYTES:,} bytes per message; a field transform can remove a large field",
+        )
+    return Outcome(Fate.QUEUED, event, segment_event, message, encoded)
