@@ -1,0 +1,52 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tui_currents.paths import Home
+
+# --- home and keyring isolation (paths, config, secrets) ------------------------------------------------
+# Every test gets its own home and the encrypted-file keyring with a test passphrase, and keyring's
+# process-wide backend is the fail backend, so no test can reach the real user's home or OS keyring.
+# The encrypted file costs ~0.6 s per keyring operation (Argon2): tests that only need a write key or a
+# receiver token to exist can set the environment overrides instead, e.g.
+#   monkeypatch.setenv(secrets.write_key_env_var("Marketing"), "test-write-key")
+
+TEST_KEYRING_PASSPHRASE = "test passphrase (not a secret)"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    import keyring
+    from keyring.backends import fail
+
+    folder = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("TUI_CURRENTS_HOME", str(folder))
+    monkeypatch.setenv("TUI_CURRENTS_KEYRING", "file")
+    monkeypatch.setenv("TUI_CURRENTS_KEYRING_PASSPHRASE", TEST_KEYRING_PASSPHRASE)
+    for name in list(os.environ):
+        if name.startswith(("TUI_CURRENTS_WRITE_KEY_", "TUI_CURRENTS_RECEIVER_TOKEN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield folder
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def home(_isolated_home: Path) -> Home:
+    """The test's home (the same folder TUI_CURRENTS_HOME points at), folders created."""
+    return Home.at(_isolated_home).ensure()
+
+
+# --- more shared fixtures below -------------------------------------------------------------------------
