@@ -1,0 +1,450 @@
+"""The receiver: the endpoint Braze's Custom HTTP Currents connector posts event batches to.
+
+`POST /currents/<workspace>` with `{"events": [...]}` and `Authorization: Bearer <token>`. A batch is
+acknowledged (2xx) only once every one of its events is committed to the store, so an answer Braze takes
+as success never loses an event. The answers follow what Braze does with each status:
+
+- 200: stored. Also for an empty body or an empty `events` list (after the token check), and for a batch
+  holding some invalid events: those become dead letters with their reasons. A 400 would make Braze split
+  the batch and drop every event that fails again, so one bad event never fails its batch.
+- 400: the body is not JSON, or not an object with an `events` list. Braze then re-sends events singly.
+- 401: missing or wrong token, and also a workspace this program does not know or that has no receiver
+  token: answering 404 there would tell a prober which workspaces exist. Braze stops sending until the
+  credentials are fixed, and its dashboard shows the error.
+- 408: the body took longer than the read timeout to arrive. 413: the body is larger than
+  `max_body_bytes` (Braze splits the batch and re-sends).
+- 503 with Retry-After: the store cannot write (disk full, I/O error), or the keyring cannot be read to
+  check the token. Braze retries with backoff.
+
+`GET /healthz` answers `{"status": "ok"}` and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import ssl
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from tui_currents.config import ReceiverSettings
+from tui_currents.mapping import Outcome
+from tui_currents.secrets import receiver_token_env_var
+from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
+from tui_currents.store import Store, StoreUnavailable
+
+log = logging.getLogger("tui_currents.receiver")
+
+PATH_PREFIX = "/currents/"
+VERSION_HEADER = "Braze-Currents-Version"
+SUPPORTED_VERSION = "1"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_READ_TIMEOUT = 30.0  # seconds for a whole body to arrive once its headers are in
+STORE_RETRY_AFTER_SECONDS = 30
+SOURCE = "receiver"  # as the tail shows where events came from
+SHUTDOWN_SECONDS = 10.0  # how long stop() lets requests in progress finish
+
+IngestorProvider = Callable[[], Ingestor | None]
+TokenProvider = Callable[[str], str | None]
+_WARNINGS_KEPT = 256  # distinct warnings remembered, so that a prober cannot flood the log or the memory
+
+
+def ssl_context_from(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
+    """A server TLS context from a PEM certificate (chain) and its private key; a clear ValueError when
+    either cannot be loaded."""
+    for role, file in (("certificate", cert_file), ("private key", key_file)):
+        if not Path(file).is_file():
+            raise ValueError(
+                f"the receiver's TLS {role} {file} does not exist; fix tls_cert / tls_key in the receiver "
+                "settings, or remove both to serve plain HTTP"
+            )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(
+            f"the receiver's TLS certificate {cert_file} and key {key_file} could not be loaded "
+            f"({getattr(exc, 'reason', None) or exc}); give a PEM certificate and its matching unencrypted "
+            "private key"
+        ) from None
+    return context
+
+
+def _json(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _unauthorised() -> web.Response:
+    # The same answer for a wrong token, a missing one and an unknown workspace: nothing to probe.
+    return _json(
+        401,
+        {"error": "missing or wrong receiver token for this URL"},
+        {"WWW-Authenticate": 'Bearer realm="tui-currents"'},
+    )
+
+
+class _KeyringTrouble(Exception):
+    """The workspace's token could not be read."""
+
+
+class _BadBody(Exception):
+    """The request body is not a Currents batch; the message says why (sent back with the 400)."""
+
+
+def _events_of(body: bytes) -> list[object]:
+    """The `events` list of a request body; an empty body is an empty batch."""
+    if not body.strip():
+        return []
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _BadBody(f"the body is not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise _BadBody('the body must be a JSON object like {"events": [...]}')
+    events = document.get("events")
+    if events is None:
+        raise _BadBody('the body has no "events" list')
+    if not isinstance(events, list):
+        raise _BadBody('"events" must be a list')
+    return events
+
+
+class _GroupCommit:
+    """Commits the batches of concurrent requests together.
+
+    While one commit runs, the batches that arrive wait; the next commit takes all of them in one
+    transaction (one fsync), so the store keeps up with many senders. Every batch is still all-or-nothing:
+    a failed transaction fails every request in it (each answered 503 or 500, so Braze sends each again),
+    and after an unexpected error the batches are committed one by one so that one bad batch cannot keep
+    failing the others.
+    """
+
+    MAX_ITEMS = 5_000  # per transaction, to keep each one short
+
+    def __init__(self, executor: ThreadPoolExecutor):
+        self.executor = executor
+        self._waiting: list[tuple[Store, list[tuple[str, Outcome]], asyncio.Future[None]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def commit(self, store: Store, items: list[tuple[str, Outcome]]) -> None:
+        """Return once the items are committed; raise what the store raised otherwise."""
+        done = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieved)  # the answer may be given up on; its error is not news then
+        self._waiting.append((store, items, done))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        await asyncio.shield(done)  # a request given up on still has its batch committed or failed
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            group, size = [], 0
+            store = self._waiting[0][0]
+            while self._waiting and self._waiting[0][0] is store and (not group or size < self.MAX_ITEMS):
+                entry = self._waiting.pop(0)
+                group.append(entry)
+                size += len(entry[1])
+            try:
+                errors = await loop.run_in_executor(self.executor, self._commit_group, store, group)
+            except BaseException as exc:  # the worker is gone (shutting down): no batch stays unanswered
+                for _, _, done in group + self._waiting:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                self._waiting.clear()
+                raise
+            for (_, _, done), error in zip(group, errors, strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+    @staticmethod
+    def _commit_group(store: Store, group: list) -> list[BaseException | None]:
+        items = group[0][1] if len(group) == 1 else [item for _, batch, _ in group for item in batch]
+        try:
+            store.commit(items, source=SOURCE)
+            return [None] * len(group)
+        except StoreUnavailable as exc:
+            return [exc] * len(group)
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc]
+        errors: list[BaseException | None] = []
+        for _, batch, _ in group:
+            try:
+                store.commit(batch, source=SOURCE)
+                errors.append(None)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _route_batch(ingestor: Ingestor, workspace: str, body: bytes) -> tuple[list[object], list]:
+    """The events of a request body and their (connector, outcome) items for the store."""
+    events = _events_of(body)
+    if not events:
+        return events, []
+    items, _ = ingestor.route(workspace, events)
+    return events, items
+
+
+class _Handler:
+    """The request handlers, with what they need from the engine."""
+
+    def __init__(
+        self,
+        ingestor_provider: IngestorProvider,
+        token_provider: TokenProvider,
+        settings: ReceiverSettings,
+        read_timeout: float,
+    ):
+        self.ingestor_provider = ingestor_provider
+        self.token_provider = token_provider
+        self.max_body_bytes = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+        self.read_timeout = read_timeout
+        # Two worker threads: one parses and maps a batch while the other commits the previous ones
+        # (SQLite lets go of the GIL while it writes), and the event loop stays free for other requests.
+        self.mapping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-map")
+        self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
+        self.group_commit = _GroupCommit(self.committing)
+        self._warned: set[str] = set()
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log a warning the first time only: Braze repeats a misconfigured request every few seconds."""
+        if key in self._warned or len(self._warned) >= _WARNINGS_KEPT:
+            return
+        self._warned.add(key)
+        log.warning(message, *args)
+
+    async def close(self) -> None:
+        """Wait for the worker threads to finish what they have (requests in progress are done)."""
+        for executor in (self.mapping, self.committing):
+            await asyncio.to_thread(executor.shutdown, wait=True)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok"})
+
+    async def _authorised(self, request: web.Request, workspace: str, ingestor: Ingestor) -> bool:
+        """Whether the request carries the workspace's token. Raises _KeyringTrouble when the token
+        cannot be read (the request is then answered 503: the sender's credentials are not at fault)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            return False
+        if not ingestor.has_workspace(workspace):
+            # Not asking the keyring about names that are not workspaces keeps probes cheap.
+            self._warn_once(
+                f"unknown:{workspace}",
+                "receiver: requests for %r, which is not a configured workspace, are answered 401 (logged "
+                "once); check the URL in Braze's Currents settings",
+                workspace[:80],
+            )
+            return False
+        # The keyring may be slow on a cache miss (the encrypted file derives a key): not on the loop.
+        try:
+            expected = await asyncio.to_thread(self.token_provider, workspace)
+        except Exception as exc:
+            # Only the error's type: its text could hold more than it should.
+            log.error(
+                "receiver: the receiver token of %r could not be read from the keyring (%s); requests are "
+                "answered 503 so that Braze retries. Check that the keyring is unlocked.",
+                workspace,
+                type(exc).__name__,
+            )
+            raise _KeyringTrouble from None
+        if not expected:
+            self._warn_once(
+                f"no-token:{workspace}",
+                "receiver: workspace %r has no receiver token, so its requests are refused (401, logged "
+                "once); store one for it in the keyring (the TUI's workspace screen) or set %s",
+                workspace,
+                receiver_token_env_var(workspace),
+            )
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+    def _check_version(self, request: web.Request) -> None:
+        version = request.headers.get(VERSION_HEADER)
+        if version != SUPPORTED_VERSION:
+            self._warn_once(
+                "version",
+                "receiver: %s is %r, this program knows version %s; events are accepted, but check for an "
+                "update if they look wrong (logged once)",
+                VERSION_HEADER,
+                version if version is None else version[:40],
+                SUPPORTED_VERSION,
+            )
+
+    async def currents(self, request: web.Request) -> web.Response:
+        workspace = request.match_info["workspace"]
+        ingestor = self.ingestor_provider()
+        if ingestor is None:
+            return _json(503, {"error": "the receiver is starting"}, {"Retry-After": "5"})
+        try:
+            if not await self._authorised(request, workspace, ingestor):
+                return _unauthorised()
+        except _KeyringTrouble:
+            return _json(
+                503,
+                {"error": "the receiver cannot check tokens right now; send the batch again later"},
+                {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+            )
+        self._check_version(request)
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return self._too_large(workspace, length)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                body = await request.read()  # also stops at client_max_size while reading
+        except TimeoutError:
+            log.warning("receiver: a request for %r was not fully received within %g s (answered 408)",
+                        workspace, self.read_timeout)  # fmt: skip
+            return _json(408, {"error": f"the body did not arrive within {self.read_timeout:g} s"})
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(workspace, None)
+        loop = asyncio.get_running_loop()
+        try:
+            events, items = await loop.run_in_executor(
+                self.mapping, functools.partial(_route_batch, ingestor, workspace, body)
+            )
+            if items:
+                await self.group_commit.commit(ingestor.store, items)
+        except _BadBody as exc:
+            log.info("receiver: a request for %r was refused (400): %s", workspace, exc)
+            return _json(400, {"error": str(exc)})
+        except UnknownWorkspace:
+            # The workspace was removed from the config while its request was on the way.
+            return _unauthorised()
+        except StoreUnavailable as exc:
+            log.error("receiver: a batch for %r was not stored and Braze will send it again (503): %s",
+                      workspace, exc)  # fmt: skip
+            return _json(
+                503,
+                {"error": "the store cannot save events right now; send the batch again later"},
+                {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+            )
+        except Exception:
+            log.exception("receiver: a batch for %r was not stored because of an unexpected error (500); "
+                          "Braze will send it again", workspace)  # fmt: skip
+            return _json(500, {"error": "the batch was not stored; send it again later"})
+        return _json(200, {"received": len(events)})
+
+    def _too_large(self, workspace: str, length: int | None) -> web.Response:
+        size = f"{length:,} bytes" if length is not None else "over the limit"
+        log.warning(
+            "receiver: a request for %r was refused (413): the body is %s; the limit is %s bytes "
+            "(receiver setting max_body_bytes). Braze splits the batch and sends it again.",
+            workspace,
+            size,
+            f"{self.max_body_bytes:,}",
+        )
+        return _json(413, {"error": f"the body is larger than {self.max_body_bytes} bytes"})
+
+
+def create_app(
+    ingestor_provider: IngestorProvider,
+    token_provider: TokenProvider,
+    settings: ReceiverSettings,
+    *,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+) -> web.Application:
+    """The receiver's aiohttp application. `ingestor_provider()` gives the current Ingestor (the engine
+    swaps it on config changes), `token_provider(workspace)` the workspace's receiver token or None.
+    `settings` is the config's receiver settings (`max_body_bytes` is read from it). A body must arrive
+    within `read_timeout` seconds of its headers."""
+    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout)
+    # client_max_size makes aiohttp stop reading a body (413) once it grows past the limit, whatever
+    # Content-Length said (or when there is none: chunked bodies).
+    app = web.Application(client_max_size=handler.max_body_bytes)
+    app.router.add_get("/healthz", handler.healthz)
+    app.router.add_post(PATH_PREFIX + "{workspace}", handler.currents)
+
+    async def _close(_app: web.Application) -> None:
+        await handler.close()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+class Receiver:
+    """Runs the receiver app on a host and port until stopped (the engine owns one)."""
+
+    def __init__(
+        self,
+        ingestor_provider: IngestorProvider,
+        token_provider: TokenProvider,
+        settings: ReceiverSettings,
+        *,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ):
+        self.ingestor_provider = ingestor_provider
+        self.token_provider = token_provider
+        self.settings = settings
+        self.read_timeout = read_timeout
+        self.url: str | None = None
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cert, key = self.settings.tls_cert, self.settings.tls_key
+        if cert and key:
+            return ssl_context_from(cert, key)
+        if cert or key:
+            raise ValueError(
+                "the receiver has only one of tls_cert and tls_key set; give both to serve HTTPS, or neither"
+            )
+        return None
+
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Start serving; returns the base URL (e.g. `http://127.0.0.1:8787`). Port 0 picks a free port.
+        Without `ssl_context`, TLS comes from the settings' `tls_cert`/`tls_key` when set."""
+        if ssl_context is None:
+            ssl_context = self._ssl_context()
+        app = create_app(
+            self.ingestor_provider, self.token_provider, self.settings, read_timeout=self.read_timeout
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                exc.errno,
+                f"the receiver could not listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                "port (--port or the receiver settings) or stop the program using it",
+            ) from None
+        self._runner = runner
+        bound = runner.addresses[0]
+        self.port = int(bound[1])
+        scheme = "https" if ssl_context else "http"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{shown}:{self.port}"
+        log.info("receiver listening on %s%s<workspace>", self.url, PATH_PREFIX)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening, let requests in progress finish (up to a few seconds), release the port."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("receiver stopped")
