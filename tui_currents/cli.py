@@ -1,0 +1,622 @@
+"""The `tui-currents` command: the TUI, the headless engine, imports and scripted configuration.
+
+Exit codes: 0 ok; 1 a runtime failure (printed as one line); 2 a usage or validation error (one line on
+stderr saying what to fix). `--json` outputs are stable: keys are only ever added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tui_currents import __version__, catalog, config
+from tui_currents.paths import Home
+
+
+class UsageError(Exception):
+    """A problem the user fixes by changing the command line or the input (exit code 2)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home.resolve(args.home)
+
+
+def _secrets(home: Home, *, interactive: bool):
+    """Open the keyring; on a server without one, ask for the encrypted file's passphrase on a terminal."""
+    from tui_currents.secrets import Secrets, SecretsUnavailable
+
+    try:
+        return Secrets(home)
+    except SecretsUnavailable as exc:
+        if not (interactive and sys.stdin.isatty()):
+            raise
+        print(str(exc), file=sys.stderr)
+        passphrase = getpass.getpass(f"Passphrase for {home.keyring_file}: ")
+        return Secrets(home, backend="file", passphrase=passphrase)
+
+
+def _read_secret_from_stdin(what: str) -> str:
+    from tui_currents.secrets import read_secret_from_stdin
+
+    try:
+        return read_secret_from_stdin()
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def _notify_engine(home: Home) -> None:
+    """Ask a running engine to reload (keys are not in the config file, so it cannot see them change)."""
+    if not home.store_file.exists():
+        return
+    from tui_currents.control import RELOAD, Control
+
+    ctl = Control(home.store_file)
+    try:
+        ctl.post(RELOAD)
+    finally:
+        ctl.close()
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool) -> None:
+    from tui_currents.logs import setup_logging
+
+    setup_logging(home, verbose=verbose, to_stderr=to_stderr)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    entries = [
+        {
+            "event_type": e.event_type,
+            "category": e.category,
+            "group": e.group,
+            "segment_event": e.segment_event,
+            "supported": e.supported,
+        }
+        for e in catalog.CATALOG
+    ]
+    if args.json:
+        _print_json(entries)
+        return 0
+    rows = [
+        [e["category"], e["group"], e["event_type"], e["segment_event"], "yes" if e["supported"] else "no"]
+        for e in entries
+    ]
+    print(_table(rows, ["Category", "Group", "Braze event type", "Segment event", "Supported"]))
+    return 0
+
+
+# ----------------------------------------------------------------------------- workspaces
+
+
+def cmd_workspace(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if args.action == "list":
+        cfg = config.load(home)
+        secrets = _secrets(home, interactive=True) if cfg.workspaces else None
+        items = [
+            {
+                "name": w.name,
+                "receiver_path": f"/currents/{w.name}",
+                "token_stored": bool(secrets and secrets.has_receiver_token(w.name)),
+                "connectors": [c.name for c in cfg.connectors if c.workspace == w.name],
+            }
+            for w in cfg.workspaces
+        ]
+        if args.json:
+            _print_json(items)
+        elif not items:
+            print("No workspaces yet. Add one: tui-currents workspace add NAME")
+        else:
+            rows = [
+                [
+                    i["name"],
+                    i["receiver_path"],
+                    "yes" if i["token_stored"] else "no",
+                    ", ".join(i["connectors"]),
+                ]
+                for i in items
+            ]
+            print(_table(rows, ["Workspace", "Receiver path", "Token", "Connectors"]))
+        return 0
+    if args.action == "add":
+        secrets = _secrets(home, interactive=True)
+        if args.receiver_token_stdin:
+            token = _read_secret_from_stdin("receiver token")
+        else:
+            token = secrets.generate_receiver_token()
+        config.add_workspace(home, config.Workspace(name=args.name))
+        secrets.set_receiver_token(args.name, token)
+        print(f"Workspace {args.name!r} added. Braze posts to /currents/{args.name} with its bearer token.")
+        if not args.receiver_token_stdin:
+            print(
+                "A receiver token was generated and stored in the keyring. Show it once to paste into "
+                f"Braze: tui-currents workspace token {args.name}"
+            )
+        _notify_engine(home)
+        return 0
+    if args.action == "token":
+        secrets = _secrets(home, interactive=True)
+        token = secrets.get_receiver_token(args.name)
+        if token is None:
+            raise UsageError(f"workspace {args.name!r} has no receiver token stored")
+        if sys.stdout.isatty():
+            # Printed only on request, to a terminal, so it can be pasted into Braze's Currents form.
+            print(token)
+            return 0
+        raise UsageError("refusing to print a receiver token to a pipe or file; run it in a terminal")
+    if args.action == "remove":
+        config.remove_workspace(home, args.name)
+        secrets = _secrets(home, interactive=True)
+        secrets.delete_receiver_token(args.name)
+        print(f"Workspace {args.name!r} removed.")
+        _notify_engine(home)
+        return 0
+    raise UsageError(f"unknown workspace action {args.action!r}")
+
+
+# ----------------------------------------------------------------------------- connectors
+
+
+def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    result = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"{what} must look like KEY=VALUE, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _apply_connector_options(connector: config.Connector, args: argparse.Namespace) -> None:
+    if args.workspace is not None:
+        connector.workspace = args.workspace
+    if args.email is not None:
+        connector.contact_email = args.email
+    if args.region is not None:
+        connector.region, connector.endpoint = args.region, None
+    if args.endpoint is not None:
+        connector.region, connector.endpoint = "custom", args.endpoint
+    if args.events is not None:
+        try:
+            connector.events = catalog.resolve_events(args.events)
+        except ValueError as exc:
+            raise UsageError(f"--events: {exc}") from None
+    if args.include_anonymous is not None:
+        connector.include_anonymous = args.include_anonymous
+    if args.override:
+        connector.name_overrides = {**connector.name_overrides, **_pairs(args.override, "--override")}
+    if args.transform:
+        connector.field_transforms = {**connector.field_transforms, **_pairs(args.transform, "--transform")}
+    for option in ("retention_days", "max_in_flight", "gzip"):
+        value = getattr(args, option)
+        if value is not None:
+            setattr(connector, option, value)
+
+
+def _connector_json(connector: config.Connector, secrets, store_view: dict | None) -> dict:
+    data = connector.to_dict()
+    data["destination"] = connector.batch_url()
+    data["write_key_stored"] = bool(secrets and secrets.has_write_key(connector.name))
+    if store_view is not None:
+        data.update(store_view.get(connector.name, {}))
+    return data
+
+
+def cmd_connector(args: argparse.Namespace) -> int:
+    home = _home(args)
+    action = args.action
+    if action in ("add", "edit"):
+        cfg = config.load(home)
+        if action == "add":
+            missing = [
+                flag
+                for flag, value in (
+                    ("--workspace", args.workspace),
+                    ("--email", args.email),
+                    ("--events", args.events),
+                )
+                if value is None
+            ]
+            if args.region is None and args.endpoint is None:
+                missing.append("--region or --endpoint")
+            if not args.write_key_stdin:
+                missing.append("--write-key-stdin")
+            if missing:
+                raise UsageError(f"connector add needs {', '.join(missing)}")
+            connector = config.Connector(
+                name=args.name, workspace=args.workspace, contact_email=args.email, region="us", events=[]
+            )
+        else:
+            connector = cfg.connector(args.name)
+        _apply_connector_options(connector, args)
+        write_key = _read_secret_from_stdin("write key") if args.write_key_stdin else None
+        secrets = _secrets(home, interactive=False) if write_key else None
+        if action == "add":
+            config.add_connector(home, connector)
+        else:
+            config.update_connector(home, args.name, connector)
+        if write_key:
+            secrets.set_write_key(connector.name, write_key)
+        _notify_engine(home)
+        verb = "added" if action == "add" else "updated"
+        count = len(connector.events)
+        print(f"Connector {connector.name!r} {verb}: {count} event types -> {connector.batch_url()}")
+        return 0
+    if action in ("list", "show"):
+        cfg = config.load(home)
+        connectors = cfg.connectors if action == "list" else [cfg.connector(args.name)]
+        view = _store_view(home)
+        secrets = None
+        try:
+            secrets = _secrets(home, interactive=False) if connectors else None
+        except Exception:  # listing must work even where the keyring is locked; "stored" then reads false
+            secrets = None
+        items = [_connector_json(c, secrets, view) for c in connectors]
+        if args.json:
+            _print_json(items if action == "list" else items[0])
+            return 0
+        if action == "show":
+            for key, value in items[0].items():
+                print(f"{key:>20}: {value}")
+            return 0
+        if not items:
+            print(
+                "No connectors yet. Add one: tui-currents connector add NAME --workspace W ... (see --help)"
+            )
+            return 0
+        rows = [
+            [
+                i["name"],
+                i["workspace"],
+                i["region"],
+                str(len(i["events"])),
+                i.get("state", "not running"),
+                str(i.get("backlog", 0)),
+                str(i.get("delivered", 0)),
+                str(i.get("dead_letters", 0)),
+            ]
+            for i in items
+        ]
+        print(
+            _table(
+                rows,
+                [
+                    "Connector",
+                    "Workspace",
+                    "Region",
+                    "Types",
+                    "State",
+                    "Backlog",
+                    "Delivered",
+                    "Dead letters",
+                ],
+            )
+        )
+        return 0
+    if action == "remove":
+        config.remove_connector(home, args.name)
+        try:
+            _secrets(home, interactive=True).delete_write_key(args.name)
+        except Exception as exc:
+            print(
+                f"note: the write key could not be removed from the keyring: {type(exc).__name__}",
+                file=sys.stderr,
+            )
+        _notify_engine(home)
+        print(f"Connector {args.name!r} removed. Events still queued for it stay in the store.")
+        return 0
+    if action in ("pause", "resume"):
+        config.set_paused(home, args.name, action == "pause")
+        _notify_engine(home)
+        print(f"Connector {args.name!r} {'paused' if action == 'pause' else 'resumed'}.")
+        return 0
+    if action == "test":
+        from tui_currents.control import SEND_TEST_EVENTS, Control
+
+        cfg = config.load(home)
+        cfg.connector(args.name)
+        ctl = Control(home.store_file)
+        ctl.post(SEND_TEST_EVENTS, connector=args.name)
+        ctl.close()
+        print(f"Asked the engine to send one test event of each selected type through {args.name!r}.")
+        return 0
+    raise UsageError(f"unknown connector action {action!r}")
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def _store_view(home: Home) -> dict:
+    """Per connector: state, backlog and counters, read from the store (works with or without an engine)."""
+    if not home.store_file.exists():
+        return {}
+    from tui_currents.status import connector_status
+
+    return connector_status(home)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tui_currents.status import engine_status
+
+    home = _home(args)
+    cfg = config.load(home)
+    view = _store_view(home)
+    report = engine_status(home, cfg, view)
+    if args.json:
+        _print_json(report)
+        return 0
+    engine = report["engine"]
+    if engine["running"]:
+        print(f"Engine: running (pid {engine['pid']}, receiver {engine['receiver'] or 'off'})")
+    else:
+        print("Engine: not running (start it with: tui-currents run)")
+    if not report["connectors"]:
+        print("No connectors.")
+        return 0
+    rows = []
+    for c in report["connectors"]:
+        oldest = c.get("oldest_age_seconds")
+        rows.append(
+            [
+                c["name"],
+                c["state"],
+                str(c["backlog"]),
+                "-" if oldest is None else f"{oldest:.0f}s",
+                str(c["delivered"]),
+                str(c["dead_letters"]),
+                c.get("last_error") or "",
+            ]
+        )
+    print(
+        _table(rows, ["Connector", "State", "Backlog", "Oldest", "Delivered", "Dead letters", "Last error"])
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- run, demo, tui
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tui_currents.engine import Engine, EngineOptions
+
+    home, secrets = _engine_home_and_secrets(args)
+    _setup_logging(home, verbose=args.verbose, to_stderr=True)
+    options = EngineOptions(
+        receiver_host=args.host,
+        receiver_port=args.port,
+        demo=args.demo,
+        demo_rate=args.demo_rate if args.demo else None,
+    )
+    engine = Engine(home, secrets, options)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await engine.run_until(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _engine_home_and_secrets(args: argparse.Namespace):
+    if getattr(args, "demo", False) or args.command == "demo":
+        from tui_currents.demo_setup import default_demo_home, demo_secrets
+
+        home = Home.resolve(args.home or os.environ.get("TUI_CURRENTS_HOME") or default_demo_home())
+        home.ensure()
+        return home, demo_secrets(home)
+    home = _home(args)
+    home.ensure()
+    return home, _secrets(home, interactive=True)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui_currents.tui.app import run_app
+
+    home, secrets = _engine_home_and_secrets(args)
+    _setup_logging(home, verbose=getattr(args, "verbose", False), to_stderr=False)
+    demo = args.command == "demo"
+    return run_app(home, secrets, demo=demo, demo_rate=getattr(args, "demo_rate", None))
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def _iso(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{flag}: {value!r} is not an ISO-8601 date or time (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tui_currents.import_command import run_import
+
+    home = _home(args)
+    path = Path(args.path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    event_types = None
+    if args.event_type:
+        try:
+            event_types = catalog.resolve_events(",".join(args.event_type))
+        except ValueError as exc:
+            raise UsageError(f"--event-type: {exc}") from None
+    return run_import(
+        home,
+        path,
+        workspace=args.workspace,
+        since=_iso(args.since, "--since"),
+        until=_iso(args.until, "--until"),
+        event_types=event_types,
+        dry_run=args.dry_run,
+    )
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tui-currents",
+        description="Forward Braze Currents engagement events to Segment.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--home",
+        help="folder for config, store and logs (default: TUI_CURRENTS_HOME or the "
+        "user's config/data folders)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="open the TUI with a demo workspace and a local Segment sandbox")
+    demo.add_argument("--demo-rate", type=float, default=50.0, help="demo events per second (default 50)")
+    demo.set_defaults(func=cmd_tui)
+
+    run = sub.add_parser("run", help="run the engine headless (receiver and delivery) until SIGINT/SIGTERM")
+    run.add_argument(
+        "--demo", action="store_true", help="demo workspace, generator and local Segment sandbox"
+    )
+    run.add_argument("--demo-rate", type=float, default=50.0, help="demo events per second (default 50)")
+    run.add_argument("--host", help="receiver address for this run (default from config: 127.0.0.1)")
+    run.add_argument("--port", type=int, help="receiver port for this run")
+    run.set_defaults(func=cmd_run)
+
+    imp = sub.add_parser("import", help="import Currents Avro files (exports copied or synced to a folder)")
+    imp.add_argument("path")
+    imp.add_argument("--workspace", required=True)
+    imp.add_argument("--since", help="only events at or after this ISO-8601 time")
+    imp.add_argument("--until", help="only events before this ISO-8601 time")
+    imp.add_argument("--event-type", action="append", help="only these event types, groups or categories")
+    imp.add_argument("--dry-run", action="store_true", help="report what would be sent, queue nothing")
+    imp.set_defaults(func=cmd_import)
+
+    events = sub.add_parser("events", help="list the event catalog")
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(func=cmd_events)
+
+    ws = sub.add_parser("workspace", help="Braze workspaces (one receiver path and token each)")
+    ws_sub = ws.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ws_add = ws_sub.add_parser("add", help="add a workspace; a receiver token is generated unless given")
+    ws_add.add_argument("name")
+    ws_add.add_argument(
+        "--receiver-token-stdin", action="store_true", help="read the receiver token from stdin"
+    )
+    ws_list = ws_sub.add_parser("list")
+    ws_list.add_argument("--json", action="store_true")
+    ws_token = ws_sub.add_parser("token", help="print a workspace's receiver token (terminal only)")
+    ws_token.add_argument("name")
+    ws_rm = ws_sub.add_parser("remove")
+    ws_rm.add_argument("name")
+    ws.set_defaults(func=cmd_workspace)
+
+    con = sub.add_parser("connector", help="connectors: where a workspace's events go in Segment")
+    con_sub = con.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action in ("add", "edit"):
+        p = con_sub.add_parser(action, help=f"{action} a connector")
+        p.add_argument("name")
+        p.add_argument("--workspace")
+        p.add_argument("--email", help="contact email for alerts")
+        dest = p.add_mutually_exclusive_group()
+        dest.add_argument("--region", choices=["us", "eu"])
+        dest.add_argument("--endpoint", help="custom Segment endpoint URL (https; http only on loopback)")
+        p.add_argument("--events", help="SPEC: event types, groups or categories, comma-separated, or 'all'")
+        p.add_argument("--write-key-stdin", action="store_true", help="read the Segment write key from stdin")
+        anon = p.add_mutually_exclusive_group()
+        anon.add_argument("--include-anonymous", dest="include_anonymous", action="store_true", default=None)
+        anon.add_argument("--exclude-anonymous", dest="include_anonymous", action="store_false")
+        p.add_argument("--override", action="append", metavar="TYPE=NAME", help="Segment event name override")
+        p.add_argument("--transform", action="append", metavar="FIELD=redact|hash", help="field transform")
+        p.add_argument("--retention-days", type=int)
+        p.add_argument("--max-in-flight", type=int)
+        p.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None)
+    con_list = con_sub.add_parser("list")
+    con_list.add_argument("--json", action="store_true")
+    con_show = con_sub.add_parser("show")
+    con_show.add_argument("name")
+    con_show.add_argument("--json", action="store_true")
+    for action in ("remove", "pause", "resume", "test"):
+        con_sub.add_parser(action).add_argument("name")
+    con.set_defaults(func=cmd_connector)
+
+    status = sub.add_parser("status", help="connector states, counters, backlog and last errors")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Everything this process writes (config, store, logs, exports) is private to the user.
+    os.umask(0o077)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args.command = "tui"
+        args.func = cmd_tui
+    from tui_currents.secrets import SecretsUnavailable
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, config.ConfigError, ValueError) as exc:
+        print(f"tui-currents: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:  # config.connector(name) for an unknown name
+        print(f"tui-currents: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except SecretsUnavailable as exc:
+        print(f"tui-currents: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `tui-currents events | head`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        from tui_currents.engine import EngineLocked
+
+        if isinstance(exc, EngineLocked):
+            print(f"tui-currents: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

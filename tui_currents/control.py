@@ -1,0 +1,122 @@
+"""Commands from a console (the TUI or the CLI in another process) to the running engine.
+
+The engine owns delivery; other processes only write the config file and the keyring. Some changes cannot be
+seen in those files (a write key replaced with the same config, a request to send test events), so consoles
+leave a command in a small table of the store's database and the engine picks it up within a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS engine_commands (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL,
+    taken_at REAL
+);
+CREATE TABLE IF NOT EXISTS engine_presence (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    receiver TEXT,
+    demo INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+# What a console may ask for; anything else is ignored by the engine with a log line.
+RELOAD = "reload"  # config or write keys changed
+SEND_TEST_EVENTS = "send-test-events"  # args: {"connector": name}
+RETRY_DEAD_LETTERS = "retry-dead-letters"  # args: {"connector": name | None, "ids": [..] | None}
+KINDS = frozenset({RELOAD, SEND_TEST_EVENTS, RETRY_DEAD_LETTERS})
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    kind: str
+    args: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """What a running engine says about itself, for consoles and `status`."""
+
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    receiver: str | None
+    demo: bool
+
+    def alive(self, now: float | None = None, *, within: float = 5.0) -> bool:
+        return ((now or time.time()) - self.heartbeat_at) <= within
+
+
+class Control:
+    """Post and take engine commands through the store's SQLite file."""
+
+    def __init__(self, db_path: Path):
+        # Create the database file private to the user before SQLite creates it with the umask's mode.
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def post(self, kind: str, **args: object) -> int:
+        """Leave a command for the engine; returns its id."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown engine command {kind!r}")
+        cur = self._db.execute(
+            "INSERT INTO engine_commands (at, kind, args) VALUES (?, ?, ?)",
+            (time.time(), kind, json.dumps(args)),
+        )
+        return int(cur.lastrowid)
+
+    def take(self) -> list[Command]:
+        """Claim every command not yet taken (engine side)."""
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute(
+                "SELECT id, kind, args FROM engine_commands WHERE taken_at IS NULL ORDER BY id"
+            ).fetchall()
+            if rows:
+                self._db.execute("UPDATE engine_commands SET taken_at = ? WHERE taken_at IS NULL", (now,))
+            # Keep the table small: taken commands are history of no further use after an hour.
+            self._db.execute("DELETE FROM engine_commands WHERE taken_at < ?", (now - 3600,))
+        return [Command(id=r[0], kind=r[1], args=json.loads(r[2])) for r in rows]
+
+    def beat(self, *, pid: int, started_at: float, receiver: str | None, demo: bool) -> None:
+        """Engine side: say it is alive (called every second)."""
+        self._db.execute(
+            "INSERT INTO engine_presence (id, pid, started_at, heartbeat_at, receiver, demo)"
+            " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid,"
+            " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+            " receiver = excluded.receiver, demo = excluded.demo",
+            (pid, started_at, time.time(), receiver, int(demo)),
+        )
+
+    def gone(self) -> None:
+        """Engine side: a clean stop."""
+        self._db.execute("DELETE FROM engine_presence")
+
+    def presence(self) -> Presence | None:
+        row = self._db.execute(
+            "SELECT pid, started_at, heartbeat_at, receiver, demo FROM engine_presence WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return Presence(
+            pid=row[0], started_at=row[1], heartbeat_at=row[2], receiver=row[3], demo=bool(row[4])
+        )

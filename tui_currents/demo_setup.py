@@ -1,0 +1,63 @@
+"""The demo: a workspace and connector that forward to a local Segment sandbox, so nothing leaves the machine.
+
+The demo keeps its own home (unless one is given) with its own encrypted keyring file, so it never touches
+a user's real configuration or keyring entries.
+"""
+
+from __future__ import annotations
+
+import secrets as token_source
+from pathlib import Path
+
+import platformdirs
+
+from tui_currents import catalog, config
+from tui_currents.paths import Home
+from tui_currents.secrets import Secrets
+
+DEMO_WORKSPACE = "demo"
+DEMO_CONNECTOR = "Demo to local sandbox"
+DEMO_EMAIL = "ops@example.com"
+# The demo's keyring file only ever holds keys for the local sandbox, generated afresh on each run, so its
+# passphrase protects nothing of value and can be fixed; real homes never use it.
+DEMO_KEYRING_PASSPHRASE = "tui-currents-demo"
+
+
+def default_demo_home() -> Path:
+    return Path(platformdirs.user_data_dir("tui-currents")) / "demo"
+
+
+def demo_secrets(home: Home) -> Secrets:
+    return Secrets(home, backend="file", passphrase=DEMO_KEYRING_PASSPHRASE)
+
+
+async def start_sandbox_for(home: Home, secrets: Secrets):
+    """Start the local Segment sandbox and point the demo connector at it (created on first run)."""
+    from tui_currents.sandbox import SegmentSandbox
+
+    write_key = "demo_" + token_source.token_urlsafe(24)
+    sandbox = SegmentSandbox(write_keys={write_key}, reject_unknown_keys=True)
+    await sandbox.start()
+    cfg = config.load(home)
+    if not any(w.name == DEMO_WORKSPACE for w in cfg.workspaces):
+        cfg = config.add_workspace(home, config.Workspace(name=DEMO_WORKSPACE))
+        secrets.set_receiver_token(DEMO_WORKSPACE, secrets.generate_receiver_token())
+    existing = next((c for c in cfg.connectors if c.name == DEMO_CONNECTOR), None)
+    if existing is None:
+        connector = config.Connector(
+            name=DEMO_CONNECTOR,
+            workspace=DEMO_WORKSPACE,
+            contact_email=DEMO_EMAIL,
+            region="custom",
+            endpoint=sandbox.url,
+            events=catalog.supported_types(),
+            include_anonymous=True,
+        )
+        config.add_connector(home, connector)
+    else:
+        existing.endpoint = sandbox.url
+        existing.region = "custom"
+        config.update_connector(home, existing.name, existing)
+    # Every run's sandbox accepts only this run's key; the old one is replaced.
+    secrets.set_write_key(DEMO_CONNECTOR, write_key)
+    return sandbox

@@ -1,0 +1,371 @@
+"""The engine: wires sources -> store -> delivery in one asyncio loop and applies config changes live.
+
+One engine runs per home (a file lock). Everything it knows that others need (connector states, counters,
+the tail) it writes to the store; consoles change it through the config file, the keyring and `control`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tui_currents import __version__, config, control
+from tui_currents.config import Config, Connector
+from tui_currents.delivery import ConnectorDelivery
+from tui_currents.mapping import map_event, normalise
+from tui_currents.paths import Home
+from tui_currents.secrets import Secrets
+from tui_currents.sources.ingest import Ingestor
+from tui_currents.store import ConnectorState, Store
+
+log = logging.getLogger("tui_currents.engine")
+
+WATCH_INTERVAL = 0.5  # seconds between looks at the config file and the command table
+HEARTBEAT_INTERVAL = 1.0
+
+
+class EngineLocked(RuntimeError):
+    """Another engine already runs on this home."""
+
+
+class EngineLock:
+    """An exclusive advisory lock on the home's lock file, released by the OS if the process dies."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise EngineLocked(
+                f"another tui-currents engine (pid {holder}) is already running on {self.path.parent}; "
+                "stop it first, or open `tui-currents` with the same home to use it as the console"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class EngineOptions:
+    """How this run of the engine differs from the configured defaults."""
+
+    receiver_host: str | None = None
+    receiver_port: int | None = None
+    start_receiver: bool = True
+    demo_rate: float | None = None  # events/s from the demo generator; None: no generator
+    demo: bool = False
+    http_timeout: float = 30.0
+    delivery_overrides: dict = field(default_factory=dict)  # passed to ConnectorDelivery (tests, benchmarks)
+
+
+class Engine:
+    """Receives, stores and delivers for every enabled connector of a home until stopped."""
+
+    def __init__(self, home: Home, secrets: Secrets, options: EngineOptions | None = None):
+        self.home = home
+        self.secrets = secrets
+        self.options = options or EngineOptions()
+        self.config: Config | None = None
+        self.store: Store | None = None
+        self.receiver_url: str | None = None
+        self.sandbox = None  # the demo's local Segment stand-in, when running the demo
+        self._lock = EngineLock(home.lock_file)
+        self._control: control.Control | None = None
+        self._ingestor: Ingestor | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._receiver = None
+        self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._config_mtime: float | None = None
+        self._write_keys: dict[str, str | None] = {}
+        self._started_at = 0.0
+        self._stopping = False
+        self.on_config_applied: Callable[[Config], None] | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Take the home's lock, open the store, start the receiver, deliveries and watchers."""
+        self.home.ensure()
+        self._lock.acquire()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self._started_at = time.time()
+        self.config = config.load(self.home)
+        self.store = Store(self.home.store_file, synchronous=self.config.durability.upper())
+        self.store.release_leases()
+        self._control = control.Control(self.home.store_file)
+        self._control.take()  # commands left for a previous run are stale: this run reloads everything
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.options.http_timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            headers={"User-Agent": f"tui-currents/{__version__}"},
+        )
+        if self.options.demo:
+            await self._start_demo()
+        self._ingestor = Ingestor(self.config, self.store)
+        if self.options.start_receiver:
+            await self._start_receiver()
+        self._config_mtime = self._mtime()
+        self._apply(self.config)
+        self._tasks.append(asyncio.create_task(self._watch(), name="engine-watch"))
+        if self.options.demo and self.options.demo_rate:
+            self._tasks.append(asyncio.create_task(self._demo_feed(self.options.demo_rate), name="demo-feed"))
+        log.info(
+            "engine started (pid %d, home %s, receiver %s%s)",
+            os.getpid(),
+            self.home.root,
+            self.receiver_url or "off",
+            ", demo: nothing leaves this machine" if self.options.demo else "",
+        )
+
+    async def stop(self) -> None:
+        """Stop taking new work, let in-flight batches finish (or leave them leased for the next run)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._receiver is not None:
+            await self._receiver.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(self._stop_delivery(name) for name in list(self._deliveries)))
+        if self._http is not None:
+            await self._http.aclose()
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+        if self._control is not None:
+            self._control.gone()
+            self._control.close()
+        if self.store is not None:
+            self.store.close()
+        self._lock.release()
+        log.info("engine stopped")
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # ----------------------------------------------------------------- sources
+
+    def ingest(self, workspace: str, records: list, *, source: str):
+        """Route raw Currents records of one workspace to its connectors and commit them (one transaction)."""
+        assert self._ingestor is not None
+        return self._ingestor.ingest(workspace, records, source=source)
+
+    async def _start_receiver(self) -> None:
+        from tui_currents.sources.receiver import Receiver
+
+        settings = self.config.receiver
+        host = self.options.receiver_host or settings.host
+        port = self.options.receiver_port if self.options.receiver_port is not None else settings.port
+        self._receiver = Receiver(
+            ingestor_provider=lambda: self._ingestor,
+            token_provider=self.secrets.get_receiver_token,
+            settings=settings,
+        )
+        self.receiver_url = await self._receiver.start(host, port)
+
+    def send_test_events(self, connector_name: str) -> int:
+        """Like Braze's "Send test events": one generated event of each type the connector selects."""
+        from tui_currents.sources.demo import DemoGenerator
+
+        connector = self.config.connector(connector_name)
+        rules = connector.rules()
+        generator = DemoGenerator(seed=int(time.time()))
+        items = []
+        for event_type in connector.events:
+            record = generator.event(event_type, anonymous=False)
+            items.append((connector.name, map_event(normalise(record), rules)))
+        self.store.commit(items, source="test")
+        log.info("sent %d test events through connector %r", len(items), connector.name)
+        return len(items)
+
+    # ----------------------------------------------------------------- config, live
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.home.config_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    async def _watch(self) -> None:
+        last_beat = 0.0
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                reload = False
+                mtime = self._mtime()
+                if mtime != self._config_mtime:
+                    self._config_mtime = mtime
+                    reload = True
+                for command in self._control.take():
+                    reload |= self._run_command(command)
+                if reload:
+                    self.reload()
+                now = time.time()
+                if now - last_beat >= HEARTBEAT_INTERVAL:
+                    last_beat = now
+                    self._control.beat(
+                        pid=os.getpid(),
+                        started_at=self._started_at,
+                        receiver=self.receiver_url,
+                        demo=self.options.demo,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watcher must outlive any single bad config or command
+                log.exception("engine watcher: unexpected error (the engine keeps running)")
+
+    def _run_command(self, command: control.Command) -> bool:
+        """Carry out a console's command; True when it asks for a reload."""
+        if command.kind == control.RELOAD:
+            return True
+        if command.kind == control.SEND_TEST_EVENTS:
+            try:
+                self.send_test_events(command.args["connector"])
+            except KeyError:
+                log.warning("send test events: no connector named %r", command.args.get("connector"))
+            return False
+        if command.kind == control.RETRY_DEAD_LETTERS:
+            moved = self.store.requeue(connector=command.args.get("connector"), ids=command.args.get("ids"))
+            log.info("requeued %d dead letters", moved)
+            return False
+        log.warning("ignored unknown engine command %r", command.kind)
+        return False
+
+    def reload(self) -> None:
+        """Read the config file and write keys again and apply them without stopping anything."""
+        try:
+            new = config.load(self.home)
+        except config.ConfigError as exc:
+            # Keep running on the last good config: a typo in the file must not stop forwarding.
+            log.error("config not reloaded, still running on the previous one: %s", exc)
+            return
+        self._write_keys.clear()
+        self._apply(new)
+        log.info("config reloaded")
+
+    def _apply(self, new: Config) -> None:
+        self.config = new
+        if self._ingestor is not None:
+            self._ingestor.update_config(new)
+        wanted = {c.name: c for c in new.connectors}
+        for name in list(self._deliveries):
+            if name not in wanted:
+                asyncio.create_task(self._stop_delivery(name, state="removed"))
+        for connector in new.connectors:
+            self._sync_delivery(connector)
+        if self.on_config_applied:
+            self.on_config_applied(new)
+
+    def _delivery_signature(self, connector: Connector) -> tuple:
+        return (connector.batch_url(), connector.max_in_flight, connector.gzip, connector.retention_days)
+
+    def _sync_delivery(self, connector: Connector) -> None:
+        name = connector.name
+        running = self._deliveries.get(name)
+        if not connector.enabled or connector.paused:
+            state = "disabled" if not connector.enabled else "paused"
+            if running:
+                asyncio.create_task(self._stop_delivery(name, state=state))
+            else:
+                self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+            return
+        signature = self._delivery_signature(connector)
+        if running and running[2] == signature:
+            running[0].credentials_changed()  # a new key, if any, is picked up without a restart
+            return
+        if running:
+            # Destination or limits changed: let the old loop finish its in-flight batches, then start anew.
+            asyncio.create_task(self._replace_delivery(connector, signature))
+            return
+        self._start_delivery(connector, signature)
+
+    def _start_delivery(self, connector: Connector, signature: tuple) -> None:
+        name = connector.name
+        delivery = ConnectorDelivery(
+            self.store,
+            name,
+            connector.batch_url(),
+            lambda name=name: self._write_key(name),
+            client=self._http,
+            max_in_flight=connector.max_in_flight,
+            gzip=connector.gzip,
+            retention_days=connector.retention_days,
+            **self.options.delivery_overrides,
+        )
+        task = asyncio.create_task(delivery.run(), name=f"delivery:{name}")
+        self._deliveries[name] = (delivery, task, signature)
+
+    async def _replace_delivery(self, connector: Connector, signature: tuple) -> None:
+        await self._stop_delivery(connector.name)
+        if not self._stopping:
+            self._start_delivery(connector, signature)
+
+    async def _stop_delivery(self, name: str, *, state: str | None = None) -> None:
+        entry = self._deliveries.pop(name, None)
+        if entry is None:
+            return
+        delivery, task, _ = entry
+        await delivery.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        if state and self.store is not None:
+            self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+
+    def _write_key(self, connector_name: str) -> str | None:
+        # The keyring can be slow (the encrypted file derives its key each time), so keys are read once
+        # per reload; a console's RELOAD command clears this cache after a key change.
+        if connector_name not in self._write_keys:
+            try:
+                self._write_keys[connector_name] = self.secrets.get_write_key(connector_name)
+            except Exception as exc:  # never let the key's value reach the log: only the error type
+                log.error("could not read the write key of %r: %s", connector_name, type(exc).__name__)
+                return None
+        return self._write_keys[connector_name]
+
+    # ----------------------------------------------------------------- demo
+
+    async def _start_demo(self) -> None:
+        from tui_currents import demo_setup
+
+        self.sandbox = await demo_setup.start_sandbox_for(self.home, self.secrets)
+        self.config = config.load(self.home)
+
+    async def _demo_feed(self, rate: float) -> None:
+        from tui_currents.demo_setup import DEMO_WORKSPACE
+        from tui_currents.sources.demo import DemoGenerator
+
+        generator = DemoGenerator(seed=None)
+        async for batch in generator.stream(rate):
+            try:
+                await asyncio.to_thread(self.ingest, DEMO_WORKSPACE, batch, source="demo")
+            except Exception as exc:
+                log.error("demo generator: batch not stored: %s", exc)
