@@ -1,0 +1,243 @@
+"""The `tui-currents` command as a user scripts it: real subprocesses on a real home."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tui_currents import catalog, config
+from tui_currents.paths import Home
+from tui_currents.secrets import Secrets
+from tui_currents.sources.avro_schemas import write_export
+from tui_currents.sources.demo import DemoGenerator
+from tui_currents.store import Store
+
+SENTINEL_KEY = "cli-test-write-key-SENTINEL-9f8e7d"
+
+
+def cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui_currents", "--home", str(home), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+def test_events_json_lists_the_whole_catalog(home: Home) -> None:
+    result = cli(home.root, "events", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert len(entries) == len(catalog.CATALOG)
+    assert set(entries[0]) == {"event_type", "category", "group", "segment_event", "supported"}
+    by_type = {e["event_type"]: e for e in entries}
+    assert by_type["users.messages.email.Click"]["segment_event"] == "Email Link Clicked"
+    assert by_type["users.messages.email.Deferral"]["supported"] is False
+    table = cli(home.root, "events")
+    assert "Push Notification Tapped" in table.stdout
+
+
+def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -> None:
+    assert cli(home.root, "workspace", "add", "prod").returncode == 0
+    result = cli(
+        home.root,
+        "connector",
+        "add",
+        "Marketing",
+        "--workspace",
+        "prod",
+        "--email",
+        "ops@example.com",
+        "--region",
+        "eu",
+        "--events",
+        "Email,users.behaviors.Uninstall",
+        "--write-key-stdin",
+        stdin=SENTINEL_KEY + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert SENTINEL_KEY not in result.stdout + result.stderr
+    cfg = config.load(home)
+    connector = cfg.connector("Marketing")
+    assert connector.batch_url() == "https://events.eu1.segmentapis.com/v1/batch"
+    assert "users.behaviors.Uninstall" in connector.events and "users.messages.email.Send" in connector.events
+    assert SENTINEL_KEY not in home.config_file.read_text()
+    assert Secrets(home).get_write_key("Marketing") == SENTINEL_KEY
+    shown = json.loads(cli(home.root, "connector", "show", "Marketing", "--json").stdout)
+    assert shown["write_key_stored"] is True and SENTINEL_KEY not in json.dumps(shown)
+
+
+def test_validation_errors_exit_2_with_one_line(home: Home) -> None:
+    cli(home.root, "workspace", "add", "prod")
+    bad_events = cli(
+        home.root,
+        "connector",
+        "add",
+        "A",
+        "--workspace",
+        "prod",
+        "--email",
+        "ops@example.com",
+        "--region",
+        "us",
+        "--events",
+        "Emial",
+        "--write-key-stdin",
+        stdin="k" * 20,
+    )
+    assert bad_events.returncode == 2
+    assert "Emial" in bad_events.stderr and len(bad_events.stderr.strip().splitlines()) == 1
+    missing = cli(home.root, "connector", "add", "A", "--workspace", "prod")
+    assert missing.returncode == 2 and "--email" in missing.stderr
+    bad_email = cli(
+        home.root,
+        "connector",
+        "add",
+        "A",
+        "--workspace",
+        "prod",
+        "--email",
+        "not-an-address",
+        "--region",
+        "us",
+        "--events",
+        "Email",
+        "--write-key-stdin",
+        stdin="k" * 20,
+    )
+    assert bad_email.returncode == 2 and "email" in bad_email.stderr.lower()
+
+
+def test_overlap_is_refused_naming_both_connectors(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli(home.root, "workspace", "add", "prod")
+    common = ["--workspace", "prod", "--email", "ops@example.com", "--region", "us", "--write-key-stdin"]
+    assert (
+        cli(home.root, "connector", "add", "A", *common, "--events", "Email", stdin="key-a-123456").returncode
+        == 0
+    )
+    second = cli(
+        home.root,
+        "connector",
+        "add",
+        "B",
+        *common,
+        "--events",
+        "users.messages.email.Open,SMS",
+        stdin="key-b-123456",
+    )
+    assert second.returncode == 2
+    assert "'A'" in second.stderr and "users.messages.email.Open" in second.stderr
+    assert [c.name for c in config.load(home).connectors] == ["A"]
+
+
+def test_malformed_config_is_reported_with_line_and_left_untouched(home: Home) -> None:
+    home.config_file.write_text("# mine\n[[connectors]]\nname = = 'x'\nworkspace = 'prod'\n")
+    before = home.config_file.read_bytes()
+    result = cli(home.root, "connector", "list")
+    assert result.returncode == 2
+    assert "line 3" in result.stderr and "column" in result.stderr
+    assert home.config_file.read_bytes() == before
+
+
+def test_import_reports_per_type_and_is_idempotent(home: Home, tmp_path: Path) -> None:
+    cli(home.root, "workspace", "add", "prod")
+    added = cli(
+        home.root,
+        "connector",
+        "add",
+        "A",
+        "--workspace",
+        "prod",
+        "--email",
+        "ops@example.com",
+        "--region",
+        "us",
+        "--events",
+        "all",
+        "--include-anonymous",
+        "--write-key-stdin",
+        stdin="key-a-123456",
+    )
+    assert added.returncode == 0, added.stderr
+    gen = DemoGenerator(seed=4, flat=True)
+    records = [gen.event() for _ in range(500)]
+    write_export(tmp_path / "export", records)
+    first = cli(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
+    assert first.returncode == 0, first.stderr
+    assert "500" in first.stdout and "queued" in first.stdout.lower()
+    store = Store(home.store_file, readonly=True)
+    assert store.backlog("A").messages == 500
+    again = cli(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
+    assert again.returncode == 0
+    assert store.backlog("A").messages == 500
+    dry = cli(
+        home.root,
+        "import",
+        str(tmp_path / "export"),
+        "--workspace",
+        "prod",
+        "--dry-run",
+        "--since",
+        "nonsense",
+    )
+    assert dry.returncode == 2 and "--since" in dry.stderr
+
+
+def test_run_stops_cleanly_on_sigterm_and_status_reads_it(home: Home) -> None:
+    env = os.environ.copy()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tui_currents",
+            "--home",
+            str(home.root),
+            "run",
+            "--demo",
+            "--port",
+            "0",
+            "--demo-rate",
+            "200",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        report = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = cli(home.root, "status", "--json")
+            if status.returncode == 0:
+                report = json.loads(status.stdout)
+                if (
+                    report["engine"]["running"]
+                    and report["connectors"]
+                    and report["connectors"][0]["delivered"]
+                ):
+                    break
+        assert report and report["engine"]["running"], report
+        assert report["connectors"][0]["delivered"] > 0
+        second = cli(home.root, "run", "--demo", "--port", "0", timeout=30)
+        assert second.returncode == 1 and "already running" in second.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _, err = proc.communicate()
+    assert "engine stopped" in err
+    after = json.loads(cli(home.root, "status", "--json").stdout)
+    assert after["engine"]["running"] is False
