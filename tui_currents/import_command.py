@@ -54,9 +54,8 @@ class ProgressLine:
             return
         self._last = now
         current = p.current.name if p.current else ""
-        self.stream.write(
-            f"\r\x1b[2Kfiles {p.files_done}/{p.files_total}  events {p.events:,}  {p.rate:,.0f}/s  {current[:40]}"
-        )
+        counts = f"files {p.files_done}/{p.files_total}  events {p.events:,}  {p.rate:,.0f}/s"
+        self.stream.write(f"\r\x1b[2K{counts}  {current[:40]}")
         self.stream.flush()
 
     def done(self) -> None:
@@ -82,7 +81,7 @@ def summary_text(summary: ImportSummary) -> str:
         total = summary.totals()
         rows.append(["total", *(f"{getattr(total, col):,}" for col in COLUMNS)])
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-        fmt = "  ".join(["{:<%d}" % widths[0]] + ["{:>%d}" % w for w in widths[1:]])
+        fmt = "  ".join([f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]])
         lines += ["", fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*r) for r in rows]
     if not summary.dry_run and summary.duplicates:
