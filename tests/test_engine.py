@@ -233,3 +233,41 @@ async def test_paused_connector_keeps_events_until_resumed(
     assert Store(home.store_file, readonly=True).backlog("Marketing").messages == 30
     config.set_paused(home, "Marketing", False)
     assert await wait_for(lambda: sandbox.accepted_count == 30)
+
+
+async def test_a_rejected_key_emails_the_contact_through_the_configured_smtp(
+    home: Home, env_secrets: Secrets, sandbox: SegmentSandbox, unused_tcp_port: int
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[str] = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+            received.append(envelope.content.decode("utf-8", "replace"))
+            return "250 OK"
+
+    smtp = Controller(Keep(), hostname="127.0.0.1", port=unused_tcp_port)
+    smtp.start()
+    try:
+        add_connector(home, sandbox.url)
+        cfg = config.load(home)
+        cfg.smtp = config.SmtpSettings(
+            host="127.0.0.1", port=unused_tcp_port, from_address="tc@example.com", security="none"
+        )
+        config.save(home, cfg)
+        sandbox.faults.update(status_for_keys={KEY: 401})
+        eng = Engine(
+            home, env_secrets, EngineOptions(receiver_port=0, delivery_overrides=FAST, alert_interval=0.2)
+        )
+        await eng.start()
+        try:
+            assert (await post(eng, known_events(10, seed=2))).status_code == 200
+            assert await wait_for(lambda: any("ops@example.com" in m for m in received), timeout=15)
+            mail = next(m for m in received if "ops@example.com" in m)
+            assert "Marketing" in mail and "rejected" in mail.lower()
+            assert KEY not in mail and TOKEN not in mail
+        finally:
+            await eng.stop()
+    finally:
+        smtp.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tui_currents import __version__, config, control
+from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import map_event, normalise
@@ -74,6 +75,7 @@ class EngineOptions:
     demo_rate: float | None = None  # events/s from the demo generator; None: no generator
     demo: bool = False
     http_timeout: float = 30.0
+    alert_interval: float = 10.0  # seconds between looks for conditions to alert a contact email about
     delivery_overrides: dict = field(default_factory=dict)  # passed to ConnectorDelivery (tests, benchmarks)
 
 
@@ -93,6 +95,7 @@ class Engine:
         self._ingestor: Ingestor | None = None
         self._http: httpx.AsyncClient | None = None
         self._receiver = None
+        self._alerts: AlertMonitor | None = None
         self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
         self._tasks: list[asyncio.Task] = []
         self._config_mtime: float | None = None
@@ -131,8 +134,14 @@ class Engine:
         if self.options.start_receiver:
             await self._start_receiver()
         self._config_mtime = self._mtime()
+        self._alerts = AlertMonitor(self.home.store_file, sender=None, store=self.store)
         self._apply(self.config)
         self._tasks.append(asyncio.create_task(self._watch(), name="engine-watch"))
+        self._tasks.append(
+            asyncio.create_task(
+                self._alerts.run(lambda: self.config, self.options.alert_interval), name="alerts"
+            )
+        )
         if self.options.demo and self.options.demo_rate:
             self._tasks.append(asyncio.create_task(self._demo_feed(self.options.demo_rate), name="demo-feed"))
         log.info(
@@ -154,6 +163,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(self._stop_delivery(name) for name in list(self._deliveries)))
+        if self._alerts is not None:
+            self._alerts.close()
         if self._http is not None:
             await self._http.aclose()
         if self.sandbox is not None:
@@ -277,6 +288,8 @@ class Engine:
         self.config = new
         if self._ingestor is not None:
             self._ingestor.update_config(new)
+        if self._alerts is not None:
+            self._alerts.sender = smtp_sender_for(new, self.secrets)
         wanted = {c.name: c for c in new.connectors}
         for name in list(self._deliveries):
             if name not in wanted:
