@@ -1,0 +1,338 @@
+"""How fast and how lean delivery to Segment is. Prints figures; not a test.
+
+Throughput: 200,000 Currents events of mixed types through the whole path (map, durable enqueue in a real
+SQLite store, batch, HTTP) into a local Segment stand-in running in its own process; in the same run,
+Segment's official `segment-analytics-python` sends the same 200,000 mapped messages to the same stand-in,
+once with its defaults and once with a queue big enough to hold them all. Prints events/s and the ratio.
+
+Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is down, then drains them.
+
+Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
+
+    .venv/bin/python bench/bench_delivery.py [--events 200000] [--memory-events 1000000] [--latency-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import resource
+import secrets as token_source
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tui_currents import catalog
+from tui_currents.config import Config, Connector, Workspace
+from tui_currents.delivery import ConnectorDelivery
+from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
+from tui_currents.sources.demo import DemoGenerator
+from tui_currents.sources.ingest import Ingestor
+from tui_currents.store import Store
+
+WORKSPACE = "bench"
+CONNECTOR = "Bench"
+RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events: the store commits that many at a time
+
+
+# ------------------------------------------------------------------------------------------ the stand-in
+
+
+class StandIn:
+    """The Segment sandbox in its own process, so its CPU is not charged to the sender being measured."""
+
+    def __init__(self, write_key: str, folder: Path):
+        key_file = folder / "write-keys"
+        key_file.write_text(write_key + "\n")
+        key_file.chmod(0o600)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui_currents.sandbox", "--write-key-file", str(key_file),
+             "--reject-unknown-keys", "--keep", "100"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.url = self.proc.stdout.readline().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def stats(self) -> dict:
+        return self.http.get("/_sandbox/stats").json()
+
+    def reset(self) -> None:
+        self.http.post("/_sandbox/reset")
+
+    def faults(self, **faults) -> None:
+        self.http.post("/_sandbox/faults", json=faults).raise_for_status()
+
+    def wait_accepted(self, count: int, *, timeout: float, settle: float = 2.0) -> tuple[int, float]:
+        """Wait until `count` are accepted, or nothing new arrived for `settle` s; (accepted, time of last)."""
+        deadline = time.monotonic() + timeout
+        last_count, last_change = -1, time.perf_counter()
+        while time.monotonic() < deadline:
+            accepted = self.stats()["accepted"]
+            now = time.perf_counter()
+            if accepted != last_count:
+                last_count, last_change = accepted, now
+            if accepted >= count or now - last_change > settle:
+                break
+            time.sleep(0.02)
+        return last_count, last_change
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def bench_config(url: str) -> Config:
+    connector = Connector(
+        name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", region="custom", endpoint=url,
+        events=catalog.supported_types(), include_anonymous=True,
+    )
+    return Config(workspaces=[Workspace(name=WORKSPACE)], connectors=[connector])
+
+
+def make_events(n: int, seed: int = 1) -> list[dict]:
+    gen = DemoGenerator(seed=seed)
+    return [gen.event() for _ in range(n)]
+
+
+async def deliver_until(store: Store, url: str, key: str, done: threading.Event, **options) -> None:
+    """Run one connector's delivery loop until `done` is set and its outbox is empty."""
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as client:
+        delivery = ConnectorDelivery(store, CONNECTOR, url, lambda: key, client=client, idle_poll_seconds=0.01,
+                                     **options)
+        task = asyncio.create_task(delivery.run())
+        while not (done.is_set() and store.backlog(CONNECTOR).messages == 0):
+            await asyncio.sleep(0.02)
+        await delivery.stop()
+        await task
+
+
+# ------------------------------------------------------------------------------------------ throughput
+
+
+def ours(stand_in: StandIn, key: str, events: list[dict], folder: Path, durability: str) -> dict:
+    store = Store(folder / "throughput.db", synchronous=durability)
+    ingestor = Ingestor(bench_config(stand_in.url), store)
+    done = threading.Event()
+
+    def receive() -> None:
+        # Like the receiver: Braze-sized batches, each committed (durably) before the next is taken.
+        for i in range(0, len(events), RECEIVER_BATCH):
+            ingestor.ingest(WORKSPACE, events[i : i + RECEIVER_BATCH], source="bench")
+        done.set()
+
+    stand_in.reset()
+    start = time.perf_counter()
+    feeder = threading.Thread(target=receive)
+    feeder.start()
+    asyncio.run(deliver_until(store, stand_in.url + "/v1/batch", key, done))
+    feeder.join()
+    accepted, last = stand_in.wait_accepted(len(events), timeout=120)
+    elapsed = last - start
+    store.close()
+    return {"accepted": accepted, "seconds": elapsed, "rate": accepted / elapsed}
+
+
+def official(stand_in: StandIn, key: str, messages: list[dict], *, max_queue_size: int | None) -> dict:
+    from segment.analytics import Client
+
+    stand_in.reset()
+    options = {} if max_queue_size is None else {"max_queue_size": max_queue_size}
+    client = Client(key, host=stand_in.url, **options)
+    refused = 0
+    start = time.perf_counter()
+    for m in messages:
+        ok, _ = client.track(
+            user_id=m.get("userId"), anonymous_id=m.get("anonymousId"), event=m["event"],
+            properties=m.get("properties"), context=m.get("context"), timestamp=m["_ts"],
+            message_id=m["messageId"],
+        )
+        refused += not ok
+    client.flush()
+    accepted, last = stand_in.wait_accepted(len(messages) - refused, timeout=600)
+    elapsed = last - start
+    client.shutdown()
+    return {"accepted": accepted, "refused": refused, "seconds": elapsed, "rate": accepted / elapsed}
+
+
+def mapped_messages(events: list[dict]) -> list[dict]:
+    rules = ConnectorRules(selected=frozenset(catalog.supported_types()), include_anonymous=True)
+    out = []
+    for event in events:
+        outcome = map_event(normalise(event), rules)
+        if outcome.fate is Fate.QUEUED:
+            message = dict(outcome.message)
+            message["_ts"] = datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00"))
+            out.append(message)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+def memory_child(url: str, key: str, n: int, db: str) -> None:
+    """Queue n events with the endpoint down, then drain them; print peak RSS (MB) and timings."""
+    store = Store(db, synchronous="FULL")
+    ingestor = Ingestor(bench_config(url), store)
+    gen = DemoGenerator(seed=3)
+    start = time.perf_counter()
+    for _ in range(0, n, 1000):
+        ingestor.ingest(WORKSPACE, gen.batch(1000), source="bench")
+    queued_at = time.perf_counter()
+    backlog = store.backlog(CONNECTOR).messages
+    rss_queued = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    httpx.post(url + "/_sandbox/faults", json={"outage": False}).raise_for_status()
+    done = threading.Event()
+    done.set()
+    asyncio.run(deliver_until(store, url + "/v1/batch", key, done))
+    drained_at = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(orjson.dumps({
+        "backlog": backlog, "queue_seconds": queued_at - start, "drain_seconds": drained_at - queued_at,
+        "rss_after_queue_mb": rss_queued, "peak_rss_mb": peak,
+        "db_mb": os.path.getsize(db) / 1e6,
+    }).decode())
+
+
+def memory(stand_in: StandIn, key: str, n: int, folder: Path) -> dict:
+    stand_in.reset()
+    stand_in.faults(outage=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", stand_in.url, str(n), str(folder / "memory.db")],
+        input=key, capture_output=True, text=True, timeout=1800,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result = orjson.loads(out.stdout.strip().splitlines()[-1])
+    result["delivered"] = stand_in.stats()["accepted"]
+    return result
+
+
+# ------------------------------------------------------------------------------------------ latency
+
+
+def latency(stand_in: StandIn, key: str, seconds: float, rate: float, folder: Path) -> dict:
+    stand_in.reset()
+    store = Store(folder / "latency.db", synchronous="FULL")
+    ingestor = Ingestor(bench_config(stand_in.url), store)
+    done = threading.Event()
+
+    def steady() -> None:
+        gen = DemoGenerator(seed=9)
+        per_tick, tick = int(rate / 20), 1 / 20  # 20 commits a second, like a receiver under steady load
+        start = time.perf_counter()
+        for i in range(int(seconds * 20)):
+            ingestor.ingest(WORKSPACE, gen.batch(per_tick), source="bench")
+            time.sleep(max(0.0, start + (i + 1) * tick - time.perf_counter()))
+        done.set()
+
+    feeder = threading.Thread(target=steady)
+    feeder.start()
+    asyncio.run(deliver_until(store, stand_in.url + "/v1/batch", key, done))
+    feeder.join()
+    # The tail feed holds each event's enqueue time and the time its batch was answered 200.
+    queued, delivered = {}, {}
+    after = 0
+    while True:
+        rows = store.tail(after=after, limit=5000, connector=CONNECTOR)
+        if not rows:
+            break
+        after = rows[-1].seq
+        for row in rows:
+            if row.update and row.fate == "delivered":
+                delivered[row.message_id] = row.at
+            elif not row.update and row.fate == "queued":
+                queued[row.message_id] = row.at
+    store.close()
+    lat = sorted(delivered[m] - queued[m] for m in delivered if m in queued)
+    if not lat:
+        return {"samples": 0}
+    return {
+        "samples": len(lat),
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+        "max_ms": 1000 * lat[-1],
+        "mean_ms": 1000 * statistics.fmean(lat),
+    }
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-rate", type=float, default=1000.0)
+    parser.add_argument("--durability", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--skip", action="append", default=[], choices=["throughput", "memory", "latency"])
+    parser.add_argument("--memory-child", nargs=3, metavar=("URL", "N", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        url, n, db = args.memory_child
+        memory_child(url, sys.stdin.read().strip(), int(n), db)
+        return
+
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    key = "bench_" + token_source.token_urlsafe(24)  # this run's stand-in key, never stored
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        stand_in = StandIn(key, folder)
+        try:
+            if "throughput" not in args.skip:
+                events = make_events(args.events)
+                messages = mapped_messages(events)
+                gc.collect()
+                gc.freeze()  # the prepared inputs are not garbage: keep the collector off them for both sides
+                print(f"\nthroughput: {len(events):,} events ({len(messages):,} mapped messages), "
+                      f"durability {args.durability}")
+                a = ours(stand_in, key, events, folder, args.durability)
+                print(f"  tui-currents (map + durable enqueue + batch + HTTP): {a['accepted']:,} delivered in "
+                      f"{a['seconds']:.1f} s = {a['rate']:,.0f} events/s")
+                b = official(stand_in, key, messages, max_queue_size=None)
+                print(f"  segment-analytics-python, defaults: {b['accepted']:,} delivered, {b['refused']:,} "
+                      f"refused by its full queue, {b['seconds']:.1f} s = {b['rate']:,.0f} events/s")
+                c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
+                print(f"  segment-analytics-python, queue {len(messages) + 1:,}: {c['accepted']:,} delivered, "
+                      f"{c['seconds']:.1f} s = {c['rate']:,.0f} events/s")
+                print(f"  ratio vs defaults: {a['rate'] / b['rate']:.1f}x; vs big queue: "
+                      f"{a['rate'] / c['rate']:.1f}x")
+                del events, messages
+                gc.unfreeze()
+            if "memory" not in args.skip:
+                print(f"\nmemory: {args.memory_events:,} events queued with the endpoint down, then drained")
+                m = memory(stand_in, key, args.memory_events, folder)
+                print(f"  queued {m['backlog']:,} in {m['queue_seconds']:.1f} s, drained in "
+                      f"{m['drain_seconds']:.1f} s, delivered {m['delivered']:,}; store {m['db_mb']:.0f} MB")
+                print(f"  peak RSS {m['peak_rss_mb']:.0f} MB (after queueing {m['rss_after_queue_mb']:.0f} MB); "
+                      "goal <= 200 MB")
+            if "latency" not in args.skip:
+                print(f"\nlatency: {args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f} s, "
+                      "enqueue -> Segment 200")
+                lat = latency(stand_in, key, args.latency_seconds, args.latency_rate, folder)
+                if lat["samples"]:
+                    print(f"  {lat['samples']:,} events: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
+                          f"max {lat['max_ms']:.0f} ms; goal p99 < 1000 ms")
+                else:
+                    print("  no samples: the tail feed held no delivered rows")
+        finally:
+            stand_in.close()
+
+
+if __name__ == "__main__":
+    main()
