@@ -227,7 +227,9 @@ def test_run_stops_cleanly_on_sigterm_and_status_reads_it(home: Home) -> None:
                     and report["connectors"][0]["delivered"]
                 ):
                     break
-        assert report and report["engine"]["running"], report
+        if not (report and report["engine"]["running"]):
+            proc.kill()
+            pytest.fail(f"the engine did not come up: {report}\n{proc.communicate()[1][-3000:]}")
         assert report["connectors"][0]["delivered"] > 0
         second = cli(home.root, "run", "--demo", "--port", "0", timeout=30)
         assert second.returncode == 1 and "already running" in second.stderr

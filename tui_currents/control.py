@@ -8,11 +8,12 @@ leave a command in a small table of the store's database and the engine picks it
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tui_currents.paths import touch_private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS engine_commands (
@@ -64,8 +65,7 @@ class Control:
     """Post and take engine commands through the store's SQLite file."""
 
     def __init__(self, db_path: Path):
-        # Create the database file private to the user before SQLite creates it with the umask's mode.
-        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
         self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)

@@ -32,7 +32,11 @@ def demo_secrets(home: Home) -> Secrets:
 
 
 async def start_sandbox_for(home: Home, secrets: Secrets):
-    """Start the local Segment sandbox and point the demo connector at it (created on first run)."""
+    """Start the local Segment sandbox and point the demo connector at it (created on first run).
+
+    Returns the sandbox and this run's write key for the demo connector. The key is generated for this run
+    and accepted by this run's sandbox only, so it is kept in memory, not in the keyring (which would cost
+    a slow key derivation at every start for nothing worth protecting)."""
     from tui_currents.sandbox import SegmentSandbox
 
     write_key = "demo_" + token_source.token_urlsafe(24)
@@ -58,6 +62,4 @@ async def start_sandbox_for(home: Home, secrets: Secrets):
         existing.endpoint = sandbox.url
         existing.region = "custom"
         config.update_connector(home, existing.name, existing)
-    # Every run's sandbox accepts only this run's key; the old one is replaced.
-    secrets.set_write_key(DEMO_CONNECTOR, write_key)
-    return sandbox
+    return sandbox, write_key

@@ -20,6 +20,7 @@ import httpx
 from tui_currents import __version__, config, control
 from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
+from tui_currents.logs import register_secret
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
@@ -100,6 +101,8 @@ class Engine:
         self._tasks: list[asyncio.Task] = []
         self._config_mtime: float | None = None
         self._write_keys: dict[str, str | None] = {}
+        # Keys this process holds in memory only (the demo's per-run sandbox key); they win over the keyring.
+        self.write_key_overrides: dict[str, str] = {}
         self._started_at = 0.0
         self._stopping = False
         self.on_config_applied: Callable[[Config], None] | None = None
@@ -356,6 +359,8 @@ class Engine:
     def _write_key(self, connector_name: str) -> str | None:
         # The keyring can be slow (the encrypted file derives its key each time), so keys are read once
         # per reload; a console's RELOAD command clears this cache after a key change.
+        if connector_name in self.write_key_overrides:
+            return self.write_key_overrides[connector_name]
         if connector_name not in self._write_keys:
             try:
                 self._write_keys[connector_name] = self.secrets.get_write_key(connector_name)
@@ -369,7 +374,9 @@ class Engine:
     async def _start_demo(self) -> None:
         from tui_currents import demo_setup
 
-        self.sandbox = await demo_setup.start_sandbox_for(self.home, self.secrets)
+        self.sandbox, demo_key = await demo_setup.start_sandbox_for(self.home, self.secrets)
+        self.write_key_overrides[demo_setup.DEMO_CONNECTOR] = demo_key
+        register_secret(demo_key)
         self.config = config.load(self.home)
 
     async def _demo_feed(self, rate: float) -> None:

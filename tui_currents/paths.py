@@ -136,8 +136,16 @@ def touch_private(path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     make_private_dir(path.parent)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, PRIVATE_FILE_MODE)
-    os.close(fd)
+    # Never open an existing file: closing any descriptor of a SQLite database drops every POSIX lock this
+    # process holds on it, so a connection already open here would lose its locks and the file could be
+    # corrupted by another process (SQLite's documented "how to corrupt" case).
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+        except FileExistsError:
+            pass  # created meanwhile by another process; its mode is set below
+        else:
+            os.close(fd)
     os.chmod(path, PRIVATE_FILE_MODE)
     return path
 
