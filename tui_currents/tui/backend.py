@@ -1,0 +1,497 @@
+"""The TUI's one door to the rest of the program: config, write keys, the store and the engine.
+
+Screens ask this facade and never touch the engine, the store or the keyring themselves. It runs in one of
+two modes:
+
+- "in-process": no engine runs on this home, so the app starts one in its own event loop.
+- "console": another process (`tui-currents run`, a service) holds the home's engine lock; this app reads
+  the shared store and sends its requests (reload, test events, retry dead letters) through `control`.
+
+Reads go through a separate read-only store connection, off the UI thread, so a busy engine never makes
+the interface stutter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from tui_currents import config as config_module
+from tui_currents import control
+from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
+from tui_currents.paths import Home
+from tui_currents.secrets import Secrets
+from tui_currents.store import ConnectorState, DeadLetter, Store, StoreUnavailable, TailRow
+from tui_currents.tui.widgets.tail_view import TailLine
+
+log = logging.getLogger("tui_currents.tui")
+
+IN_PROCESS = "in-process"
+CONSOLE = "console"
+RATE_WINDOW = 120  # samples of events/s kept per connector (one per refresh)
+
+# How a connector's state reads at a glance: "good" (green), "warning" (yellow), "bad" (red), "muted".
+STATE_KINDS = {
+    "running": "good",
+    "idle": "good",
+    "paused": "muted",
+    "backing off": "warning",
+    "credentials rejected": "bad",
+    "no write key": "bad",
+    "disabled": "muted",
+    "stopped": "muted",
+    "removed": "muted",
+    "not running": "muted",
+    "starting": "muted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRow:
+    """One line of the connectors screen."""
+
+    name: str
+    workspace: str
+    destination: str  # "US", "EU" or "custom: host"
+    state: str
+    state_kind: str  # good | warning | bad | muted
+    detail: str
+    events_per_second: float
+    backlog: int
+    delivered: int
+    failed: int  # dead-lettered, all time
+    dead_letters: int  # waiting in the dead letters now
+    retried: int
+    last_error: str | None
+    paused: bool
+    paused_until: float | None
+    warning: str | None
+    top_event_types: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(slots=True)
+class _RateMeter:
+    """events/s from successive samples of a counter, with a short history for sparklines."""
+
+    last_value: int | None = None
+    last_at: float | None = None
+    rate: float = 0.0
+    history: deque = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
+
+    def sample(self, value: int, at: float) -> float:
+        if self.last_value is not None and self.last_at is not None and at > self.last_at:
+            self.rate = max(value - self.last_value, 0) / (at - self.last_at)
+            self.history.append(self.rate)
+        self.last_value, self.last_at = value, at
+        return self.rate
+
+
+def destination_of(connector: Connector) -> str:
+    """US, EU or "custom: host[:port]" for a custom endpoint."""
+    if connector.region == config_module.CUSTOM_REGION and connector.endpoint:
+        parts = urlsplit(connector.endpoint)
+        return f"custom: {parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+    return connector.region.upper()
+
+
+def tail_line(row: TailRow) -> TailLine:
+    """A store tail row as the tail view shows it."""
+    return TailLine(
+        seq=row.seq,
+        at=row.at,
+        connector=row.connector,
+        event_type=row.event_type,
+        segment_event=row.segment_event,
+        user=row.user,
+        fate=row.fate,
+        reason=row.reason,
+        message_id=row.message_id,
+        update=row.update,
+    )
+
+
+class Backend:
+    """Config, keys, store and engine behind one small interface for the screens."""
+
+    def __init__(
+        self,
+        home: Home,
+        secrets: Secrets,
+        *,
+        demo: bool = False,
+        demo_rate: float | None = None,
+        start_engine: bool = True,
+        engine_options: object | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.secrets = secrets
+        self.demo = demo
+        self.demo_rate = demo_rate
+        self.start_engine = start_engine
+        self._engine_options = engine_options
+        self.clock = clock
+        self.engine = None  # tui_currents.engine.Engine when in-process
+        self.engine_problem: str | None = None
+        self.mode = CONSOLE
+        self._reader: Store | None = None
+        self._control: control.Control | None = None
+        self._meters: dict[str, _RateMeter] = {}
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Run the engine here unless another process already does (then be its console)."""
+        self.home.ensure()
+        if self.start_engine:
+            await self._start_engine()
+        self._open_store()
+
+    async def _start_engine(self) -> None:
+        from tui_currents.engine import Engine, EngineLocked, EngineOptions
+
+        options = self._engine_options or EngineOptions(
+            demo=self.demo, demo_rate=self.demo_rate if self.demo else None
+        )
+        engine = Engine(self.home, self.secrets, options)
+        try:
+            await engine.start()
+        except EngineLocked:
+            self.mode = CONSOLE
+            return
+        except OSError as exc:
+            if not getattr(options, "start_receiver", False):
+                self.engine_problem = f"the engine could not start: {exc}"
+                return
+            # Most often the receiver's port is taken: forward what is queued anyway, without receiving.
+            self.engine_problem = f"the receiver could not start ({exc}); running without it"
+            options.start_receiver = False
+            engine = Engine(self.home, self.secrets, options)
+            try:
+                await engine.start()
+            except Exception as again:
+                self.engine_problem = f"the engine could not start: {again}"
+                return
+        except ConfigError as exc:
+            self.engine_problem = f"the engine could not start: {exc}"
+            return
+        self.engine = engine
+        self.mode = IN_PROCESS
+
+    def _open_store(self) -> None:
+        if self._reader is not None or not self.home.store_file.exists():
+            return
+        try:
+            self._reader = Store(self.home.store_file, readonly=True)
+            self._control = control.Control(self.home.store_file)
+        except StoreUnavailable as exc:
+            self.engine_problem = self.engine_problem or str(exc)
+
+    async def stop(self) -> None:
+        """Stop the in-process engine (queued events stay in the store) and close connections."""
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            await engine.stop()
+        async with self._lock:  # a read still running in its thread finishes first
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+
+    # ------------------------------------------------------------------ mode
+
+    def presence(self) -> control.Presence | None:
+        """The running service, if this is its console and it is alive."""
+        if self.mode != CONSOLE:
+            return None
+        self._open_store()
+        if self._control is None:
+            return None
+        presence = self._control.presence()
+        # Heartbeats are wall-clock times, whatever clock the screens are given.
+        return presence if presence is not None and presence.alive(time.time()) else None
+
+    def mode_text(self) -> str:
+        """A few words for the top bar."""
+        if self.mode == IN_PROCESS:
+            receiver = getattr(self.engine, "receiver_url", None)
+            return "engine in this app" + (f" · receiver {receiver}" if receiver else "")
+        presence = self.presence()
+        if presence is not None:
+            return f"console of the service (pid {presence.pid})"
+        return "console · engine not running"
+
+    @property
+    def engine_running(self) -> bool:
+        return self.mode == IN_PROCESS or self.presence() is not None
+
+    # ------------------------------------------------------------------ config
+
+    def load_config(self) -> Config:
+        """The config as it is on disk (raises ConfigError with a message to show)."""
+        return config_module.load(self.home)
+
+    def validate(self, connector: Connector, *, replacing: str | None = None) -> list[FieldError]:
+        """Field-by-field problems for the editor, the overlap rule included. A workspace name that does
+        not exist yet is fine (saving adds it) as long as it is a valid name."""
+        cfg = self.load_config()
+        probe, workspace_errors = cfg, []
+        if connector.workspace and not any(w.name == connector.workspace for w in cfg.workspaces):
+            workspace_errors = [
+                FieldError("workspace", e.message)
+                for e in config_module.validate_workspace(Workspace(connector.workspace), cfg)
+            ]
+            probe = Config(
+                workspaces=[*cfg.workspaces, Workspace(connector.workspace)], connectors=cfg.connectors
+            )
+        errors = config_module.validate_connector(connector, probe, replacing=replacing)
+        if not connector.workspace.strip():
+            workspace_errors = [
+                FieldError("workspace", "is empty; give the Braze workspace's name (a new name adds it)")
+            ]
+        if workspace_errors:
+            errors = [e for e in errors if e.field != "workspace"] + workspace_errors
+        return errors
+
+    async def save_connector(
+        self, connector: Connector, *, original: str | None = None, write_key: str | None = None
+    ) -> str:
+        """Create (`original` None) or update a connector, adding its workspace if new and storing its
+        write key if one was given (empty keeps the stored key). Returns what happened, in words.
+        Raises ConfigError (nothing saved) or ValueError (a bad write key, nothing saved)."""
+        if write_key is not None and any(ch.isspace() for ch in write_key):
+            raise ValueError("The write key contains spaces or line breaks; paste the key alone.")
+        added = await asyncio.to_thread(self._save_connector_files, connector, original, write_key)
+        self._engine_reload()
+        verb = "Launched" if original is None else "Updated"
+        extra = f" (new workspace {connector.workspace!r} added)" if added else ""
+        return f"{verb} connector {connector.name!r}{extra}."
+
+    def _save_connector_files(
+        self, connector: Connector, original: str | None, write_key: str | None
+    ) -> bool:
+        """The blocking part of a save (config file, keyring); True when a workspace was added."""
+        cfg = self.load_config()
+        added_workspace = False
+        if not any(w.name == connector.workspace for w in cfg.workspaces):
+            config_module.add_workspace(self.home, Workspace(connector.workspace))
+            added_workspace = True
+            if not self.secrets.has_receiver_token(connector.workspace):
+                self.secrets.set_receiver_token(connector.workspace, self.secrets.generate_receiver_token())
+        if original is None:
+            config_module.add_connector(self.home, connector)
+        else:
+            config_module.update_connector(self.home, original, connector)
+        if write_key:
+            self.secrets.set_write_key(connector.name, write_key)
+        return added_workspace
+
+    async def delete_connector(self, name: str) -> None:
+        """Remove a connector from the config; its queued events and write key are kept."""
+        await asyncio.to_thread(config_module.remove_connector, self.home, name)
+        self._engine_reload()
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await asyncio.to_thread(config_module.set_paused, self.home, name, paused)
+        self._engine_reload()
+
+    def write_key_hint(self, name: str) -> str | None:
+        """ "…abcd" when a write key is stored, else None."""
+        return self.secrets.write_key_hint(name)
+
+    def workspaces(self) -> list[str]:
+        return [w.name for w in self.load_config().workspaces]
+
+    def save_ui(self, *, theme: str | None = None) -> None:
+        """Remember a UI choice in [ui] of the config file."""
+        cfg = self.load_config()
+        if theme is not None:
+            cfg.ui.theme = theme
+        config_module.save(self.home, cfg)
+
+    def _engine_reload(self) -> None:
+        # The engine also notices the config file change by itself within a second; asking saves that wait
+        # and is the only way it learns about a changed write key.
+        if self.engine is not None:
+            self.engine.reload()
+        else:
+            self._post(control.RELOAD)
+
+    def _post(self, kind: str, **args: object) -> bool:
+        self._open_store()
+        if self._control is None:
+            return False
+        self._control.post(kind, **args)
+        return True
+
+    # ------------------------------------------------------------------ engine requests
+
+    def send_test_events(self, name: str) -> str:
+        """One event of each selected type through the connector, like Braze's "Send test events"."""
+        if self.engine is not None:
+            sent = self.engine.send_test_events(name)
+            return f"Sent {sent} test events through {name!r}: watch them in its tail."
+        if self.presence() is None:
+            return "No engine is running, so nothing can be sent; start one with `tui-currents run`."
+        self._post(control.SEND_TEST_EVENTS, connector=name)
+        return f"Asked the service to send test events through {name!r}: watch them in its tail."
+
+    def retry_dead_letters(self, *, connector: str | None = None, ids: Sequence[int] | None = None) -> str:
+        """Put dead letters back in the outbox; returns what happened, in words."""
+        wanted = list(ids) if ids is not None else None
+        if self.engine is not None and self.engine.store is not None:
+            moved = self.engine.store.requeue(connector=connector, ids=wanted)
+            if moved == 0:
+                return "Nothing was requeued: rejected events have no Segment message to send again."
+            return f"Requeued {moved} dead letter{'s' if moved != 1 else ''}; they are delivered shortly."
+        if self.presence() is not None:
+            self._post(control.RETRY_DEAD_LETTERS, connector=connector, ids=wanted)
+            return "Asked the service to retry; the list updates in a moment."
+        if not self.home.store_file.exists():
+            return "There is no store yet, so there are no dead letters."
+        # No engine anywhere: requeue in the store directly; the next run delivers them.
+        with Store(self.home.store_file) as store:
+            moved = store.requeue(connector=connector, ids=wanted)
+        return f"Requeued {moved} dead letters; they are delivered when the engine runs."
+
+    def export_dead_letters(self, *, connector: str | None = None) -> tuple[Path, int]:
+        """Write the dead letters as JSON lines into the home; returns the file and how many."""
+        reader = self._store()
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        folder = self.home.data / "exports"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"dead-letters-{stamp}.jsonl"
+        if reader is None:
+            path.touch(mode=0o600)
+            return path, 0
+        return path, reader.export_dead_letters(path, connector=connector)
+
+    # ------------------------------------------------------------------ store reads
+
+    def _store(self) -> Store | None:
+        self._open_store()
+        return self._reader
+
+    def connector_rows(self) -> list[ConnectorRow]:
+        """Every configured connector with its live figures (raises ConfigError for a broken config)."""
+        cfg = self.load_config()
+        reader = self._store()
+        states: dict[str, ConnectorState] = reader.states() if reader else {}
+        counters = reader.counters() if reader else {}
+        now = self.clock()
+        running = self.engine_running
+        rows = []
+        for connector in cfg.connectors:
+            per_type = counters.get(connector.name, {})
+            totals: dict[str, int] = {}
+            for counts in per_type.values():
+                for name, n in counts.items():
+                    totals[name] = totals.get(name, 0) + n
+            backlog = reader.backlog(connector.name) if reader else None
+            state = states.get(connector.name)
+            label, detail = self._state_label(connector, state, running)
+            meter = self._meters.setdefault(connector.name, _RateMeter())
+            rate = meter.sample(totals.get("received", 0), now)
+            # The busiest types among those this connector forwards.
+            top = sorted(
+                ((t, c.get("queued", 0)) for t, c in per_type.items() if c.get("queued", 0)),
+                key=lambda item: (-item[1], item[0]),
+            )[:5]
+            rows.append(
+                ConnectorRow(
+                    name=connector.name,
+                    workspace=connector.workspace,
+                    destination=destination_of(connector),
+                    state=label,
+                    state_kind=STATE_KINDS.get(label, "warning"),
+                    detail=detail,
+                    events_per_second=rate,
+                    backlog=backlog.messages if backlog else 0,
+                    delivered=totals.get("delivered", 0),
+                    failed=totals.get("dead_lettered", 0),
+                    dead_letters=backlog.dead_letters if backlog else 0,
+                    retried=totals.get("retried", 0),
+                    last_error=state.last_error if state else None,
+                    paused=connector.paused,
+                    paused_until=state.paused_until if state else None,
+                    warning=state.warning if state else None,
+                    top_event_types=tuple(top),
+                )
+            )
+        return rows
+
+    @staticmethod
+    def _state_label(connector: Connector, state: ConnectorState | None, running: bool) -> tuple[str, str]:
+        # The config says what the user wants; the store says what the engine last did.
+        if not connector.enabled:
+            return "disabled", ""
+        if connector.paused:
+            return "paused", "paused by you: events are queued, not sent"
+        if not running:
+            last = (
+                f"last known: {state.state}" + (f" ({state.detail})" if state.detail else "") if state else ""
+            )
+            return "not running", "no engine runs on this home" + (f"; {last}" if last else "")
+        if state is None:
+            return "starting", "the engine has not reported on it yet"
+        return state.state, state.detail
+
+    def rate_history(self, name: str) -> list[float]:
+        """events/s samples for the connector, oldest first (one per refresh of the connector rows)."""
+        meter = self._meters.get(name)
+        return list(meter.history) if meter else []
+
+    def tail(self, *, after: int, limit: int = 2000, connector: str | None = None) -> list[TailLine]:
+        """Tail lines newer than `after` (oldest first)."""
+        reader = self._store()
+        if reader is None:
+            return []
+        return [tail_line(row) for row in reader.tail(after=after, limit=limit, connector=connector)]
+
+    def tail_start(self, keep: int) -> int:
+        """Where a new tail starts reading: about `keep` rows back from the newest."""
+        reader = self._store()
+        if reader is None:
+            return 0
+        return max(reader.tail_last_seq() - keep, 0)
+
+    def tail_message(self, seq: int) -> dict | None:
+        """The exact Segment message of a tail line, or None (filtered, or no longer in the store)."""
+        reader = self._store()
+        if reader is None:
+            return None
+        rows = reader.tail(after=seq - 1, limit=1)
+        if not rows or rows[0].seq != seq or rows[0].message is None:
+            return None
+        return orjson.loads(rows[0].message)
+
+    def dead_letters(self, *, connector: str | None = None, limit: int = 500) -> list[DeadLetter]:
+        reader = self._store()
+        return reader.dead_letters(connector, limit=limit) if reader else []
+
+    async def run(self, fn: Callable, /, *args, **kwargs):
+        """Run a blocking backend call off the UI thread (one at a time: the reader is one connection)."""
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def decode_json(blob: bytes | None) -> object:
+    """A stored JSON blob as an object (or its text when it does not parse)."""
+    if blob is None:
+        return None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        return orjson.loads(blob)
+    return blob.decode(errors="replace")

@@ -1,0 +1,90 @@
+"""The command palette's commands (ctrl+p), named by area: "connector: ...", "view: ...", "theme: ..."."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui_currents.config import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One palette entry."""
+
+    name: str
+    help: str
+    run: Callable[[], object]
+
+
+def app_commands(app) -> list[Command]:
+    """Every command the app offers now (connectors and themes as they are at this moment)."""
+    commands = [
+        Command("connector: new", "Create a connector (the editor)", app.new_connector),
+        Command("view: connectors", "The list of connectors (home)", app.show_home),
+        Command(
+            "view: tail (all connectors)", "Live events of every connector", partial(app.open_tail, None)
+        ),
+        Command("view: health", "Throughput and health of every connector", app.open_health),
+        Command(
+            "view: dead letters", "Messages that were not delivered, with reasons", app.open_dead_letters
+        ),
+        Command("dead letters: retry all", "Requeue every dead letter (asks first)", app.retry_dead_letters),
+        Command(
+            "dead letters: export",
+            "Write the dead letters as JSON lines into the home",
+            app.export_dead_letters,
+        ),
+        Command("app: help", "Keys of the current screen", app.action_help),
+        Command("app: quit", "Leave (an in-process engine stops; queued events are kept)", app.action_quit),
+    ]
+    try:
+        connectors = app.backend.load_config().connectors
+    except ConfigError:
+        connectors = []
+    for c in connectors:
+        name = c.name
+        commands += [
+            Command(f"connector: edit {name}", f"Change {name}", partial(app.edit_connector, name)),
+            Command(
+                f"connector: {'resume' if c.paused else 'pause'} {name}",
+                "Sending stops; events keep being queued" if not c.paused else "Send what is queued",
+                partial(app.set_paused, name, not c.paused),
+            ),
+            Command(
+                f"connector: delete {name}", "Remove it (asks first)", partial(app.delete_connector, name)
+            ),
+            Command(
+                f"connector: send test events {name}",
+                "One event of each selected type",
+                partial(app.send_test_events, name),
+            ),
+            Command(f"view: tail {name}", f"Live events of {name}", partial(app.open_tail, name)),
+        ]
+    for theme in app.our_themes:
+        commands.append(
+            Command(f"theme: {theme}", "Switch theme (saved in [ui] theme)", partial(app.set_theme, theme))
+        )
+    return commands
+
+
+class CurrentsCommands(Provider):
+    """tui-currents' commands for Textual's command palette."""
+
+    async def startup(self) -> None:
+        # Once per opening of the palette: the config file is read once, not at every key typed.
+        self._commands = app_commands(self.app)
+
+    async def discover(self) -> Hits:
+        for command in self._commands:
+            yield DiscoveryHit(command.name, command.run, help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self._commands:
+            score = matcher.match(command.name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(command.name), command.run, help=command.help)

@@ -1,0 +1,69 @@
+"""What every full screen shares: the mode bar, the footer, and a refresh loop reading off the UI thread."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui_currents.tui.messages import BackendReady
+from tui_currents.tui.widgets.mode_bar import ModeBar
+
+
+class ViewScreen(Screen):
+    """A full screen of the app. Subclasses give `compose_view` and `load` (called every refresh)."""
+
+    TITLE_TEXT = ""
+    HELP_ID = ""
+    REFRESH = True  # call `load` every app.refresh_interval seconds
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar(self.TITLE_TEXT)
+        yield from self.compose_view()
+        yield Footer()
+
+    def compose_view(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self._loading = False
+        self._problem: str | None = None
+        if getattr(self.app, "backend_ready", False):
+            self.call_after_refresh(self.refresh_view)
+        if self.REFRESH:
+            self.set_interval(self.app.refresh_interval, self.refresh_view)
+
+    def on_backend_ready(self, message: BackendReady) -> None:
+        self.query_one(ModeBar).refresh_mode()
+        self.call_after_refresh(self.refresh_view)
+
+    async def refresh_view(self) -> None:
+        """Run `load` unless a previous one is still running (slow disks must not pile up reads)."""
+        if self._loading or not getattr(self.app, "backend_ready", False) or not self.is_attached:
+            return
+        if self.app.screen is not self:
+            return  # covered by another screen: no reads until it is shown again
+        self._loading = True
+        try:
+            await self.load()
+        except Exception as exc:  # a store or config problem must not close the app: say it once
+            self.report_problem(exc)
+        else:
+            self._problem = None
+        finally:
+            self._loading = False
+
+    def report_problem(self, exc: Exception) -> None:
+        """Show a read problem once (not at every refresh) and keep the screen running."""
+        text = str(exc) or type(exc).__name__
+        if text != getattr(self, "_problem", None):
+            self._problem = text
+            self.app.notify(text, title="Could not read", severity="error", timeout=15)
+
+    async def load(self) -> None:
+        """Read what the screen shows (override)."""
+
+    def on_screen_resume(self) -> None:
+        if getattr(self.app, "backend_ready", False):
+            self.query_one(ModeBar).refresh_mode()
+            self.call_after_refresh(self.refresh_view)

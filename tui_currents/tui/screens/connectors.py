@@ -1,0 +1,231 @@
+"""The home screen: every connector with its destination, state and figures, and what to do with it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from tui_currents.config import ConfigError
+from tui_currents.tui.backend import ConnectorRow
+from tui_currents.tui.screens.base import ViewScreen
+from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
+
+# (key, header, width): sized so every column but the last error fits 80 columns.
+COLUMNS = (
+    ("name", "Connector", 12),
+    ("workspace", "Workspace", 9),
+    ("destination", "To", 6),
+    ("state", "State", 13),
+    ("rate", "ev/s", 5),
+    ("backlog", "Backlog", 7),
+    ("delivered", "Deliv.", 6),
+    ("dead", "Dead", 4),
+    ("error", "Last error", None),
+)
+
+EMPTY_TEXT = (
+    "[b]No connectors yet.[/b]\n\n"
+    "A connector forwards the events of one Braze workspace to one Segment source. "
+    "Press [b]n[/b] to create the first one: name it, give a contact email and the Braze workspace "
+    "(a new workspace name is added for you), paste the Segment source's write key, pick US or EU, "
+    "and choose the event types.\n\n"
+    "Then point Braze's Custom HTTP Currents connector at this machine's receiver, "
+    "http://HOST:8750/currents/WORKSPACE, with the workspace's token "
+    "(shown by `tui-currents workspace token WORKSPACE`).\n\n"
+    "Press [b]?[/b] for help and [b]ctrl+p[/b] for every command by name. "
+    "`tui-currents demo` shows it all with demo data, sent nowhere but a local sandbox."
+)
+
+
+class ConnectorsScreen(ViewScreen):
+    """Connectors: the home screen."""
+
+    TITLE_TEXT = "Connectors"
+    HELP_ID = "connectors"
+    BINDINGS = [
+        Binding("n", "new", "New", id="connectors.new"),
+        Binding("e", "edit", "Edit", id="connectors.edit"),
+        Binding("p", "pause", "Pause/resume", id="connectors.pause"),
+        Binding("d,delete", "delete", "Delete", id="connectors.delete"),
+        Binding("t", "tail", "Tail", id="connectors.tail"),
+        Binding("T", "tail_all", "Tail all", show=False, id="connectors.tail_all"),
+        Binding("s", "test", "Test events", id="connectors.test"),
+        Binding("h", "health", "Health", id="connectors.health"),
+        Binding("x", "dead_letters", "Dead letters", id="connectors.dead_letters"),
+        Binding("q", "app.quit", "Quit", id="connectors.quit"),
+    ]
+
+    def compose_view(self) -> ComposeResult:
+        with Vertical(id="connectors-body"):
+            yield Static(EMPTY_TEXT, id="empty", classes="empty-state")
+            table: DataTable = DataTable(id="connectors", cursor_type="row", zebra_stripes=True)
+            for key, label, width in COLUMNS:
+                table.add_column(label, key=key, width=width)
+            yield table
+            yield Static(id="connector-detail", classes="detail")
+        self._rows: dict[str, ConnectorRow] = {}
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#empty").display = False
+        self.query_one(DataTable).focus()
+
+    # ------------------------------------------------------------------ data
+
+    async def load(self) -> None:
+        backend = self.app.backend
+        try:
+            rows = await backend.run(backend.connector_rows)
+        except ConfigError as exc:
+            self._show_problem(str(exc))
+            return
+        self._show(rows)
+
+    def _show_problem(self, text: str) -> None:
+        empty = self.query_one("#empty", Static)
+        empty.update(Text(f"The config file cannot be used:\n\n{text}\n\nFix it, and this screen updates."))
+        empty.display = True
+        self.query_one(DataTable).display = False
+
+    def _show(self, rows: list[ConnectorRow]) -> None:
+        table = self.query_one(DataTable)
+        empty = self.query_one("#empty", Static)
+        if not rows:
+            empty.update(EMPTY_TEXT)
+            empty.display = True
+            table.display = False
+            self.query_one("#connector-detail", Static).display = False
+            self._rows = {}
+            return
+        empty.display = False
+        table.display = True
+        self.query_one("#connector-detail", Static).display = True
+        names = [r.name for r in rows]
+        if names != list(self._rows):
+            current = self.selected_name
+            table.clear()
+            for row in rows:
+                table.add_row(*self._cells(row), key=row.name)
+            if current in names:
+                table.move_cursor(row=names.index(current), animate=False)
+        else:
+            for row in rows:
+                for (key, _, _), value in zip(COLUMNS, self._cells(row), strict=True):
+                    table.update_cell(row.name, key, value)
+        self._rows = {r.name: r for r in rows}
+        self._show_detail()
+
+    def _cells(self, row: ConnectorRow) -> list[Text]:
+        app = self.app
+        dead_style = kind_style(app, "bad") if row.dead_letters else None
+        backlog_kind = "warning" if row.backlog and row.state_kind != "good" else None
+        return [
+            Text(row.name, no_wrap=True, overflow="ellipsis"),
+            Text(row.workspace, no_wrap=True, overflow="ellipsis"),
+            Text(row.destination.split(":")[0], no_wrap=True, overflow="ellipsis"),
+            state_text(app, row.state, row.state_kind),
+            Text(rate(row.events_per_second), justify="right"),
+            Text(
+                count(row.backlog),
+                justify="right",
+                style=kind_style(app, backlog_kind) if backlog_kind else "",
+            ),
+            Text(count(row.delivered), justify="right"),
+            Text(count(row.dead_letters), justify="right", style=dead_style or ""),
+            Text(_short(row.last_error or "", 60), no_wrap=True, overflow="ellipsis", style="dim"),
+        ]
+
+    @property
+    def selected_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count or not table.display:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:  # no rows or the cursor is out of range during a rebuild
+            return None
+        return key.value
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_edit()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        name = self.selected_name
+        row = self._rows.get(name) if name else None
+        detail = self.query_one("#connector-detail", Static)
+        if row is None:
+            detail.update("")
+            return
+        app = self.app
+        text = Text(no_wrap=False)
+        text.append(row.name, style="bold")
+        text.append(f" · workspace {row.workspace} · to Segment {row.destination}\n")
+        text.append("State: ")
+        text.append_text(state_text(app, row.state, row.state_kind))
+        if row.detail:
+            text.append(f" — {row.detail}")
+        text.append("\n")
+        text.append(
+            f"Delivered {count(row.delivered)} · retried {count(row.retried)}"
+            f" · dead letters {count(row.dead_letters)} · backlog {count(row.backlog)}\n"
+        )
+        if row.warning:
+            text.append(f"Warning: {row.warning}\n", style=kind_style(app, "warning"))
+        if row.last_error:
+            text.append("Last error: ", style="bold")
+            text.append(row.last_error, style=kind_style(app, "bad"))
+        detail.update(text)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_new(self) -> None:
+        self.app.new_connector()
+
+    def action_edit(self) -> None:
+        if name := self._need_selection("edit"):
+            self.app.edit_connector(name)
+
+    async def action_pause(self) -> None:
+        if name := self._need_selection("pause or resume"):
+            row = self._rows.get(name)
+            await self.app.set_paused(name, not (row.paused if row else False))
+            await self.refresh_view()
+
+    def action_delete(self) -> None:
+        if name := self._need_selection("delete"):
+            self.app.delete_connector(name)
+
+    def action_tail(self) -> None:
+        self.app.open_tail(self.selected_name)
+
+    def action_tail_all(self) -> None:
+        self.app.open_tail(None)
+
+    async def action_test(self) -> None:
+        if name := self._need_selection("send test events through"):
+            await self.app.send_test_events(name)
+
+    def action_health(self) -> None:
+        self.app.open_health()
+
+    def action_dead_letters(self) -> None:
+        self.app.open_dead_letters()
+
+    def _need_selection(self, what: str) -> str | None:
+        name = self.selected_name
+        if name is None:
+            self.app.notify(
+                f"There is no connector to {what} yet: press n to create one.", severity="warning"
+            )
+        return name
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,136 @@
+"""Throughput and health: per connector events/s over time, delivered against failed, backlog, retry pauses
+and the busiest event types, each card coloured by its state so a problem shows before it is read."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
+
+from tui_currents import catalog
+from tui_currents.config import ConfigError
+from tui_currents.tui.backend import ConnectorRow
+from tui_currents.tui.screens.base import ViewScreen
+from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
+
+
+class HealthCard(Vertical):
+    """One connector's health."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(classes="health-card")
+        self.connector = name
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="health-head"):
+            yield Static(classes="health-title")
+            yield Sparkline([], classes="health-spark")
+        yield Static(classes="health-figures")
+        yield Static(classes="health-top")
+
+    def show(self, row: ConnectorRow, history: list[float], now: float) -> None:
+        app = self.app
+        for kind in ("good", "warning", "bad", "muted"):
+            self.set_class(row.state_kind == kind, f"-{kind}")
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(row.name, style="bold")
+        title.append("  ")
+        title.append_text(state_text(app, row.state, row.state_kind))
+        title.append(f"  {rate(row.events_per_second)} ev/s")
+        self.query_one(".health-title", Static).update(title)
+        recent = history[-60:]
+        # An all-zero series would draw as a full bar: show nothing until something flows.
+        self.query_one(Sparkline).data = recent if any(recent) else []
+
+        figures = Text(no_wrap=False)
+        total = row.delivered + row.failed
+        share = f" ({100 * row.delivered / total:.1f}%)" if total else ""
+        figures.append("delivered ")
+        figures.append(count(row.delivered) + share, style=kind_style(app, "good"))
+        figures.append(" · failed ")
+        figures.append(count(row.failed), style=kind_style(app, "bad") if row.failed else "")
+        figures.append(" · backlog ")
+        figures.append(
+            count(row.backlog),
+            style=kind_style(app, "warning") if row.backlog and row.state_kind != "good" else "",
+        )
+        figures.append(f" · retries {count(row.retried)}")
+        if row.paused_until and row.paused_until > now and row.state in ("paused", "backing off"):
+            figures.append(f" · next try in {row.paused_until - now:.0f} s", style=kind_style(app, "warning"))
+        if row.detail:
+            figures.append(f"\n{row.detail}", style="dim")
+        if row.last_error and row.state_kind in ("warning", "bad"):
+            figures.append(f"\nlast error: {row.last_error}", style=kind_style(app, "bad"))
+        if row.warning:
+            figures.append(f"\n{row.warning}", style=kind_style(app, "warning"))
+        self.query_one(".health-figures", Static).update(figures)
+
+        top = Text("top: ", style="dim", no_wrap=True, overflow="ellipsis")
+        if not row.top_event_types:
+            top.append("nothing forwarded yet", style="dim")
+        for i, (event_type, n) in enumerate(row.top_event_types):
+            entry = catalog.find(event_type)
+            top.append(
+                ("" if i == 0 else " · ") + (entry.segment_event if entry else event_type) + f" {count(n)}"
+            )
+        self.query_one(".health-top", Static).update(top)
+
+
+class HealthScreen(ViewScreen):
+    """Every connector's throughput and health."""
+
+    TITLE_TEXT = "Throughput and health"
+    HELP_ID = "health"
+    BINDINGS = [Binding("escape,q", "close", "Back", id="health.back")]
+
+    def compose_view(self) -> ComposeResult:
+        yield Label("", id="health-summary")
+        yield VerticalScroll(id="health-cards")
+
+    async def load(self) -> None:
+        backend = self.app.backend
+        try:
+            rows = await backend.run(backend.connector_rows)
+        except ConfigError as exc:
+            self.query_one("#health-summary", Label).update(Text(str(exc)))
+            return
+        now = self.app.clock()
+        cards = self.query_one("#health-cards", VerticalScroll)
+        existing = {card.connector: card for card in cards.query(HealthCard)}
+        if [r.name for r in rows] != list(existing):
+            await cards.remove_children()
+            existing = {row.name: HealthCard(row.name) for row in rows}
+            await cards.mount_all(existing.values())
+        for row in rows:
+            existing[row.name].show(row, backend.rate_history(row.name), now)
+        running = backend.engine_running
+        problems = [r for r in rows if r.state_kind == "bad"]
+        slow = [r for r in rows if r.state_kind == "warning"]
+        summary = Text(no_wrap=True, overflow="ellipsis")
+        if not rows:
+            summary.append("No connectors yet: press q to go back and n to create one.")
+        elif not running:
+            summary.append(
+                "○ no engine runs on this home: nothing is sent (start one: tui-currents run)", style="dim"
+            )
+        elif problems:
+            summary.append(
+                f"✖ {len(problems)} connector{'s' if len(problems) > 1 else ''} need attention",
+                style=kind_style(self.app, "bad"),
+            )
+        elif slow:
+            summary.append(
+                f"▲ {len(slow)} connector{'s' if len(slow) > 1 else ''} retrying",
+                style=kind_style(self.app, "warning"),
+            )
+        else:
+            summary.append("● all connectors healthy", style=kind_style(self.app, "good"))
+        if rows:
+            total = sum(r.events_per_second for r in rows)
+            summary.append(f" · {rate(total)} ev/s in all · backlog {count(sum(r.backlog for r in rows))}")
+        self.query_one("#health-summary", Label).update(summary)
+
+    def action_close(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,56 @@
+"""The top bar: which screen this is, and whether this app runs the engine or is a console of the service."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+
+class ModeBar(Vertical):
+    """Screen title on the left, mode on the right; a second line in demo mode says nothing leaves."""
+
+    DEFAULT_CSS = """
+    ModeBar {
+        dock: top;
+        height: auto;
+        & > #mode-line { background: $panel; color: $text; height: 1; }
+        & > #demo-line { background: $warning 30%; color: $text; height: 1; text-style: bold; }
+    }
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="mode-line")
+        yield Static(id="demo-line")
+
+    def on_mount(self) -> None:
+        self.refresh_mode()
+        # A service may start or stop while this console is open.
+        self.set_interval(2.0, self.refresh_mode)
+
+    def refresh_mode(self) -> None:
+        """Redraw from the app's backend (the mode can change when a service starts or stops)."""
+        backend = getattr(self.app, "backend", None)
+        mode = backend.mode_text() if backend is not None else ""
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" tui-currents ", style="bold")
+        line.append(f"› {self.title_text}")
+        width = max(self.size.width, 80)
+        gap = max(width - line.cell_len - len(mode) - 1, 1)
+        line.append(" " * gap)
+        line.append(mode, style="italic")
+        self.query_one("#mode-line", Static).update(line)
+        demo = self.query_one("#demo-line", Static)
+        if backend is not None and backend.demo:
+            demo.update(" DEMO: nothing leaves this machine; events go to a local Segment sandbox.")
+            demo.display = True
+        else:
+            demo.display = False
+
+    def on_resize(self) -> None:
+        self.refresh_mode()
