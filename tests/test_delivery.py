@@ -451,6 +451,25 @@ async def test_the_write_key_never_reaches_errors_states_or_logs(store: Store, c
     assert KEY not in repr(delivery)
 
 
+async def test_a_store_that_cannot_be_written_holds_delivery_and_says_why(
+    store: Store, sandbox: SegmentSandbox, caplog
+):
+    enqueue(store, 5)
+    caplog.set_level(logging.ERROR, logger="tui_currents.delivery")
+    readonly = Store(store.path, readonly=True)
+    try:
+        async with delivering(readonly, sandbox.url, store_retry_seconds=0.1) as (delivery, _):
+            await until(lambda: state_of(delivery).state == "backing off", what="backing off")
+            await asyncio.sleep(0.5)  # several retries of the store, none of them sent anything
+            assert "read-only" in state_of(delivery).last_error
+            assert "events stay queued" in state_of(delivery).detail
+    finally:
+        readonly.close()
+    assert sandbox.request_count == 0
+    assert store.backlog(C1).messages == 5
+    assert caplog.text.count("state not recorded") == 1  # said once, not on every turn
+
+
 # ------------------------------------------------------------------------------ stop, retention
 
 
@@ -498,3 +517,19 @@ async def test_undeliverable_events_expire_into_dead_letters(store: Store, sandb
     assert any(s.warning and "dead letters" in s.warning for s in states)
     assert store.counter_totals(C1)["expired"] == 5
     assert sandbox.accepted_count == 0
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+async def test_throughput_to_the_sandbox(store: Store):
+    """100,000 events through one connector (max_in_flight=4) to the sandbox; prints the rate."""
+    ids = enqueue(store, 100_000)
+    async with SegmentSandbox({KEY}, keep=10) as sandbox:
+        started = time.perf_counter()
+        async with delivering(store, sandbox.url):
+            await until(delivered_all(store), timeout=240, what="delivery")
+        rate = len(ids) / (time.perf_counter() - started)
+        assert sandbox.accepted_count == len(ids)
+        assert sandbox.violation_count == 0
+    print(f"\ndelivered {len(ids):,} events at {rate:,.0f}/s in {sandbox.request_count} requests")
+    assert rate > 3_000

@@ -312,6 +312,22 @@ def test_requeue_by_ids_and_paging(store: Store):
     assert store.requeue(ids=chosen) == 0  # already done
 
 
+def test_requeue_when_the_same_message_came_again_meanwhile(store: Store):
+    store.commit([(C1, queued("twice")), (C1, queued("thrice"))], source="test")
+    rows = store.lease(C1, max_messages=10, max_bytes=10**6, lease_seconds=60)
+    store.dead_letter(C1, [r.seq for r in rows], reason="Segment rejected this message: 400")
+    # Braze sends both again: "twice" gets delivered, "thrice" is waiting when the requeue comes.
+    store.commit([(C1, queued("twice")), (C1, queued("thrice"))], source="test")
+    [row] = store.lease(C1, max_messages=1, max_bytes=10**6, lease_seconds=60)
+    store.delivered(C1, [row.seq])
+    assert store.requeue(C1) == 2
+    # Each message waits exactly once: "thrice" was waiting already, "twice" is sent again as asked.
+    assert store.backlog(C1).messages == 2
+    assert store.backlog(C1).dead_letters == 0
+    assert sorted(drain(store)) == ["thrice", "twice"]
+    assert store.backlog(C1).messages == 0
+
+
 def test_expire_moves_old_messages_to_dead_letters_and_spares_leased_ones(store: Store):
     day = 86_400.0
     now = time.time()
@@ -535,3 +551,51 @@ def test_disk_full_rolls_back_the_batch_and_recovers_when_space_returns(small_di
         assert len(drain(store)) == committed + 50
     finally:
         store.close()
+
+
+def test_a_console_can_read_a_store_no_engine_has_open(tmp_path: Path):
+    path = tmp_path / "currents.db"
+    with Store(path) as writer:
+        enqueue(writer, 3)
+        writer.set_state(C1, ConnectorState(state="idle", since=1.0))
+    reader = Store(path, readonly=True)
+    try:
+        assert reader.backlog(C1).messages == 3
+        assert reader.states()[C1].state == "idle"
+    finally:
+        reader.close()
+
+
+# ------------------------------------------------------------------------------------ throughput
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+def test_throughput_figures(tmp_path: Path):
+    """Enqueue 200,000 mapped events in batches of 100 and 1,000 (FULL and NORMAL), then lease and mark
+    delivered all of them; prints the rates. The floor asserted is far below what a laptop does: it only
+    catches a gross regression (a sort, a scan of the backlog, a transaction per message)."""
+    n = 200_000
+    outcomes = [queued(str(uuid.uuid4())) for _ in range(n)]
+    lines = []
+    for sync in ("FULL", "NORMAL"):
+        for batch in (100, 1000):
+            folder = tmp_path / f"{sync}-{batch}"
+            folder.mkdir()
+            with Store(folder / "s.db", synchronous=sync) as store:
+                started = time.perf_counter()
+                for i in range(0, n, batch):
+                    store.commit([(C1, o) for o in outcomes[i : i + batch]], source="bench")
+                enqueue_rate = n / (time.perf_counter() - started)
+                started = time.perf_counter()
+                done = 0
+                while rows := store.lease(C1, max_messages=2500, max_bytes=470_000, lease_seconds=60):
+                    done += store.delivered(C1, [r.seq for r in rows])
+                deliver_rate = done / (time.perf_counter() - started)
+                assert done == n
+            lines.append(
+                f"{sync:6} batches of {batch:5,}: enqueue {enqueue_rate:8,.0f}/s,"
+                f" lease+delivered {deliver_rate:8,.0f}/s"
+            )
+            assert enqueue_rate > 3_000 and deliver_rate > 5_000
+    print("\n" + "\n".join(lines))

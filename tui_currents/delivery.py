@@ -10,7 +10,7 @@ What Segment's answer leads to (see segment.verdict):
 - 400/413: one bad message can spoil a batch, so the batch is cut in halves until the bad message is alone;
   it is dead-lettered with Segment's answer and the others are delivered.
 - 401/403: the write key was refused. The connector stops sending and keeps its events until its write key
-  changes (the key is looked at again every few seconds, and at once on `credentials_changed()`).
+  changes (looked at again every few seconds meanwhile, and at once on `credentials_changed()`).
 - Other refusals (404, 422, 501...): the batch is dead-lettered with the status and Segment's answer.
 
 The request body is spliced from the stored message bytes, never re-encoded, with a fresh `sentAt` on every
@@ -122,7 +122,8 @@ class ConnectorDelivery:
         self.store = store
         self.connector = connector_name
         self.url = url
-        self._host = urlsplit(url).netloc or url
+        parts = urlsplit(url)  # for messages: host and port only, never any credentials in the URL
+        self._host = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "the endpoint")
         self._provider = write_key_provider
         self._client = client
         self._own_client = client is None
@@ -166,6 +167,7 @@ class ConnectorDelivery:
         self._state: ConnectorState | None = None  # latest, maybe not yet written
         self._written: ConnectorState | None = None
         self._written_at = float("-inf")
+        self._state_unrecorded = False
 
     def __repr__(self) -> str:
         return f"<ConnectorDelivery {self.connector!r} -> {self._host}>"
@@ -305,6 +307,7 @@ class ConnectorDelivery:
                     [row.seq],
                     reason=f"the message is {row.bytes:,} bytes, over Segment's limit of "
                     f"{segment.MAX_MESSAGE_BYTES:,} bytes per message",
+                    now=self._clock(),
                 )
             rows = [r for r in rows if r.bytes <= segment.MAX_MESSAGE_BYTES]
         parts = [rows] if rows else []
@@ -375,27 +378,24 @@ class ConnectorDelivery:
         except httpx.TimeoutException:
             return _Answer(None, f"no answer from {self._host} within {self.request_timeout:g} s")
         except httpx.HTTPError as exc:
-            return _Answer(None, self._redact(f"could not reach {self._host}: {_describe(exc)}"))
+            return _Answer(None, self._redact(f"could not reach {self._host}: {_describe(exc)}", key))
         status = response.status_code
         retry_after = segment.retry_after_seconds(response.headers.get("Retry-After"))
         if retry_after is None and status == 429:
             retry_after = segment.retry_after_seconds(response.headers.get("X-RateLimit-Reset"))
         text = f"{status} {response.reason_phrase}".strip()
         if not 200 <= status < 300:
-            excerpt = self._redact(" ".join(response.text.split()))[:EXCERPT_CHARS]
+            excerpt = self._redact(" ".join(response.text.split()), key)[:EXCERPT_CHARS]
             if excerpt:
                 text += f": {excerpt}"
         return _Answer(status, text, retry_after)
 
-    def _redact(self, text: str) -> str:
+    def _redact(self, text: str, key: str) -> str:
         # Segment never echoes the key, but a proxy in between might: it must not reach a stored reason.
-        for secret in (
-            self._key,
-            self._auth.removeprefix("Basic ") if self._auth else None,
-            self._rejected_key,
-        ):
+        for secret in {key, self._key, self._rejected_key}:
             if secret:
                 text = text.replace(secret, "[write key]")
+                text = text.replace(base64.b64encode(f"{secret}:".encode()).decode(), "[write key]")
         return text
 
     # ------------------------------------------------------------------------------ what happened
@@ -546,13 +546,18 @@ class ConnectorDelivery:
             return
         changed = self._written is None or self._written.state != state.state
         now = time.monotonic()
-        if not (force or changed or now - self._written_at >= self.state_interval):
+        due = now - self._written_at >= self.state_interval
+        if not (force or due or (changed and not self._state_unrecorded)):
             return
         try:
             self.store.set_state(self.connector, state)
         except StoreUnavailable as exc:
-            log.error("connector %r: state not recorded: %s", self.connector, exc)
+            if not self._state_unrecorded:  # said once, not on every turn of the loop
+                log.error("connector %r: state not recorded: %s", self.connector, exc)
+            self._state_unrecorded = True
+            self._written_at = now  # try again after state_interval
             return
+        self._state_unrecorded = False
         self._written = state
         self._written_at = now
         if self._on_state is not None:
