@@ -43,7 +43,8 @@ from tui_currents.store import Store
 
 WORKSPACE = "bench"
 CONNECTOR = "Bench"
-RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events: the store commits that many at a time
+RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events
+FEED_CHUNK = 1_000  # the in-process feed commits like the Avro import: a thousand events a transaction
 
 
 # ------------------------------------------------------------------------------------------ the stand-in
@@ -57,9 +58,18 @@ class StandIn:
         key_file.write_text(write_key + "\n")
         key_file.chmod(0o600)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tui_currents.sandbox", "--write-key-file", str(key_file),
-             "--reject-unknown-keys", "--keep", "100"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tui_currents.sandbox",
+                "--write-key-file",
+                str(key_file),
+                "--reject-unknown-keys",
+                "--keep",
+                "100",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self.url = self.proc.stdout.readline().strip()
         self.http = httpx.Client(base_url=self.url, timeout=10)
@@ -98,8 +108,13 @@ class StandIn:
 
 def bench_config(url: str) -> Config:
     connector = Connector(
-        name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", region="custom", endpoint=url,
-        events=catalog.supported_types(), include_anonymous=True,
+        name=CONNECTOR,
+        workspace=WORKSPACE,
+        contact_email="ops@example.com",
+        region="custom",
+        endpoint=url,
+        events=catalog.supported_types(),
+        include_anonymous=True,
     )
     return Config(workspaces=[Workspace(name=WORKSPACE)], connectors=[connector])
 
@@ -112,8 +127,9 @@ def make_events(n: int, seed: int = 1) -> list[dict]:
 async def deliver_until(store: Store, url: str, key: str, done: threading.Event, **options) -> None:
     """Run one connector's delivery loop until `done` is set and its outbox is empty."""
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as client:
-        delivery = ConnectorDelivery(store, CONNECTOR, url, lambda: key, client=client, idle_poll_seconds=0.01,
-                                     **options)
+        delivery = ConnectorDelivery(
+            store, CONNECTOR, url, lambda: key, client=client, idle_poll_seconds=0.01, **options
+        )
         task = asyncio.create_task(delivery.run())
         while not (done.is_set() and store.backlog(CONNECTOR).messages == 0):
             await asyncio.sleep(0.02)
@@ -130,9 +146,9 @@ def ours(stand_in: StandIn, key: str, events: list[dict], folder: Path, durabili
     done = threading.Event()
 
     def receive() -> None:
-        # Like the receiver: Braze-sized batches, each committed (durably) before the next is taken.
-        for i in range(0, len(events), RECEIVER_BATCH):
-            ingestor.ingest(WORKSPACE, events[i : i + RECEIVER_BATCH], source="bench")
+        # Like an import: chunks committed (durably) one after another while delivery runs.
+        for i in range(0, len(events), FEED_CHUNK):
+            ingestor.ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
         done.set()
 
     stand_in.reset()
@@ -147,6 +163,44 @@ def ours(stand_in: StandIn, key: str, events: list[dict], folder: Path, durabili
     return {"accepted": accepted, "seconds": elapsed, "rate": accepted / elapsed}
 
 
+def ours_via_receiver(
+    stand_in: StandIn, key: str, n: int, folder: Path, durability: str, senders: int
+) -> dict:
+    """The real engine (receiver + store + delivery) with Braze-like senders in another process."""
+    from bench_ingest import TOKEN, _measure
+
+    from tui_currents import config
+    from tui_currents.engine import Engine, EngineOptions
+    from tui_currents.paths import Home
+    from tui_currents.secrets import Secrets, receiver_token_env_var, write_key_env_var
+
+    home = Home.at(folder / f"home-{durability}").ensure()
+    cfg = bench_config(stand_in.url)
+    cfg.durability = durability.lower()
+    config.save(home, cfg)
+    os.environ[write_key_env_var(CONNECTOR)] = key
+    os.environ[receiver_token_env_var(WORKSPACE)] = TOKEN
+    stand_in.reset()
+
+    async def run() -> dict:
+        engine = Engine(
+            home, Secrets(home, backend="file", passphrase="bench"), EngineOptions(receiver_port=0)
+        )
+        await engine.start()
+        try:
+            url = f"{engine.receiver_url}/currents/{WORKSPACE}"
+            start = time.perf_counter()
+            sent = await _measure(url, n // RECEIVER_BATCH, RECEIVER_BATCH, 5, senders, 600)
+            accepted, last = await asyncio.to_thread(stand_in.wait_accepted, n, timeout=300)
+            return {"accepted": accepted, "seconds": last - start, "statuses": sent["statuses"]}
+        finally:
+            await engine.stop()
+
+    result = asyncio.run(run())
+    result["rate"] = result["accepted"] / result["seconds"]
+    return result
+
+
 def official(stand_in: StandIn, key: str, messages: list[dict], *, max_queue_size: int | None) -> dict:
     from segment.analytics import Client
 
@@ -157,8 +211,12 @@ def official(stand_in: StandIn, key: str, messages: list[dict], *, max_queue_siz
     start = time.perf_counter()
     for m in messages:
         ok, _ = client.track(
-            user_id=m.get("userId"), anonymous_id=m.get("anonymousId"), event=m["event"],
-            properties=m.get("properties"), context=m.get("context"), timestamp=m["_ts"],
+            user_id=m.get("userId"),
+            anonymous_id=m.get("anonymousId"),
+            event=m["event"],
+            properties=m.get("properties"),
+            context=m.get("context"),
+            timestamp=m["_ts"],
             message_id=m["messageId"],
         )
         refused += not ok
@@ -201,11 +259,18 @@ def memory_child(url: str, key: str, n: int, db: str) -> None:
     asyncio.run(deliver_until(store, url + "/v1/batch", key, done))
     drained_at = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(orjson.dumps({
-        "backlog": backlog, "queue_seconds": queued_at - start, "drain_seconds": drained_at - queued_at,
-        "rss_after_queue_mb": rss_queued, "peak_rss_mb": peak,
-        "db_mb": os.path.getsize(db) / 1e6,
-    }).decode())
+    print(
+        orjson.dumps(
+            {
+                "backlog": backlog,
+                "queue_seconds": queued_at - start,
+                "drain_seconds": drained_at - queued_at,
+                "rss_after_queue_mb": rss_queued,
+                "peak_rss_mb": peak,
+                "db_mb": os.path.getsize(db) / 1e6,
+            }
+        ).decode()
+    )
 
 
 def memory(stand_in: StandIn, key: str, n: int, folder: Path) -> dict:
@@ -213,7 +278,10 @@ def memory(stand_in: StandIn, key: str, n: int, folder: Path) -> dict:
     stand_in.faults(outage=True)
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", stand_in.url, str(n), str(folder / "memory.db")],
-        input=key, capture_output=True, text=True, timeout=1800,
+        input=key,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -274,7 +342,9 @@ def latency(stand_in: StandIn, key: str, seconds: float, rate: float, folder: Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
@@ -299,35 +369,60 @@ def main() -> None:
                 messages = mapped_messages(events)
                 gc.collect()
                 gc.freeze()  # the prepared inputs are not garbage: keep the collector off them for both sides
-                print(f"\nthroughput: {len(events):,} events ({len(messages):,} mapped messages), "
-                      f"durability {args.durability}")
+                print(
+                    f"\nthroughput: {len(events):,} events ({len(messages):,} mapped messages), "
+                    f"durability {args.durability}"
+                )
                 a = ours(stand_in, key, events, folder, args.durability)
-                print(f"  tui-currents (map + durable enqueue + batch + HTTP): {a['accepted']:,} delivered in "
-                      f"{a['seconds']:.1f} s = {a['rate']:,.0f} events/s")
+                print(
+                    f"  tui-currents in-process feed (map + durable enqueue + batch + HTTP): {a['accepted']:,} delivered in "
+                    f"{a['seconds']:.1f} s = {a['rate']:,.0f} events/s"
+                )
+                r = ours_via_receiver(stand_in, key, len(events), folder, args.durability, senders=8)
+                print(
+                    f"  tui-currents engine, 8 Braze-like senders -> receiver -> store -> Segment: "
+                    f"{r['accepted']:,} delivered in {r['seconds']:.1f} s = {r['rate']:,.0f} events/s "
+                    f"(answers {r['statuses']})"
+                )
                 b = official(stand_in, key, messages, max_queue_size=None)
-                print(f"  segment-analytics-python, defaults: {b['accepted']:,} delivered, {b['refused']:,} "
-                      f"refused by its full queue, {b['seconds']:.1f} s = {b['rate']:,.0f} events/s")
+                print(
+                    f"  segment-analytics-python, defaults: {b['accepted']:,} delivered, {b['refused']:,} "
+                    f"refused by its full queue, {b['seconds']:.1f} s = {b['rate']:,.0f} events/s"
+                )
                 c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
-                print(f"  segment-analytics-python, queue {len(messages) + 1:,}: {c['accepted']:,} delivered, "
-                      f"{c['seconds']:.1f} s = {c['rate']:,.0f} events/s")
-                print(f"  ratio vs defaults: {a['rate'] / b['rate']:.1f}x; vs big queue: "
-                      f"{a['rate'] / c['rate']:.1f}x")
+                print(
+                    f"  segment-analytics-python, queue {len(messages) + 1:,}: {c['accepted']:,} delivered, "
+                    f"{c['seconds']:.1f} s = {c['rate']:,.0f} events/s"
+                )
+                for label, ours_rate in (("in-process feed", a["rate"]), ("through the receiver", r["rate"])):
+                    print(
+                        f"  ratio ({label}): {ours_rate / b['rate']:.1f}x the official library's defaults, "
+                        f"{ours_rate / c['rate']:.1f}x with its big queue"
+                    )
                 del events, messages
                 gc.unfreeze()
             if "memory" not in args.skip:
                 print(f"\nmemory: {args.memory_events:,} events queued with the endpoint down, then drained")
                 m = memory(stand_in, key, args.memory_events, folder)
-                print(f"  queued {m['backlog']:,} in {m['queue_seconds']:.1f} s, drained in "
-                      f"{m['drain_seconds']:.1f} s, delivered {m['delivered']:,}; store {m['db_mb']:.0f} MB")
-                print(f"  peak RSS {m['peak_rss_mb']:.0f} MB (after queueing {m['rss_after_queue_mb']:.0f} MB); "
-                      "goal <= 200 MB")
+                print(
+                    f"  queued {m['backlog']:,} in {m['queue_seconds']:.1f} s, drained in "
+                    f"{m['drain_seconds']:.1f} s, delivered {m['delivered']:,}; store {m['db_mb']:.0f} MB"
+                )
+                print(
+                    f"  peak RSS {m['peak_rss_mb']:.0f} MB (after queueing {m['rss_after_queue_mb']:.0f} MB); "
+                    "goal <= 200 MB"
+                )
             if "latency" not in args.skip:
-                print(f"\nlatency: {args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f} s, "
-                      "enqueue -> Segment 200")
+                print(
+                    f"\nlatency: {args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f} s, "
+                    "enqueue -> Segment 200"
+                )
                 lat = latency(stand_in, key, args.latency_seconds, args.latency_rate, folder)
                 if lat["samples"]:
-                    print(f"  {lat['samples']:,} events: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
-                          f"max {lat['max_ms']:.0f} ms; goal p99 < 1000 ms")
+                    print(
+                        f"  {lat['samples']:,} events: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
+                        f"max {lat['max_ms']:.0f} ms; goal p99 < 1000 ms"
+                    )
                 else:
                     print("  no samples: the tail feed held no delivered rows")
         finally:

@@ -232,7 +232,10 @@ class ConnectorDelivery:
             await asyncio.wait(self._tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             return
         try:
-            rows = self.store.lease(
+            # The store's lock may be held by a commit waiting on the disk: wait for it in a worker thread,
+            # so the event loop (and the receiver sharing it) keeps serving meanwhile.
+            rows = await asyncio.to_thread(
+                self.store.lease,
                 self.connector,
                 max_messages=self.max_messages,
                 max_bytes=self._lease_bytes(),
@@ -329,7 +332,7 @@ class ConnectorDelivery:
                 continue
             verdict = segment.verdict(answer.status)
             if verdict is segment.Verdict.DELIVERED:
-                self.store.delivered(self.connector, seqs, now=now)
+                await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=now)
             elif verdict is segment.Verdict.RETRY:
                 if answer.retry_after:
                     self.store.retry_later(

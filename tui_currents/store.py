@@ -432,6 +432,7 @@ class Store:
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self._lock = threading.RLock()
+        self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
         try:
             if readonly:
@@ -489,11 +490,19 @@ class Store:
     # --------------------------------------------------------------------------------------- plumbing
 
     @contextmanager
-    def _write(self, doing: str, kept: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taking the write lock at once; rolled back whole on any error."""
+    def _write(self, doing: str, kept: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock at once; rolled back whole on any error.
+
+        `durable=False` is for bookkeeping whose loss on a power cut costs only a harmless resend (leases,
+        delivered marks, retry times, states): it skips the fsync that FULL would do for this commit. The
+        next durable commit's fsync of the log covers it anyway, and a crash of the program alone loses
+        nothing either way (WAL)."""
         with self._lock:
             db = self._db
+            relaxed = not durable and self._synchronous != "NORMAL"
             try:
+                if relaxed:
+                    db.execute("PRAGMA synchronous = NORMAL")
                 db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
@@ -507,6 +516,10 @@ class Store:
                     if err is not None:
                         raise err from exc
                 raise
+            finally:
+                if relaxed:
+                    with suppress(sqlite3.Error):
+                        db.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock:
@@ -673,7 +686,7 @@ class Store:
         rows: list[OutboxRow] = []
         total = 0
         kept = "The messages stay queued and are sent later."
-        with self._write("take messages to send", kept) as db:
+        with self._write("take messages to send", kept, durable=False) as db:
             cursor = db.execute(
                 "SELECT seq, message_id, event_type, body, bytes, attempts, enqueued_at"
                 " FROM outbox INDEXED BY outbox_waiting"
@@ -702,7 +715,7 @@ class Store:
     def release_leases(self, connector: str | None = None) -> int:
         """Make every leased message due again (at engine start, when nothing can be in flight)."""
         kept = "The messages stay queued; their leases end by themselves."
-        with self._write("release leased messages", kept) as db:
+        with self._write("release leased messages", kept, durable=False) as db:
             if connector is None:
                 sql, params = "UPDATE outbox SET leased_until = 0 WHERE leased_until > 0", ()
             else:
@@ -713,7 +726,7 @@ class Store:
     def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         """Give leased messages back unsent, due again at `retry_at`, without counting an attempt."""
         kept = "The messages stay queued; their leases end by themselves."
-        with self._write("give back unsent messages", kept) as db:
+        with self._write("give back unsent messages", kept, durable=False) as db:
             for chunk in _chunks(list(seqs)):
                 db.execute(
                     "UPDATE outbox SET leased_until = 0, retry_at = ?"
@@ -726,7 +739,7 @@ class Store:
         duplicate window), are counted and their fate is noted in the tail. Returns how many."""
         now = time.time() if now is None else now
         kept = "The messages stay queued and will be sent again; Segment drops the repeats by messageId."
-        with self._write("record delivered messages", kept) as db:
+        with self._write("record delivered messages", kept, durable=False) as db:
             done: list[tuple] = []
             for chunk in _chunks(list(seqs)):
                 done.extend(
@@ -779,7 +792,7 @@ class Store:
         `count_attempt=False` for a wait Segment asked for (Retry-After), which is not held against them."""
         add = 1 if count_attempt else 0
         kept = "The messages stay queued; their leases end by themselves and they are sent again."
-        with self._write("schedule a retry", kept) as db:
+        with self._write("schedule a retry", kept, durable=False) as db:
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
             for chunk in _chunks(list(seqs)):
                 for (event_type,) in db.execute(
@@ -887,7 +900,7 @@ class Store:
     def set_state(self, connector: str, state: ConnectorState) -> None:
         """Record a connector's delivery state for every reader."""
         kept = "The connector keeps running; only its displayed state is stale."
-        with self._write("record a connector's state", kept) as db:
+        with self._write("record a connector's state", kept, durable=False) as db:
             db.execute(
                 "INSERT INTO connector_states (connector, state, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (connector) DO UPDATE SET state = excluded.state,"
