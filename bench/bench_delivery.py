@@ -9,7 +9,7 @@ Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
-    .venv/bin/python bench/bench_delivery.py [--events 200000] [--memory-events 1000000] [--latency-seconds 20]
+    .venv/bin/python bench/bench_delivery.py [--events N] [--memory-events N] [--latency-seconds S]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class StandIn:
         self.http.post("/_sandbox/faults", json=faults).raise_for_status()
 
     def wait_accepted(self, count: int, *, timeout: float, settle: float = 2.0) -> tuple[int, float]:
-        """Wait until `count` are accepted, or nothing new arrived for `settle` s; (accepted, time of last)."""
+        """Wait for `count` accepted (or `settle` s with nothing new); returns (accepted, time of the last)."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.perf_counter()
         while time.monotonic() < deadline:
@@ -375,8 +375,8 @@ def main() -> None:
                 )
                 a = ours(stand_in, key, events, folder, args.durability)
                 print(
-                    f"  tui-currents in-process feed (map + durable enqueue + batch + HTTP): {a['accepted']:,} delivered in "
-                    f"{a['seconds']:.1f} s = {a['rate']:,.0f} events/s"
+                    "  tui-currents in-process feed (map + durable enqueue + batch + HTTP): "
+                    f"{a['accepted']:,} delivered in {a['seconds']:.1f} s = {a['rate']:,.0f} events/s"
                 )
                 r = ours_via_receiver(stand_in, key, len(events), folder, args.durability, senders=8)
                 print(
@@ -409,8 +409,8 @@ def main() -> None:
                     f"{m['drain_seconds']:.1f} s, delivered {m['delivered']:,}; store {m['db_mb']:.0f} MB"
                 )
                 print(
-                    f"  peak RSS {m['peak_rss_mb']:.0f} MB (after queueing {m['rss_after_queue_mb']:.0f} MB); "
-                    "goal <= 200 MB"
+                    f"  peak RSS {m['peak_rss_mb']:.0f} MB "
+                    f"(after queueing {m['rss_after_queue_mb']:.0f} MB); goal <= 200 MB"
                 )
             if "latency" not in args.skip:
                 print(
@@ -420,8 +420,8 @@ def main() -> None:
                 lat = latency(stand_in, key, args.latency_seconds, args.latency_rate, folder)
                 if lat["samples"]:
                     print(
-                        f"  {lat['samples']:,} events: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
-                        f"max {lat['max_ms']:.0f} ms; goal p99 < 1000 ms"
+                        f"  {lat['samples']:,} events: p50 {lat['p50_ms']:.0f} ms, "
+                        f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; goal p99 < 1000 ms"
                     )
                 else:
                     print("  no samples: the tail feed held no delivered rows")
