@@ -84,7 +84,7 @@ class StandIn:
         self.http.post("/_sandbox/faults", json=faults).raise_for_status()
 
     def wait_accepted(self, count: int, *, timeout: float, settle: float = 2.0) -> tuple[int, float]:
-        """Wait for `count` accepted (or `settle` s with nothing new); returns (accepted, time of the last)."""
+        """Wait for `count` accepted (or `settle` s with nothing new); (accepted, time of the last)."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.perf_counter()
         while time.monotonic() < deadline:
