@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ import httpx
 from tui_currents import __version__, config, control
 from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
-from tui_currents.logs import register_secret
 from tui_currents.delivery import ConnectorDelivery
+from tui_currents.logs import register_secret
 from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -232,6 +233,7 @@ class Engine:
 
     async def _watch(self) -> None:
         last_beat = 0.0
+        watch_trouble: str | None = None
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             try:
@@ -253,8 +255,15 @@ class Engine:
                         receiver=self.receiver_url,
                         demo=self.options.demo,
                     )
+                watch_trouble = None
             except asyncio.CancelledError:
                 raise
+            except sqlite3.Error as exc:
+                # A full disk or a busy store: said once in words (the receiver reports the same cause for
+                # every refused batch); the watcher tries again next round.
+                if watch_trouble != str(exc):
+                    watch_trouble = str(exc)
+                    log.warning("engine commands and heartbeat paused: the store cannot be written (%s)", exc)
             except Exception:  # the watcher must outlive any single bad config or command
                 log.exception("engine watcher: unexpected error (the engine keeps running)")
 

@@ -6,9 +6,11 @@ process reads is registered here and masked should it ever reach a log record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
+import sys
 import threading
 
 from tui_currents.paths import Home
@@ -44,6 +46,40 @@ class SecretMask(logging.Filter):
         return True
 
 
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The home's log file. When it cannot be written (a full disk), say so once on stderr and carry on:
+    the engine must keep forwarding, and a traceback per log line would bury the one message that matters."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._failing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if self._failing and self.stream is not None:
+            self._failing = False
+            sys.stderr.write(f"tui-currents: the log file {self.baseFilename} can be written again\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's own name
+        if not self._failing:
+            self._failing = True
+            error = sys.exc_info()[1]
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            sys.stderr.write(
+                f"tui-currents: cannot write the log file {self.baseFilename} ({reason}); "
+                "log lines are dropped until it can be written again\n"
+            )
+        # A half-written line may sit in the buffer: drop the stream so the next emit reopens the file.
+        with contextlib.suppress(Exception):
+            if self.stream is not None:
+                self.stream.close()
+        self.stream = None
+
+
 def setup_logging(home: Home, *, verbose: bool = False, to_stderr: bool = True) -> None:
     """Log to home/tui-currents.log (0600, rotated) and, for the headless service, to stderr."""
     root = logging.getLogger("tui_currents")
@@ -55,7 +91,7 @@ def setup_logging(home: Home, *, verbose: bool = False, to_stderr: bool = True) 
     fd = os.open(home.log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
     os.close(fd)
     os.chmod(home.log_file, 0o600)
-    file_handler = logging.handlers.RotatingFileHandler(home.log_file, maxBytes=5_000_000, backupCount=3)
+    file_handler = LogFile(home.log_file, maxBytes=5_000_000, backupCount=3, delay=True)
     handlers: list[logging.Handler] = [file_handler]
     if to_stderr:
         handlers.append(logging.StreamHandler())
