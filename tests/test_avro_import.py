@@ -3,11 +3,9 @@ a real store file."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ import fastavro
 import orjson
 import pytest
 
+from tests import support
 from tui_currents import catalog, config
 from tui_currents.config import Connector, Workspace
 from tui_currents.mapping import map_event, normalise
@@ -368,35 +367,8 @@ def test_a_lost_resume_point_costs_duplicates_not_double_sends(tmp_path, home, s
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs, to fill the store's disk for real (needs the right to mount: root)."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("filling a disk for real needs the right to mount a small tmpfs (root)")
-    try:
+    with support.tiny_disk(tmp_path / "tiny", megabytes=4) as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 16, 1 << 12, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_a_full_disk_stops_the_import_and_a_rerun_resumes(tmp_path, home, tiny_disk) -> None:
@@ -411,7 +383,7 @@ def test_a_full_disk_stops_the_import_and_a_rerun_resumes(tmp_path, home, tiny_d
 
     def fill_the_disk_after_the_first_chunk(progress: ImportProgress) -> None:
         if progress.events >= 500 and not fillers:
-            fillers.append(_fill(tiny_disk))
+            fillers.append(support.fill_disk(tiny_disk))
 
     with Store(tiny_disk / "currents.db") as store:
         ingestor = Ingestor(config.load(home), store)

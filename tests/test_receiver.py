@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
-import errno
 import gzip
-import ipaddress
 import logging
-import os
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from tests import support
 from tui_currents import catalog, config
 from tui_currents.config import Connector, ReceiverSettings, Workspace
 from tui_currents.paths import Home
@@ -380,35 +376,8 @@ async def test_a_body_that_arrives_too_slowly_is_408(start) -> None:
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs, to fill the store's disk for real (needs the right to mount: root)."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("filling a disk for real needs the right to mount a small tmpfs (root)")
-    try:
+    with support.tiny_disk(tmp_path / "tiny", megabytes=2) as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 16, 1 << 12, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def test_a_full_disk_is_503_with_retry_after_and_nothing_is_half_stored(
@@ -416,7 +385,7 @@ async def test_a_full_disk_is_503_with_retry_after_and_nothing_is_half_stored(
 ) -> None:
     running = await start(store_path=tiny_disk / "currents.db")
     batch = {"events": _renumbered([event(name) for _ in range(4) for name in SUPPORTED], "full")}
-    filler = _fill(tiny_disk)
+    filler = support.fill_disk(tiny_disk)
 
     refused = await running.post(client, MARKETING, batch)
     healthy = await client.get(f"{running.url}/healthz")
@@ -494,41 +463,8 @@ async def test_it_listens_on_loopback_by_default(home: Home, vault: Secrets) -> 
             await receiver.stop()
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
 async def test_it_serves_https_with_the_configured_certificate(start, tmp_path: Path) -> None:
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file = support.self_signed_certificate(tmp_path)
     running = await start(tls_cert=str(cert_file), tls_key=str(key_file))
     assert running.url.startswith("https://127.0.0.1:")
     trust = ssl.create_default_context(cafile=str(cert_file))
