@@ -163,7 +163,7 @@ class SmtpSettings:
 
 @dataclass
 class UiSettings:
-    theme: str = "textual-dark"
+    theme: str = "currents-dark"
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, as Textual's set_keymap
 
 
