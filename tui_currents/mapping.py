@@ -289,8 +289,14 @@ def _encode(message: dict) -> tuple[dict, bytes]:
     return orjson.loads(encoded), encoded
 
 
+# A record the receiver could not parse at all carries this key with the reason (see sources/batch_body.py).
+UNREADABLE = "_unreadable_event"
+
+
 def _unusable_reason(event: CurrentsEvent) -> str:
     raw = getattr(event, "raw", None)
+    if isinstance(raw, dict) and isinstance(raw.get(UNREADABLE), str):
+        return f"the event could not be read: {raw[UNREADABLE]}"
     if raw is not None and not isinstance(raw, dict):
         return f"the record is not a JSON object (it is {_kind(raw)})"
     given = raw.get("event_type") if isinstance(raw, dict) else None

@@ -357,7 +357,11 @@ def _encode_record(raw: object) -> bytes:
     try:
         return orjson.dumps(raw, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
+        pass
+    try:
         return orjson.dumps(repr(raw))
+    except RecursionError:  # nested deeper than repr can go: keep what can be told of it
+        return orjson.dumps(f"<a {type(raw).__name__} nested too deeply to keep>")
 
 
 def _iso(ts: float) -> str:

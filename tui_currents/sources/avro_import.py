@@ -359,7 +359,8 @@ def _records(reader: Iterable[dict], box: _ReadError) -> Iterator[dict]:
     try:
         yield from reader
     except MemoryError:
-        raise
+        # A damaged block length asks fastavro for an impossible buffer (exabytes): the file's problem.
+        box.error = ValueError("a block claims an impossible size")
     except Exception as exc:  # any decoding failure is the file's problem, not the import's
         box.error = exc
 
@@ -450,8 +451,8 @@ class _Run:
             handle.seek(0)
             try:
                 reader = fastavro.reader(handle)
-            except MemoryError:
-                raise
+            except MemoryError:  # a damaged header length: see _records
+                raise _FileDamaged("the file is damaged: its header claims an impossible size", 0) from None
             except Exception as exc:  # no readable Avro header: nothing of the file can be read
                 raise _FileDamaged(_describe(exc), 0) from None
             schema = reader.writer_schema

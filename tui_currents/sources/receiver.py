@@ -26,16 +26,21 @@ import functools
 import hmac
 import logging
 import ssl
+import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from tui_currents.config import ReceiverSettings
 from tui_currents.mapping import Outcome
 from tui_currents.secrets import receiver_token_env_var
+from tui_currents.sources.batch_body import NotABatch, events_of
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
 from tui_currents.store import Store, StoreUnavailable
 
@@ -91,30 +96,43 @@ def _unauthorised() -> web.Response:
     )
 
 
+class _QuietMalformedRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse (bad framing, a TLS hello on plain HTTP, huge headers)
+    at ERROR with a traceback. Garbage costs a sender nothing, so it must not buy a traceback per request:
+    one plain line a minute says it happens, the rest are counted into that line."""
+
+    def __init__(self, every: float = 60.0):
+        super().__init__()
+        self.every = every
+        self._last = -every
+        self._hidden = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Error handling request"):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._hidden += 1
+            return False
+        kind = type(record.exc_info[1]).__name__ if record.exc_info and record.exc_info[1] else "unknown"
+        record.msg = "receiver: refused a malformed HTTP request (%s)%s"
+        record.args = (kind, f"; {self._hidden} more since the last report" if self._hidden else "")
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        self._last, self._hidden = now, 0
+        return True
+
+
+_SERVER_LOG = logging.getLogger("aiohttp.server")
+if not any(isinstance(f, _QuietMalformedRequests) for f in _SERVER_LOG.filters):
+    _SERVER_LOG.addFilter(_QuietMalformedRequests())
+
+
 class _KeyringTrouble(Exception):
     """The workspace's token could not be read."""
 
 
 class _BadBody(Exception):
     """The request body is not a Currents batch; the message says why (sent back with the 400)."""
-
-
-def _events_of(body: bytes) -> list[object]:
-    """The `events` list of a request body; an empty body is an empty batch."""
-    if not body.strip():
-        return []
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _BadBody(f"the body is not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise _BadBody('the body must be a JSON object like {"events": [...]}')
-    events = document.get("events")
-    if events is None:
-        raise _BadBody('the body has no "events" list')
-    if not isinstance(events, list):
-        raise _BadBody('"events" must be a list')
-    return events
 
 
 class _GroupCommit:
@@ -196,7 +214,10 @@ def _retrieved(future: asyncio.Future[None]) -> None:
 
 def _route_batch(ingestor: Ingestor, workspace: str, body: bytes) -> tuple[list[object], list]:
     """The events of a request body and their (connector, outcome) items for the store."""
-    events = _events_of(body)
+    try:
+        events = events_of(body)
+    except NotABatch as exc:
+        raise _BadBody(str(exc)) from None
     if not events:
         return events, []
     items, _ = ingestor.route(workspace, events)
@@ -318,6 +339,10 @@ class _Handler:
             return _json(408, {"error": f"the body did not arrive within {self.read_timeout:g} s"})
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(workspace, None)
+        except (RequestPayloadError, ContentEncodingError, zlib.error) as exc:
+            # A body that is not what its Content-Encoding says: nothing of it can be read.
+            log.info("receiver: a request for %r was refused (400): its body could not be decoded", workspace)
+            return _json(400, {"error": f"the body could not be decoded ({type(exc).__name__})"})
         loop = asyncio.get_running_loop()
         try:
             events, items = await loop.run_in_executor(
@@ -421,7 +446,15 @@ class Receiver:
         app = create_app(
             self.ingestor_provider, self.token_provider, self.settings, read_timeout=self.read_timeout
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
+        # body's own read timeout only starts once the headers are in.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=self.read_timeout,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

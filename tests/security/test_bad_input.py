@@ -1,0 +1,1149 @@
+"""Broken and hostile input at volume, through the real engine and the real Avro importer.
+
+Ten thousand and more malformed events, requests and Avro files, generated with a seeded RNG from valid demo
+events. What must hold, from Braze's and Segment's rules (the reference, section 2.1, and Segment's limits):
+
+- the receiver never crashes: it keeps answering, and /healthz says ok afterwards;
+- 400 only for a body that is not a JSON object with an `events` list, 413 over the size limit, 401 for a
+  wrong or missing token, and 200 for a batch with some bad events (Braze drops for good what it gets a
+  400 for twice, so one bad event must never fail its batch);
+- every event of an accepted batch is delivered to the Segment stand-in, a dead letter with a reason, or
+  counted as unsupported, not selected, anonymous or duplicate: none vanishes and none is sent that
+  should not be;
+- the importer reports a damaged file with the reason, imports what it can, and never stops.
+
+The expected fate of each generated event comes from those rules (an event without an `id` cannot be
+deduplicated by Segment, a message over 32 KB is refused by Segment...), never from this program's output.
+Inputs at the edges of what the JSON parser, the decompressor and the Avro reader take (an escaped lone
+surrogate, a number beyond a double, nesting 1,000 and 10,000 deep, a body that is not what its
+Content-Encoding says, an Avro block claiming an impossible size) have their own tests at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import fastavro
+import httpx
+import orjson
+import pytest
+
+from tui_currents import catalog, config
+from tui_currents.engine import Engine, EngineOptions
+from tui_currents.paths import Home
+from tui_currents.sandbox import SegmentSandbox
+from tui_currents.secrets import Secrets, receiver_token_env_var, write_key_env_var
+from tui_currents.sources.avro_import import import_path
+from tui_currents.sources.avro_schemas import export_file_path, schema_for, write_avro_file
+from tui_currents.sources.demo import DemoGenerator
+from tui_currents.sources.ingest import Ingestor
+from tui_currents.store import Store
+
+pytestmark = pytest.mark.timeout(90)
+
+SEED = 20240531
+
+
+def fixed_clock() -> float:
+    """A fixed moment for every generated event, so that a run is the same byte for byte."""
+    return 1_717_171_717.0
+
+
+WORKSPACE = "prod"
+CONNECTOR = "Marketing"
+TOKEN = "bad-input-receiver-token-0123456789abcdef"
+KEY = "bad-input-write-key-0123456789"
+MAX_BODY = 256 * 1024  # the receiver's limit in these tests (max_body_bytes)
+BATCH_BYTES = 200 * 1024  # accepted batches stay under the limit
+SEGMENT_MESSAGE_LIMIT = 32_768
+FAST = {"backoff_scale": 0.01, "key_poll_seconds": 0.2, "idle_poll_seconds": 0.05, "state_interval": 0.1}
+SUPPORTED = catalog.supported_types()
+ADDITIONAL = [e.event_type for e in catalog.CATALOG if not e.supported]
+HEADERS = {"Braze-Currents-Version": "1", "Content-Type": "application/json"}
+
+# What must become of one event of an accepted batch.
+DELIVERED = "delivered"
+DEAD = "dead letter"
+EITHER = "delivered or dead letter"  # the rules leave it open (e.g. a property nested 500 deep)
+UNSUPPORTED = "unsupported"
+NOT_SELECTED = "not_selected"
+ANONYMOUS = "anonymous"
+DUPLICATE = "duplicate"
+FILTERED = (UNSUPPORTED, NOT_SELECTED, ANONYMOUS, DUPLICATE)
+
+# Text that trips naive code: bidi overrides, joiners, astral emoji, combining marks, BOM, non-characters,
+# line separators, an escaped NUL, CJK, the last code point.
+UNICODE = (
+    "\u202eevil\u202c",
+    "\u200d\U0001f469\u200d\U0001f4bb",
+    "\U0001f600" * 3,
+    "e\u0301\u0308\u0323",
+    "\ufeffbom",
+    "\uffff\ufffe",
+    "a\u2028b\u2029c",
+    "\x00nul\x00",
+    "\u4e2d\u6587\u30c6\u30ad\u30b9\u30c8",
+    "\U0010ffff",
+    "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
+)
+JUNK = ("", "x", 0, -1, 3.5, True, False, None, [], {}, [1, "a"], {"k": [None]})
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()
+
+
+def canonical(value: object) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def nested(depth: int) -> bytes:
+    """A JSON list nested `depth` deep, as text (orjson will not write more than 255 levels)."""
+    return b"[" * depth + b"0" + b"]" * depth
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+
+@dataclass
+class Case:
+    """One generated event and what must become of it."""
+
+    kind: str
+    event: object
+    expect: str
+    splice: dict[bytes, bytes] = field(default_factory=dict)  # placeholder -> raw JSON (deep nesting)
+
+    @property
+    def tracked_id(self) -> str | None:
+        ident = self.event.get("id") if isinstance(self.event, dict) else None
+        return ident if isinstance(ident, str) and ident.startswith("case-") else None
+
+
+class EventMaker:
+    """Valid demo events, and every way to break one."""
+
+    def __init__(self, rng: random.Random, prefix: str = "case-"):
+        self.rng = rng
+        self.prefix = prefix  # ids start with "case-", so that dead letters and deliveries can be traced
+        self.valid = DemoGenerator(seed=rng.randrange(2**32), clock=fixed_clock)
+        self.additional = DemoGenerator(seed=rng.randrange(2**32), event_types=ADDITIONAL, clock=fixed_clock)
+        self.n = 0
+        self.originals: list[dict] = []  # delivered events a duplicate may copy
+
+    def fresh(self, *, generator: DemoGenerator | None = None, anonymous: bool = False) -> dict:
+        self.n += 1
+        event = (generator or self.valid).event(anonymous=anonymous)
+        event["id"] = f"{self.prefix}{self.n:06d}"
+        for name in ("user_id", "external_user_id"):  # the user's ids live in `user` only
+            event["properties"].pop(name, None)
+        return event
+
+    def junk(self, *, text: bool = True) -> object:
+        choices = JUNK if text else tuple(j for j in JUNK if not isinstance(j, str) and j is not None)
+        value = self.rng.choice(choices)
+        return orjson.loads(orjson.dumps(value))  # a fresh copy
+
+    # --- events that must be delivered
+
+    def valid_event(self) -> Case:
+        event = self.fresh()
+        self.originals.append(event)
+        return Case("valid", event, DELIVERED)
+
+    def unicode_everywhere(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        event["id"] += "-" + rng.choice(("\U0001f600", "\u202e", "\x00", "\u00e9", "\u200d", "\ufeff"))
+        event["user"]["external_user_id"] = rng.choice(UNICODE) + event["id"]
+        for _ in range(rng.randint(1, 6)):
+            event["properties"][rng.choice(UNICODE) + str(rng.random())] = rng.choice(UNICODE)
+        return Case("unicode edge cases", event, DELIVERED)
+
+    def nested_within_limits(self) -> Case:
+        event = self.fresh()
+        depth = self.rng.randint(2, 200)
+        placeholder = f"@@nested-{self.n}@@"
+        event["properties"]["deep"] = placeholder
+        return Case("nested 2-200 deep", event, DELIVERED, {orjson.dumps(placeholder): nested(depth)})
+
+    def large_but_under_32kb(self) -> Case:
+        event = self.fresh()
+        unit = self.rng.choice(("y", "\u00e9", "\U0001f600", "\u4e2d"))
+        budget = self.rng.randint(1_000, 26_000)
+        event["properties"]["blob"] = unit * (budget // len(unit.encode()))
+        assert len(orjson.dumps(event)) < 28_000
+        return Case("large, under 32 KB", event, DELIVERED)
+
+    def nulls_and_unknown_fields(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        for key in list(event["properties"])[: rng.randint(0, 5)]:
+            event["properties"][key] = None
+        for _ in range(rng.randint(1, 8)):
+            where = rng.choice((event, event["user"], event["properties"]))
+            where[f"unknown_{rng.randrange(10**6)}"] = self.junk()
+        return Case("nulls and unknown fields", event, DELIVERED)
+
+    # --- events that must be dead letters (Segment cannot take them)
+
+    def without_id(self) -> Case:
+        event = self.fresh()
+        how = self.rng.choice(("missing", "null", "empty"))
+        if how == "missing":
+            del event["id"]
+        else:
+            event["id"] = None if how == "null" else ""
+        return Case(f"id {how}", event, DEAD)
+
+    def id_of_wrong_type(self) -> Case:
+        event = self.fresh()
+        event["id"] = self.rng.choice((7, 1.5, True, False, [event["id"]], {"id": event["id"]}))
+        return Case("id not text", event, DEAD)
+
+    def id_too_long(self) -> Case:
+        event = self.fresh()
+        event["id"] += "-" + "x" * self.rng.randint(100, 5_000)
+        return Case("id over 100 characters", event, DEAD)
+
+    def bad_time(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        how = rng.choice(("missing", "text", "type", "milliseconds", "out of range"))
+        if how == "missing":
+            del event["time"]
+        elif how == "text":
+            event["time"] = rng.choice(("soon", "", "yesterday", "NaN", "inf", "1e400", "12:00"))
+        elif how == "type":
+            event["time"] = rng.choice((None, True, False, [], {}, [event["time"]], {"s": 1}))
+        elif how == "milliseconds":
+            event["time"] = event["time"] * 1000 + rng.randint(0, 999)  # year 50,000 and more
+        else:
+            event["time"] = rng.choice((1e300, -1e300, 10**18, -(10**18)))
+        return Case(f"time {how}", event, DEAD)
+
+    def nobody(self) -> Case:
+        event = self.fresh()
+        how = self.rng.choice(("no user", "empty user", "user not an object", "ids null"))
+        if how == "no user":
+            del event["user"]
+        elif how == "empty user":
+            event["user"] = {"timezone": "UTC"}
+        elif how == "user not an object":
+            event["user"] = self.rng.choice(("u", 5, None, [event["user"]]))
+        else:
+            event["user"]["user_id"] = event["user"]["external_user_id"] = None
+        return Case(f"user: {how}", event, DEAD)
+
+    def user_ids_of_wrong_type(self) -> Case:
+        event = self.fresh()
+        name = self.rng.choice(("user_id", "external_user_id"))
+        event["user"][name] = self.rng.choice(([1], {"id": 1}, True, 2.5, [None]))
+        return Case(f"{name} not text", event, DEAD)
+
+    def bad_event_type(self) -> Case:
+        event = self.fresh()
+        how = self.rng.choice(("missing", "null", "empty", "type"))
+        if how == "missing":
+            del event["event_type"]
+        else:
+            event["event_type"] = {"null": None, "empty": ""}.get(how, self.junk(text=False))
+        return Case(f"event_type {how}", event, DEAD)
+
+    def not_an_object(self) -> Case:
+        self.n += 1
+        value = self.rng.choice(("text", f"case-{self.n}", 42, -0.5, True, None, [], [1, {"id": "x"}], {}))
+        return Case("record not an object", value, DEAD)
+
+    def over_32kb(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        if rng.random() < 0.7:
+            unit = rng.choice(("x", "\u00e9", "\U0001f600", "\u4e2d"))
+            size = rng.randint(36_000, 100_000)
+            event["properties"]["blob"] = unit * (size // len(unit.encode()))
+            kind = "event over 32 KB (one huge string)"
+        else:
+            for k in range(rng.randint(3_500, 6_000)):
+                event["properties"][f"f{k}"] = k
+            kind = "event over 32 KB (thousands of fields)"
+        assert len(orjson.dumps(event)) > 36_000
+        return Case(kind, event, DEAD)
+
+    # --- events that are counted, not sent
+
+    def unknown_event_type(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        event["event_type"] = rng.choice(
+            (
+                f"users.messages.hologram.Send{rng.randrange(100)}",
+                rng.choice(SUPPORTED) + "\u202e",
+                "\U0001f600." + rng.choice(SUPPORTED),
+                "x" * rng.randint(1, 3_000),
+            )
+        )
+        return Case("unknown event type", event, UNSUPPORTED)
+
+    def not_selected(self) -> Case:
+        return Case("event type not selected", self.fresh(generator=self.additional), NOT_SELECTED)
+
+    def anonymous(self) -> Case:
+        event = self.fresh(anonymous=True)
+        if self.rng.random() < 0.5:
+            del event["user"]["external_user_id"]
+        return Case("anonymous user", event, ANONYMOUS)
+
+    def duplicate(self) -> Case:
+        if not self.originals:
+            return self.valid_event()
+        original = self.rng.choice(self.originals)
+        return Case("duplicate of a valid event", orjson.loads(orjson.dumps(original)), DUPLICATE)
+
+    # --- events the rules leave open: only that they are accounted for is checked
+
+    def nested_beyond_the_json_writer(self) -> Case:
+        event = self.fresh()
+        depth = self.rng.randint(300, 700)
+        placeholder = f"@@nested-{self.n}@@"
+        event["properties"]["deep"] = placeholder
+        return Case("nested 300-700 deep", event, EITHER, {orjson.dumps(placeholder): nested(depth)})
+
+    def odd_but_usable(self) -> Case:
+        event = self.fresh()
+        rng = self.rng
+        how = rng.choice(
+            (
+                "properties not an object",
+                "device_id",
+                "timezone",
+                "numeric ids",
+                "time as text",
+                "big numbers",
+            )
+        )
+        if how == "properties not an object":
+            event["properties"] = self.junk()
+        elif how in ("device_id", "timezone"):
+            event["user"][how] = self.junk()
+        elif how == "numeric ids":
+            event["user"]["external_user_id"] = rng.randint(1, 10**12)
+        elif how == "time as text":
+            event["time"] = str(event["time"])
+        else:
+            event["properties"]["big"] = rng.choice((2**64 - 1, -(2**63), 1e308, -0.0, 5e-324))
+        return Case(f"odd but usable: {how}", event, EITHER)
+
+
+KINDS: tuple[tuple[str, float], ...] = (
+    ("valid_event", 14),
+    ("unicode_everywhere", 5),
+    ("nested_within_limits", 2),
+    ("large_but_under_32kb", 1.5),
+    ("nulls_and_unknown_fields", 5),
+    ("without_id", 6),
+    ("id_of_wrong_type", 6),
+    ("id_too_long", 4),
+    ("bad_time", 8),
+    ("nobody", 6),
+    ("user_ids_of_wrong_type", 6),
+    ("bad_event_type", 6),
+    ("not_an_object", 6),
+    ("over_32kb", 1.5),
+    ("unknown_event_type", 5),
+    ("not_selected", 4),
+    ("anonymous", 5),
+    ("duplicate", 4),
+    ("nested_beyond_the_json_writer", 1),
+    ("odd_but_usable", 6),
+)
+
+
+def generate_cases(rng: random.Random, count: int) -> list[Case]:
+    maker = EventMaker(rng)
+    names = [name for name, _ in KINDS]
+    weights = [w for _, w in KINDS]
+    return [getattr(maker, rng.choices(names, weights)[0])() for _ in range(count)]
+
+
+def batch_body(cases: list[Case]) -> bytes:
+    body = orjson.dumps({"events": [c.event for c in cases]})
+    for case in cases:
+        for placeholder, raw in case.splice.items():
+            body = body.replace(placeholder, raw, 1)
+    return body
+
+
+def into_batches(rng: random.Random, cases: list[Case]) -> list[list[Case]]:
+    batches: list[list[Case]] = []
+    current: list[Case] = []
+    size = 0
+    target = rng.randint(1, 150)
+    for case in cases:
+        cost = len(orjson.dumps(case.event)) + sum(len(raw) for raw in case.splice.values())
+        if current and (len(current) >= target or size + cost > BATCH_BYTES):
+            batches.append(current)
+            current, size, target = [], 0, rng.randint(1, 150)
+        current.append(case)
+        size += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class Request:
+    """One HTTP request and the statuses the rules allow for it."""
+
+    kind: str
+    body: bytes
+    expect: frozenset[int]
+    headers: dict[str, str] = field(default_factory=dict)
+    cases: list[Case] = field(default_factory=list)  # the events, when the batch must be accepted
+    chunked: bool = False
+    refused_ids: list[str] = field(default_factory=list)  # events that must go nowhere
+
+
+def _json_is_valid(body: bytes) -> bool:
+    try:
+        json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+class RequestMaker:
+    """Requests whose body is broken as a whole, and well-formed batches sent in unusual ways. Each method
+    makes one request; the events a refused request carries must go nowhere."""
+
+    NOT_A_BATCH = frozenset({400})
+
+    def __init__(self, rng: random.Random, events: EventMaker):
+        self.rng = rng
+        self.events = events
+        self.refused = 0
+
+    def _batch(self) -> tuple[bytes, list[str]]:
+        events = []
+        for _ in range(self.rng.randint(1, 4)):
+            self.refused += 1
+            event = self.events.valid.event(anonymous=False)
+            event["id"] = f"refused-{self.refused:06d}"
+            events.append(event)
+        return orjson.dumps({"events": events}), [e["id"] for e in events]
+
+    def _broken(self, kind: str, body: bytes, ids: list[str]) -> Request:
+        return Request(kind, body, self.NOT_A_BATCH, refused_ids=ids)
+
+    def _inside_a_string(self, body: bytes) -> int:
+        starts = [
+            i + 1 for i in range(1, len(body) - 1) if body[i : i + 1] == b'"' and body[i - 1 : i] == b":"
+        ]
+        return self.rng.choice(starts)
+
+    # --- not JSON: 400
+
+    def truncated(self) -> Request:
+        body, ids = self._batch()
+        return self._broken("truncated", body[: self.rng.randint(1, len(body) - 1)], ids)
+
+    def stray_nul(self) -> Request:
+        body, ids = self._batch()
+        at = self.rng.randint(0, len(body))
+        return self._broken("stray NUL byte", body[:at] + b"\x00" + body[at:], ids)
+
+    def invalid_utf8(self) -> Request:
+        body, ids = self._batch()
+        at = self._inside_a_string(body)
+        junk = self.rng.choice(
+            (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80", b"\xe2\x82")
+        )
+        return self._broken("invalid UTF-8 (overlong, surrogate, cut)", body[:at] + junk + body[at:], ids)
+
+    def raw_control_character(self) -> Request:
+        body, ids = self._batch()
+        at = self._inside_a_string(body)
+        return self._broken(
+            "raw control character", body[:at] + bytes([self.rng.randint(0, 31)]) + body[at:], ids
+        )
+
+    def nan_or_infinity(self) -> Request:
+        # Not JSON (RFC 8259 section 6), whatever Python's json module accepts.
+        body, ids = self._batch()
+        literal = self.rng.choice((b"NaN", b"Infinity", b"-Infinity"))
+        return self._broken(
+            "NaN or Infinity", body.replace(b'"time":', b'"time":' + literal + b',"t":', 1), ids
+        )
+
+    def trailing_garbage(self) -> Request:
+        body, ids = self._batch()
+        return self._broken(
+            "trailing garbage", body + self.rng.choice((b"x", b"}", b",", b"{}", b"\x00")), ids
+        )
+
+    def random_bytes(self) -> Request:
+        while True:
+            junk = self.rng.randbytes(self.rng.randint(1, 2_000))
+            if junk.strip() and not _json_is_valid(junk):
+                return self._broken("random bytes", junk, [])
+
+    def form_or_multipart(self) -> Request:
+        body, ids = self._batch()
+        if self.rng.random() < 0.5:
+            form = b"events=%5B%5D&token=x"
+            return Request(
+                "form or multipart body",
+                form,
+                self.NOT_A_BATCH,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        parts = b'--b\r\nContent-Disposition: form-data; name="events"\r\n\r\n' + body + b"\r\n--b--\r\n"
+        headers = {"Content-Type": "multipart/form-data; boundary=b"}
+        return Request("form or multipart body", parts, self.NOT_A_BATCH, headers, refused_ids=ids)
+
+    # --- JSON, but not an object with an `events` list: 400
+
+    def not_an_object(self) -> Request:
+        body, ids = self._batch()
+        value = self.rng.choice((b"[]", b"[" + body + b"]", b'"events"', b"42", b"null", b"true"))
+        return self._broken("top level not an object", value, ids)
+
+    def no_events_list(self) -> Request:
+        value = self.rng.choice((b"{}", b'{"evnts": []}', b'{"Events": []}', b'{"events": null}'))
+        return self._broken("no events list", value, [])
+
+    def events_not_a_list(self) -> Request:
+        body, ids = self._batch()
+        value = self.rng.choice((b'{"a": 1}', b'"x"', b"5", b"true", body))
+        return self._broken("events not a list", b'{"events": ' + value + b"}", ids)
+
+    # --- an empty batch: 200
+
+    def empty_body(self) -> Request:
+        return Request("empty body", self.rng.choice((b"", b" ", b"\r\n\t ")), frozenset({200}))
+
+    def empty_events(self) -> Request:
+        return Request("empty events", b'{"events": []}', frozenset({200}))
+
+    def byte_order_mark(self) -> Request:
+        # RFC 8259 lets a parser ignore a byte order mark or refuse it.
+        return Request("byte order mark", b"\xef\xbb\xbf" + b'{"events": []}', frozenset({200, 400}))
+
+    # --- a good batch sent in an unusual way: 200, every event accounted for
+
+    def wrong_content_type(self) -> Request:
+        cases = [self.events.valid_event() for _ in range(self.rng.randint(1, 5))]
+        ctype = self.rng.choice(
+            ("text/plain", "application/xml", "image/png", "application/json; charset=latin-1")
+        )
+        return Request(
+            "wrong content type", batch_body(cases), frozenset({200}), {"Content-Type": ctype}, cases
+        )
+
+    def gzip_batch(self) -> Request:
+        cases = [self.events.valid_event() for _ in range(self.rng.randint(1, 5))]
+        body = gzip.compress(batch_body(cases))
+        return Request("gzip batch", body, frozenset({200}), {"Content-Encoding": "gzip"}, cases)
+
+    # --- over the size limit: 413; without the right token: 401
+
+    def oversize(self) -> Request:
+        body, ids = self._batch()
+        padded = orjson.dumps(
+            {
+                "events": orjson.loads(body)["events"],
+                "padding": "p" * (MAX_BODY + self.rng.randint(1, 60_000)),
+            }
+        )
+        chunked = self.rng.random() < 0.5
+        kind = "over the size limit" + (", chunked" if chunked else "")
+        return Request(kind, padded, frozenset({413}), chunked=chunked, refused_ids=ids)
+
+    def wrong_or_no_token(self) -> Request:
+        body, ids = self._batch()
+        if self.rng.random() < 0.6:
+            return Request(
+                "wrong token",
+                body,
+                frozenset({401}),
+                {"Authorization": f"Bearer {TOKEN[:-1]}X"},
+                refused_ids=ids,
+            )
+        return Request("no token", body, frozenset({401}), {"Authorization": ""}, refused_ids=ids)
+
+    def make(self) -> Request:
+        names = [name for name, _ in REQUEST_KINDS]
+        weights = [w for _, w in REQUEST_KINDS]
+        return getattr(self, self.rng.choices(names, weights)[0])()
+
+
+REQUEST_KINDS: tuple[tuple[str, float], ...] = (
+    ("truncated", 10),
+    ("stray_nul", 6),
+    ("invalid_utf8", 8),
+    ("raw_control_character", 6),
+    ("nan_or_infinity", 4),
+    ("trailing_garbage", 5),
+    ("random_bytes", 6),
+    ("form_or_multipart", 3),
+    ("not_an_object", 5),
+    ("no_events_list", 5),
+    ("events_not_a_list", 5),
+    ("empty_body", 2),
+    ("empty_events", 2),
+    ("byte_order_mark", 1),
+    ("wrong_content_type", 6),
+    ("gzip_batch", 3),
+    ("oversize", 4),
+    ("wrong_or_no_token", 5),
+)
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SegmentSandbox]:
+    async with SegmentSandbox(write_keys={KEY}, reject_unknown_keys=True, keep=100_000) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def engine(
+    home: Home, sandbox: SegmentSandbox, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Engine]:
+    monkeypatch.setenv(write_key_env_var(CONNECTOR), KEY)
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    config.add_workspace(home, config.Workspace(name=WORKSPACE))
+    config.add_connector(
+        home,
+        config.Connector(
+            name=CONNECTOR,
+            workspace=WORKSPACE,
+            contact_email="ops@example.com",
+            region="custom",
+            endpoint=sandbox.url,
+            events=SUPPORTED,
+        ),
+    )
+    cfg = config.load(home)
+    cfg.receiver.max_body_bytes = MAX_BODY
+    config.save(home, cfg)
+    eng = Engine(home, Secrets(home), EngineOptions(receiver_port=0, delivery_overrides=FAST))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+async def post(
+    client: httpx.AsyncClient,
+    engine: Engine,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    chunked: bool = False,
+) -> httpx.Response:
+    sent = {**HEADERS, "Authorization": f"Bearer {TOKEN}", **(headers or {})}
+    if not sent["Authorization"]:
+        del sent["Authorization"]
+    content: bytes | AsyncIterator[bytes] = body
+    if chunked:
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for at in range(0, len(body), 16_384):
+                yield body[at : at + 16_384]
+
+        content = pieces()
+    return await client.post(f"{engine.receiver_url}/currents/{WORKSPACE}", content=content, headers=sent)
+
+
+def all_dead_letters(store: Store) -> list:
+    letters, before = [], None
+    while True:
+        page = store.dead_letters(CONNECTOR, limit=1_000, before=before)
+        if not page:
+            return letters
+        letters += page
+        before = page[-1].id
+
+
+def table(title: str, rows: dict[str, Counter]) -> str:
+    columns = sorted({c for counts in rows.values() for c in counts})
+    lines = [title, "  ".join(["kind".ljust(40), *(c.rjust(14) for c in columns)])]
+    for kind in sorted(rows):
+        lines.append("  ".join([kind.ljust(40), *(str(rows[kind].get(c, 0)).rjust(14) for c in columns)]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- the volume
+
+
+async def test_ten_thousand_malformed_events_and_requests_are_all_accounted_for(
+    engine: Engine, sandbox: SegmentSandbox
+) -> None:
+    """About 9,400 generated events in some 140 mixed batches and 2,800 broken or unusual requests, sent six
+    at a time to the real engine: statuses by the rules, then every event traced to exactly one fate."""
+    started = time.monotonic()
+    rng = random.Random(SEED)
+    cases = generate_cases(rng, 9_400)
+    batches = into_batches(rng, cases)
+    request_maker = RequestMaker(rng, EventMaker(random.Random(SEED + 7), prefix="case-r"))
+    requests = [Request("batch of mixed events", batch_body(b), frozenset({200}), cases=b) for b in batches]
+    requests += [request_maker.make() for _ in range(2_800)]
+    rng.shuffle(requests)
+    accepted_cases = [c for r in requests for c in r.cases]
+
+    outcomes: dict[str, Counter] = {}
+    wrong: list[str] = []
+    gate = asyncio.Semaphore(6)
+    async with httpx.AsyncClient(timeout=30.0) as client:
+
+        async def send(request: Request) -> None:
+            async with gate:
+                response = await post(client, engine, request.body, request.headers, chunked=request.chunked)
+            outcomes.setdefault(request.kind, Counter())[str(response.status_code)] += 1
+            if response.status_code not in request.expect:
+                wrong.append(f"{request.kind}: {response.status_code} {response.text[:120]}")
+            elif response.status_code == 400:
+                assert response.json()["error"], "a 400 must say what is wrong with the body"
+
+        await asyncio.gather(*(send(r) for r in requests))
+        assert (await client.get(f"{engine.receiver_url}/healthz")).json() == {"status": "ok"}
+    posted_at = time.monotonic()
+    assert not wrong, f"{len(wrong)} requests answered against the rules, e.g. {wrong[:5]}"
+
+    expected = Counter(c.expect for c in accepted_cases)
+    must_arrive = {c.tracked_id for c in accepted_cases if c.expect == DELIVERED}
+    may_arrive = {c.tracked_id for c in accepted_cases if c.expect == EITHER}
+    store = engine.store
+    # Everything queued reaches the stand-in (or is refused by it and dead-lettered) in bounded time.
+    assert await wait_for(lambda: store.backlog(CONNECTOR).messages == 0, timeout=40), store.backlog(
+        CONNECTOR
+    )
+    arrived = set(sandbox.message_ids)
+    letters = all_dead_letters(store)
+    totals = store.counter_totals(CONNECTOR)
+
+    # Nothing vanished: every event of an accepted batch has exactly one fate, and the fates add up.
+    assert totals["received"] == len(accepted_cases)
+    fates = ("queued", "duplicate", "not_selected", "anonymous", "unsupported", "dead_lettered")
+    assert sum(totals.get(f, 0) for f in fates) == totals["received"], totals
+    for fate in FILTERED:
+        assert totals.get(fate, 0) == expected[fate], (fate, totals)
+    assert totals.get("delivered", 0) == sandbox.accepted_count == len(arrived)
+
+    # The valid ones arrived, exactly once, with their ids intact; nothing else did.
+    assert must_arrive <= arrived, sorted(must_arrive - arrived)[:10]
+    assert arrived <= must_arrive | may_arrive, sorted(arrived - must_arrive - may_arrive)[:10]
+    assert sandbox.duplicates == 0
+    assert not sandbox.violations, sandbox.violations[:3]
+    refused = {i for r in requests for i in r.refused_ids}
+    assert not refused & arrived
+
+    # The invalid ones are dead letters, each with a reason, and the open cases are one or the other.
+    by_id = {c.tracked_id: c for c in accepted_cases if c.tracked_id}
+    untracked = Counter(canonical(c.event) for c in accepted_cases if c.expect == DEAD and not c.tracked_id)
+    lettered_ids: set[str] = set()
+    unmatched = []
+    for letter in letters:
+        assert letter.reason and letter.reason.strip()
+        case = by_id.get(letter.message_id) if letter.message_id else None
+        if case is not None:
+            assert case.expect in (DEAD, EITHER), (case.kind, letter.reason)
+            assert case.tracked_id not in lettered_ids
+            lettered_ids.add(case.tracked_id)
+            continue
+        key = canonical(orjson.loads(letter.event)) if letter.event else b""
+        if untracked[key] > 0:
+            untracked[key] -= 1
+        else:
+            unmatched.append((letter.message_id, letter.reason))
+    assert not unmatched, f"dead letters for events that were not invalid: {unmatched[:5]}"
+    assert +untracked == Counter(), "invalid events without a dead letter"
+    assert {c.tracked_id for c in accepted_cases if c.expect == DEAD and c.tracked_id} <= lettered_ids
+    assert may_arrive == (may_arrive & arrived) | (may_arrive & lettered_ids)
+    assert not may_arrive & arrived & lettered_ids
+    assert not refused & lettered_ids
+
+    # A reason names what is wrong, so the user can fix it at the source.
+    for letter in letters:
+        case = by_id.get(letter.message_id) if letter.message_id else None
+        if case is None or case.expect != DEAD:
+            continue
+        if case.kind == "id over 100 characters":
+            assert "`id`" in letter.reason
+        elif case.kind.startswith("time "):
+            assert "`time`" in letter.reason
+        elif case.kind.startswith("event over 32 KB"):
+            assert "32,768" in letter.reason or "32 KB" in letter.reason
+        elif case.kind.endswith("not text"):
+            assert "user_id" in letter.reason
+
+    # Unicode arrives exactly as sent.
+    accepted = {m["messageId"]: m for m in sandbox.accepted}
+    for case in accepted_cases:
+        if case.kind == "unicode edge cases":
+            message = accepted[case.tracked_id]
+            assert message["userId"] == case.event["user"]["external_user_id"]
+            for key, value in case.event["properties"].items():
+                if key.startswith(UNICODE):
+                    assert message["properties"][key] == value
+
+    # Still answering: one more valid batch goes all the way through.
+    last = [EventMaker(random.Random(SEED + 99), prefix="case-z").valid_event() for _ in range(3)]
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        assert (await post(client, engine, batch_body(last))).status_code == 200
+        assert (await client.get(f"{engine.receiver_url}/healthz")).status_code == 200
+    assert await wait_for(lambda: {c.event["id"] for c in last} <= set(sandbox.message_ids), timeout=10)
+
+    malformed_events = sum(1 for c in accepted_cases if c.kind not in ("valid", "duplicate of a valid event"))
+    malformed_requests = sum(
+        1
+        for r in requests
+        if r.kind not in ("batch of mixed events", "gzip batch", "empty body", "empty events")
+    )
+    event_fates: dict[str, Counter] = {}
+    for case in accepted_cases:
+        if case.expect in FILTERED:
+            fate = case.expect
+        elif case.tracked_id in arrived:
+            fate = "delivered"
+        else:
+            fate = "dead letter"  # checked above: every other event is one
+        event_fates.setdefault(case.kind, Counter())[fate] += 1
+    print()
+    print(table("events by kind -> fate", event_fates))
+    print(table("requests by kind -> status", outcomes))
+    print(
+        f"{len(accepted_cases):,} events in accepted batches ({malformed_events:,} malformed), "
+        f"{len(requests):,} requests ({malformed_requests:,} malformed); posting took "
+        f"{posted_at - started:.1f} s, everything {time.monotonic() - started:.1f} s"
+    )
+    assert malformed_events + malformed_requests >= 10_000
+
+
+# ------------------------------------------------------------------------------------------ Avro files
+
+
+def _sync_marker(data: bytes) -> bytes:
+    import io
+
+    return fastavro.reader(io.BytesIO(data))._header["sync"]
+
+
+def _boundaries(data: bytes) -> set[int]:
+    """Offsets just after each sync marker: cutting a file there leaves a valid, shorter file."""
+    sync = _sync_marker(data)
+    found, at = set(), data.find(sync)
+    while at != -1:
+        found.add(at + len(sync))
+        at = data.find(sync, at + 1)
+    return found
+
+
+@dataclass
+class AvroFile:
+    path: Path
+    kind: str
+    records: int
+    ids: list[str]
+    must_be_reported: bool
+
+
+def _write_avro_files(root: Path, rng: random.Random) -> list[AvroFile]:
+    gen = DemoGenerator(seed=rng.randrange(2**32), flat=True, clock=fixed_clock)
+    templates: list[tuple[bytes, list[str]]] = []
+    files: list[AvroFile] = []
+    hour = datetime(2024, 5, 31, 12, tzinfo=UTC)
+    serial = 0
+
+    def place(data: bytes, event_type: str) -> Path:
+        nonlocal serial
+        serial += 1
+        path = export_file_path(root, event_type, hour=hour, offset=serial)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    for n in range(12):
+        event_type = rng.choice(SUPPORTED)
+        records = [gen.event(event_type, anonymous=False) for _ in range(rng.randint(20, 80))]
+        for k, record in enumerate(records):
+            record.pop("event_type", None)
+            record["id"] = f"avro-{n}-{k}"
+        path = place(b"", event_type)
+        write_avro_file(
+            path, event_type, records, schema=schema_for(event_type, records),
+            codec=rng.choice(("null", "deflate")), sync_interval=rng.choice((500, 2_000, 16_000)),
+        )  # fmt: skip
+        data = path.read_bytes()
+        templates.append((data, [r["id"] for r in records]))
+        files.append(AvroFile(path, "intact", len(records), [r["id"] for r in records], False))
+
+    for _ in range(320):
+        data, ids = rng.choice(templates)
+        header_end = data.find(_sync_marker(data)) + 16
+        kind = rng.choices(
+            ("truncated", "empty", "magic only", "not Avro", "bytes flipped", "header scribbled",
+             "sync marker broken", "garbage appended", "span zeroed"),
+            (8, 1, 1, 2, 8, 3, 3, 2, 3),
+        )[0]  # fmt: skip
+        must = True
+        if kind == "truncated":
+            whole = _boundaries(data)
+            broken = data[: rng.choice([c for c in range(1, len(data)) if c not in whole])]
+        elif kind == "empty":
+            broken = b""
+        elif kind == "magic only":
+            broken = b"Obj\x01"
+        elif kind == "not Avro":
+            broken = rng.choice(
+                (rng.randbytes(rng.randint(1, 5_000)), orjson.dumps({"id": "x"}), b"PK\x03\x04zip")
+            )
+            must = not broken.startswith(b"Obj\x01")
+        elif kind == "bytes flipped":
+            buf = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                buf[rng.randrange(header_end, len(buf))] ^= 1 << rng.randrange(8)
+            broken, must = bytes(buf), False
+        elif kind == "header scribbled":
+            buf = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                buf[rng.randrange(4, header_end - 16)] = rng.randrange(256)
+            broken, must = bytes(buf), False
+        elif kind == "sync marker broken":
+            later = sorted(b for b in _boundaries(data) if b > header_end)
+            end = rng.choice(later)  # a block's trailing marker no longer matches the header's
+            buf = bytearray(data)
+            buf[end - 1 - rng.randrange(16)] ^= 0xFF
+            broken = bytes(buf)
+        elif kind == "garbage appended":
+            broken, must = data + rng.randbytes(rng.randint(1, 3_000)), False
+        else:
+            buf = bytearray(data)
+            at, span = rng.randrange(header_end, len(buf)), rng.randint(1, 200)
+            buf[at : at + span] = bytes(len(buf[at : at + span]))
+            broken, must = bytes(buf), False
+        event_type = rng.choice(SUPPORTED)
+        files.append(AvroFile(place(broken, event_type), kind, len(ids), ids, must))
+    return files
+
+
+@pytest.fixture
+def importer(home: Home):
+    config.add_workspace(home, config.Workspace(name=WORKSPACE))
+    config.add_connector(
+        home,
+        config.Connector(
+            name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", events=SUPPORTED
+        ),
+    )
+    store = Store(home.store_file)
+    try:
+        yield store, Ingestor(config.load(home), store)
+    finally:
+        store.close()
+
+
+def test_hundreds_of_damaged_avro_files_never_stop_an_import(importer, tmp_path: Path) -> None:
+    store, ingestor = importer
+    rng = random.Random(SEED + 1)
+    root = tmp_path / "exports"
+    files = _write_avro_files(root, rng)
+    started = time.monotonic()
+
+    summary = import_path(root, WORKSPACE, ingestor)
+
+    took = time.monotonic() - started
+    assert took < 30
+    assert summary.files_total == len(files)
+    assert summary.stopped is None
+    problems = {p.path: p for p in summary.problems}
+    assert summary.files_imported + len(problems) + summary.files_skipped == len(files)
+    for file in files:
+        problem = problems.get(file.path)
+        if file.must_be_reported:
+            assert problem is not None, f"{file.kind} file imported as if whole: {file.path.name}"
+        if problem is not None:
+            assert problem.message and "Traceback" not in problem.message and len(problem.message) < 400
+            if file.kind == "truncated":
+                assert problem.records_imported <= file.records
+        if file.kind == "intact":
+            assert problem is None
+    totals = summary.totals()
+    assert (
+        totals.read
+        == totals.queued + totals.not_selected + totals.anonymous + totals.unsupported + totals.rejected
+    )
+    assert store.counter_totals(CONNECTOR).get("received", 0) == totals.read
+    assert summary.queued + summary.duplicates == totals.queued
+    rows = store.lease(CONNECTOR, max_messages=1_000_000, max_bytes=10**10, lease_seconds=60)
+    store.release(CONNECTOR, [r.seq for r in rows])
+    queued_ids = {orjson.loads(r.body)["messageId"] for r in rows}
+    for file in files:
+        if file.kind == "intact":
+            assert set(file.ids) <= queued_ids
+
+    # Again: whole files are skipped, damaged ones reported again, nothing queued twice.
+    again = import_path(root, WORKSPACE, ingestor)
+    assert again.stopped is None
+    assert again.files_skipped == summary.files_imported
+    assert {p.path for p in again.problems} == set(problems)
+    assert again.queued == 0
+
+    kinds: dict[str, Counter] = {}
+    for file in files:
+        outcome = "reported" if file.path in problems else "imported whole"
+        kinds.setdefault(file.kind, Counter())[outcome] += 1
+    print()
+    print(table("Avro files by kind -> outcome", kinds))
+    print(f"{len(files)} files, {totals.read:,} records read, import took {took:.1f} s")
+
+
+# ----------------------------------------------------------------------- inputs the code gets wrong
+
+
+def _one_bad_between_two_good(raw_bad_event: bytes) -> tuple[bytes, list[dict]]:
+    maker = EventMaker(random.Random(SEED + 3), prefix="case-g")
+    good = [maker.valid_event().event for _ in range(2)]
+    first, second = (orjson.dumps(e) for e in good)
+    return b'{"events": [' + first + b", " + raw_bad_event + b", " + second + b"]}", good
+
+
+@pytest.mark.parametrize(
+    "raw_bad_event",
+    [
+        pytest.param(
+            b'{"event_type": "users.messages.email.Send", "id": "lone-1", "time": 1717171717,'
+            b' "user": {"external_user_id": "u1"}, "properties": {"subject": "half an emoji \\ud83d"}}',
+            id="lone surrogate escaped",
+        ),
+        pytest.param(
+            b'{"event_type": "users.messages.email.Send", "id": "huge-1", "time": 1717171717,'
+            b' "user": {"external_user_id": "u1"}, "properties": {"score": 1e400}}',
+            id="number beyond a double",
+        ),
+        pytest.param(
+            b'{"event_type": "users.messages.email.Send", "id": "deep-1", "time": 1717171717,'
+            b' "user": {"external_user_id": "u1"}, "properties": {"deep": ' + nested(10_000) + b"}}",
+            id="nested 10,000 deep",
+        ),
+    ],
+)
+async def test_one_event_the_json_parser_refuses_does_not_fail_its_batch(
+    engine: Engine, sandbox: SegmentSandbox, raw_bad_event: bytes
+) -> None:
+    """The body is valid JSON text (RFC 8259's grammar) holding an `events` list; only one event in it is
+    beyond what the parser takes. Braze drops for good a single event it gets a 400 for twice, and the
+    reference says never to answer 400 for a whole batch because of one bad event: the two good events
+    must be delivered, and the odd one delivered as best it can be or kept as a dead letter."""
+    assert _json_is_valid(raw_bad_event) or b"[" * 10_000 in raw_bad_event
+    odd_id = raw_bad_event.split(b'"id": "', 1)[1].split(b'"', 1)[0].decode()
+    body, good = _one_bad_between_two_good(raw_bad_event)
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await post(client, engine, body)
+        assert (await client.get(f"{engine.receiver_url}/healthz")).status_code == 200
+    assert response.status_code == 200, response.text
+    assert await wait_for(lambda: {e["id"] for e in good} <= set(sandbox.message_ids), timeout=10)
+    assert await wait_for(lambda: engine.store.backlog(CONNECTOR).messages == 0, timeout=10)
+    letters = all_dead_letters(engine.store)
+    assert (odd_id in sandbox.message_ids) + len(letters) == 1
+    assert all(letter.reason for letter in letters)
+    assert engine.store.counter_totals(CONNECTOR)["received"] == 3
+
+
+async def test_an_event_nested_a_thousand_deep_is_a_dead_letter_not_a_500(
+    engine: Engine, sandbox: SegmentSandbox
+) -> None:
+    """Within what the JSON parser takes (1,024 levels), so the batch is parsed and mapped; keeping the
+    deep event as a dead letter must not fail the whole batch with 500 (Braze would send it again forever,
+    and the good events with it would never be stored)."""
+    deep = (
+        b'{"event_type": "users.messages.email.Send", "id": "deep-990", "time": 1717171717,'
+        b' "user": {"external_user_id": "u1"}, "properties": {"deep": ' + nested(990) + b"}}"
+    )
+    body, good = _one_bad_between_two_good(deep)
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await post(client, engine, body)
+    assert response.status_code == 200, response.text
+    assert await wait_for(lambda: {e["id"] for e in good} <= set(sandbox.message_ids), timeout=10)
+    [letter] = all_dead_letters(engine.store)
+    assert letter.message_id == "deep-990"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_what_its_content_encoding_says_is_400(
+    engine: Engine, encoding: str
+) -> None:
+    """A body that cannot be decompressed is not a JSON batch: 400, as for any unreadable body (a 500
+    makes Braze send it again forever)."""
+    body = orjson.dumps(
+        {"events": [EventMaker(random.Random(SEED + 4), prefix="case-e").valid_event().event]}
+    )
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await post(client, engine, body, {"Content-Encoding": encoding})
+        assert (await client.get(f"{engine.receiver_url}/healthz")).status_code == 200
+    assert response.status_code == 400, response.text
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_long(data: bytes, at: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), at
+
+
+def test_an_avro_block_claiming_an_impossible_size_is_a_file_problem(importer, tmp_path: Path) -> None:
+    """One damaged byte run in a block header (its size) makes the reader ask for exabytes: that is the
+    file's problem, reported with the others; the next file is still imported."""
+    store, ingestor = importer
+    gen = DemoGenerator(seed=SEED, flat=True, clock=fixed_clock)
+    event_type = "users.messages.email.Send"
+    records = [gen.event(event_type, anonymous=False) for _ in range(10)]
+    for record in records:
+        record.pop("event_type", None)
+    good = write_avro_file(tmp_path / "in" / "a-good.avro", event_type, records)
+    data = good.read_bytes()
+    after_header = data.find(_sync_marker(data)) + 16
+    _, size_at = _read_long(data, after_header)  # the block's record count, then its size in bytes
+    _, data_at = _read_long(data, size_at)
+    bad = tmp_path / "in" / "b-bad.avro"
+    bad.write_bytes(data[:size_at] + _zigzag(2**62) + data[data_at:])
+    other = [dict(r, id=f"{r['id']}-2") for r in records]
+    write_avro_file(tmp_path / "in" / "c-good.avro", event_type, other)
+
+    summary = import_path(tmp_path / "in", WORKSPACE, ingestor)
+
+    assert [p.path.name for p in summary.problems] == ["b-bad.avro"]
+    assert summary.files_imported == 2
+    assert store.backlog(CONNECTOR).messages == 20
