@@ -1,0 +1,693 @@
+"""How the TUI feels: time to the first screen, keypress-to-screen latency and the tail's lag under load.
+Prints figures; not a test.
+
+(a) Start-up. In tmux, the real `tui-currents --home H demo`: from launching the command to the connectors
+    screen on the terminal (its title, then the demo connector's row with figures), polled with
+    `capture-pane` every 20 ms; median of N runs on a warm home (the first, cold run is shown apart).
+    In-process, `app.run_test()`: from entering it to the first frame and to the connector's row.
+
+(b) Keypress to screen, while the demo engine forwards about --rate events/s and the tail is open.
+    The app runs headless in this process (Pilot's `run_test`). A key is posted to the app as the terminal
+    driver would post it; the time is taken when the first frame is composed *and encoded to the bytes a
+    terminal would receive* that shows its effect. Not included: the
+    driver's input thread and the terminal emulator drawing the bytes.
+    The keys alternate `up` (a cursor line appears, the view stops following) and `end` (it follows the
+    newest line again), at random 40-120 ms intervals so they land at every phase of the tail's polling.
+    Two set-ups, both as users run them, after a reference with the demo's default 50 events/s (idle):
+      in-process  `tui-currents demo --demo-rate R`: the engine shares the app's event loop (the default
+                  when no service runs; the worst case for the interface).
+      console     `tui-currents run --demo --demo-rate R` in its own process, and the app as its console
+                  on the same home (a service on a server, watched over SSH).
+    Goal: p99 < 100 ms. Printed with it: how late the event loop woke meanwhile, and the garbage
+    collector's pauses (a full collection stops everything; --gc-freeze shows the figures with the
+    start-up objects frozen out of it, --find-stalls names the callbacks that block the loop).
+
+(c) The tail's lag behind the store under that load, over --seconds: the store's newest tail row vs. the
+    newest line the tail view holds, sampled every 0.5 s: in events (event rows stored but not yet taken by
+    the view) and in seconds (how long ago the store already had the view's newest row). Shown at the
+    start, middle and end of the run with the trend, to show that it stays bounded. Also the engine's
+    achieved events/s (received and delivered) over the same window.
+
+    .venv/bin/python bench/bench_tui.py [--rate 10000] [--seconds 30] [--presses 150] [--starts 5]
+                                        [--setups idle,in-process,console] [--skip-tmux]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import events
+
+from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
+from tui_currents.paths import Home
+from tui_currents.tui.app import CurrentsApp
+from tui_currents.tui.backend import Backend
+from tui_currents.tui.screens.tail import TailScreen
+from tui_currents.tui.widgets.tail_view import TailView
+
+SIZE = (100, 32)
+LATENCY_GOAL_MS = 100.0
+IDLE_RATE = 50.0  # the demo's default events/s
+
+
+def tui_command() -> list[str]:
+    script = Path(sys.executable).with_name("tui-currents")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tui_currents"]
+
+
+def child_env() -> dict[str, str]:
+    """No inherited tui-currents settings and never the OS keyring (the demo has its own keyring file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUI_CURRENTS_", "TMUX", "TEXTUAL"))}
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    return env
+
+
+def new_home(parent: Path, name: str) -> Home:
+    """A demo home whose receiver takes a free port (never collides with a running receiver)."""
+    folder = parent / name
+    folder.mkdir(mode=0o700)
+    (folder / "config.toml").write_text("[receiver]\nport = 0\n")
+    (folder / "config.toml").chmod(0o600)
+    return Home.at(folder)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# ----------------------------------------------------------------------------- (a) start-up in tmux
+
+
+class Tmux:
+    """A private tmux server (its own -L socket) running one command at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.socket = f"tui-currents-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.folder = folder
+        self.conf = folder / "tmux.conf"
+        self.conf.write_text("set -g remain-on-exit on\n")
+        self.env = child_env()
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", str(self.conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=self.env,
+        )
+        if done.returncode:
+            raise RuntimeError(f"tmux {args[0]}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, session: str, argv: list[str], status: Path) -> None:
+        # A shell records the exit status, so it never depends on tmux noticing the process end.
+        wrapper = ["sh", "-c", f'"$@"; echo $? > {shlex.quote(str(status))}', "sh", *argv]
+        w, h = SIZE
+        self.run("new-session", "-d", "-s", session, "-x", str(w), "-y", str(h), *wrapper)
+
+    def screen(self, session: str) -> str:
+        return self.run("capture-pane", "-p", "-t", session)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        folder = Path(self.env.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (folder / self.socket).unlink(missing_ok=True)  # tmux leaves its socket file behind
+
+
+def tmux_start_once(tmux: Tmux, home: Home, index: int) -> tuple[float, float]:
+    """Seconds from launching `tui-currents demo` to (the connectors screen, the demo connector's row)."""
+    session, status = f"start{index}", tmux.folder / f"start{index}.status"
+    t0 = time.perf_counter()
+    tmux.start(session, [*tui_command(), "--home", str(home.root), "demo"], status)
+    screen_at = row_at = None
+    deadline = t0 + 60
+    while row_at is None:
+        text = tmux.screen(session)
+        now = time.perf_counter()
+        if screen_at is None and "› Connectors" in text:
+            screen_at = now - t0
+        if "› Connectors" in text and f"{DEMO_CONNECTOR} ·" in text and "Delivered" in text:
+            row_at = now - t0
+        if now > deadline or status.exists():
+            raise RuntimeError(f"the connectors screen did not show:\n{text}")
+        time.sleep(0.02)
+    tmux.run("send-keys", "-t", session, "q")
+    deadline = time.perf_counter() + 20
+    while not (status.exists() and status.read_text().endswith("\n")):
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the app did not exit after q")
+        time.sleep(0.05)
+    if status.read_text().strip() != "0":
+        raise RuntimeError(f"the app exited with {status.read_text().strip()}")
+    return screen_at or row_at, row_at
+
+
+def bench_start_tmux(root: Path, starts: int) -> None:
+    home = new_home(root, "start-home")
+    tmux = Tmux(root)
+    try:
+        cold = tmux_start_once(tmux, home, 0)
+        warm = [tmux_start_once(tmux, home, i) for i in range(1, starts + 1)]
+    finally:
+        tmux.kill()
+    screens, rows = [w[0] for w in warm], [w[1] for w in warm]
+    print(f"(a) Start-up in tmux ({SIZE[0]}x{SIZE[1]}), `tui-currents --home H demo`:")
+    print(f"    cold (new home):   screen {cold[0]:.2f} s, connector row {cold[1]:.2f} s")
+    print(
+        f"    warm, {starts} runs:     screen median {statistics.median(screens):.2f} s "
+        f"(min {min(screens):.2f}, max {max(screens):.2f}); connector row median "
+        f"{statistics.median(rows):.2f} s (min {min(rows):.2f}, max {max(rows):.2f})"
+    )
+    python_only = _seconds([sys.executable, "-c", "pass"])
+    imports = _seconds([sys.executable, "-c", "import tui_currents.tui.app, tui_currents.engine"])
+    print(
+        f"    of which: Python start {python_only:.2f} s; "
+        f"Python + importing the app and engine {imports:.2f} s"
+    )
+
+
+def _seconds(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, env=child_env())
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+class FrameClock:
+    """Timestamps every frame the app composes, after encoding it to the bytes a terminal would get (a
+    headless app composes frames but skips that step, so it is done here to count its cost)."""
+
+    def __init__(self, app: CurrentsApp) -> None:
+        self.app = app
+        self.frames = 0
+        self.first: float | None = None
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
+        original = app._display
+
+        def display(screen, renderable) -> None:
+            original(screen, renderable)
+            if renderable is None:
+                return
+            render = getattr(renderable, "render_segments", None)
+            if render is not None:
+                render(app.console)
+            now = time.perf_counter()
+            self.frames += 1
+            if self.first is None:
+                self.first = now
+            for condition, future in self._waiters:
+                if not future.done() and condition():
+                    future.set_result(now)
+            self._waiters = [w for w in self._waiters if not w[1].done()]
+
+        app._display = display
+
+    async def frame_where(self, condition: Callable[[], bool], timeout: float) -> float | None:
+        """perf_counter() of the first frame composed while `condition()` holds; None after `timeout`."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((condition, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+
+
+# ----------------------------------------------------------------------------- (a) start-up in-process
+
+
+async def bench_start_in_process(root: Path, starts: int) -> None:
+    home = new_home(root, "run-test-home")
+    secrets = demo_secrets(home)  # opened once here; a real start also derives the keyring file's key
+    firsts, rows, frozen = [], [], []
+    for _ in range(starts + 1):  # the first run makes the home; it is not counted
+        backend = Backend(home, secrets, demo=True, demo_rate=50)
+        app = CurrentsApp(backend)
+        clock = FrameClock(app)
+        stalls = LoopStalls()
+        stalls.start()
+        t0 = time.perf_counter()
+        async with app.run_test(size=SIZE) as pilot:
+            deadline = t0 + 30
+            while not (app.screen.query("DataTable") and app.screen.query_one("DataTable").row_count):
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("the connector row did not appear")
+                await pilot.pause(0.01)
+            rows.append(time.perf_counter() - t0)
+            firsts.append((clock.first or time.perf_counter()) - t0)
+            await stalls.stop()
+            frozen.append(max(stalls.late_ms, default=0.0))
+    firsts, rows, frozen = firsts[1:], rows[1:], frozen[1:]
+    print(f"    in-process, app.run_test(), {starts} runs (imports done and keyring open; engine and sandbox")
+    print("    started each time):")
+    print(
+        f"      first frame median {statistics.median(firsts) * 1000:.0f} ms; connector row median "
+        f"{statistics.median(rows) * 1000:.0f} ms (max {max(rows) * 1000:.0f} ms); longest time the "
+        f"event loop was blocked meanwhile (keys wait): median {statistics.median(frozen):.0f} ms"
+    )
+
+
+# ----------------------------------------------------------------------------- (b) + (c) under load
+
+
+@dataclass
+class StoreSampler:
+    """A thread reading the store every 20 ms: (time, newest tail seq), and the engine's counters."""
+
+    path: Path
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        try:
+            while not self._stop.is_set():
+                (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM tail").fetchone()
+                self.samples.append((time.perf_counter(), seq))
+                self._stop.wait(0.02)
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def first_time_at_least(self, seq: int) -> float | None:
+        for at, newest in self.samples:
+            if newest >= seq:
+                return at
+        return None
+
+
+def read_counts(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute(
+            "SELECT name, sum(n) FROM counters WHERE connector = ? GROUP BY name", (DEMO_CONNECTOR,)
+        ).fetchall()
+    finally:
+        db.close()
+    return {name: int(n) for name, n in rows}
+
+
+def event_rows_between(path: Path, after: int, upto: int) -> int:
+    """Event rows (not fate updates) stored after the view's newest row, up to the store's newest."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        (n,) = db.execute(
+            "SELECT count(*) FROM tail WHERE seq > ? AND seq <= ? AND message_ids IS NULL", (after, upto)
+        ).fetchone()
+    finally:
+        db.close()
+    return n
+
+
+@dataclass
+class LagSample:
+    at: float  # seconds into the window
+    events: int
+    seconds: float
+
+
+async def measure_lag(
+    pilot, view: TailView, sampler: StoreSampler, store: Path, seconds: float
+) -> tuple[list[LagSample], dict[str, float]]:
+    start = time.perf_counter()
+    before = read_counts(store)
+    lags: list[LagSample] = []
+    while (now := time.perf_counter()) - start < seconds:
+        await pilot.pause(0.5)
+        now = time.perf_counter()
+        shown = view.lines[-1].seq if view.lines else 0
+        newest = sampler.samples[-1][1] if sampler.samples else 0
+        had_it = sampler.first_time_at_least(shown)
+        if had_it is None:
+            # The sampler has not seen that row yet (it reads every 20 ms): the view is current.
+            had_it = now
+        elif had_it == sampler.samples[0][0]:
+            continue  # stored before sampling began: when is not known, so no figure
+        behind = await asyncio.to_thread(event_rows_between, store, shown, newest)
+        lags.append(LagSample(now - start, behind, now - had_it))
+    elapsed = time.perf_counter() - start
+    after = read_counts(store)
+    rates = {name: (after.get(name, 0) - before.get(name, 0)) / elapsed for name in ("received", "delivered")}
+    return lags, rates
+
+
+class SlowCallbacks(logging.Handler):
+    """Collects asyncio debug mode's "Executing <callback> took N seconds" warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: dict[str, list[float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.match(r"Executing (.*) took (\d+\.\d+) seconds", record.getMessage())
+        if found:
+            where = re.sub(r" at 0x[0-9a-f]+| created at \S+", "", found.group(1))
+            self.seen.setdefault(where[:160], []).append(float(found.group(2)) * 1000)
+
+    def top(self, n: int) -> list[str]:
+        ranked = sorted(self.seen.items(), key=lambda item: -max(item[1]))[:n]
+        return [f"{len(ms)}x, max {max(ms):.0f} ms: {where}" for where, ms in ranked] or ["none over 50 ms"]
+
+
+class GcPauses:
+    """Durations of the garbage collector's runs (each stops the event loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, ms)
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], (time.perf_counter() - self._began) * 1000))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def describe(self) -> str:
+        if not self.pauses:
+            return "no garbage collections"
+        oldest = [ms for generation, ms in self.pauses if generation == 2]
+        return (
+            f"{len(self.pauses)} garbage collections, longest {max(ms for _, ms in self.pauses):.0f} ms"
+            + (f" ({len(oldest)} full, longest {max(oldest):.0f} ms)" if oldest else "")
+        )
+
+
+class LoopStalls:
+    """How late a 5 ms sleep wakes up on the app's event loop: how long the loop was busy elsewhere."""
+
+    def __init__(self) -> None:
+        self.late_ms: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.late_ms.append((time.perf_counter() - t0 - 0.005) * 1000)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def measure_keys(pilot, view: TailView, clock: FrameClock, presses: int) -> tuple[list[float], int]:
+    """Latency of key presses, key posted -> first encoded frame showing its effect. The keys alternate
+    `up` (the cursor appears on a line and the view stops following) and `end` (the view follows the
+    newest line again): each flips what the tail shows whatever the stream does meanwhile."""
+    app = pilot.app
+    latencies: list[float] = []
+    missed = 0
+    rng = random.Random(7)
+    for _ in range(presses):
+        await asyncio.sleep(rng.uniform(0.04, 0.12))
+        following = view.following
+        key = "up" if following else "end"
+
+        def flipped(expected: bool = not following) -> bool:
+            return view.following is expected
+
+        t0 = time.perf_counter()
+        app.post_message(events.Key(key, None))
+        shown_at = await clock.frame_where(flipped, timeout=2.0)
+        if shown_at is None:
+            missed += 1
+        else:
+            latencies.append((shown_at - t0) * 1000)
+    return latencies, missed
+
+
+def print_load_results(
+    setup: str,
+    rate: float,
+    lags: list[LagSample],
+    rates: dict[str, float],
+    latencies: list[float],
+    missed: int,
+    notes: list[str],
+) -> None:
+    print(f"  [{setup}] demo rate asked {rate:,.0f} events/s")
+    print(
+        f"    engine achieved: received {rates['received']:,.0f} events/s, delivered "
+        f"{rates['delivered']:,.0f} events/s (to the local sandbox) over the lag window"
+    )
+    if latencies:
+        verdict = "meets" if pct(latencies, 99) < LATENCY_GOAL_MS else "MISSES"
+        print(
+            f"    (b) keypress -> screen, {len(latencies)} presses (up/end): "
+            f"p50 {pct(latencies, 50):.1f} ms, p90 {pct(latencies, 90):.1f} ms, "
+            f"p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms"
+            f"  ({verdict} the goal p99 < {LATENCY_GOAL_MS:.0f} ms)"
+            + (f"; {missed} presses showed nothing within 2 s" if missed else "")
+        )
+    for note in notes:
+        print(f"        {note}")
+    if lags:
+        third = max(len(lags) // 3, 1)
+        parts = {"start": lags[:third], "middle": lags[third : 2 * third], "end": lags[2 * third :]}
+        cells = []
+        for name, part in parts.items():
+            if not part:
+                continue
+            ev = statistics.mean(s.events for s in part)
+            sec = statistics.mean(s.seconds for s in part)
+            cells.append(
+                f"{name} {ev:,.0f} events / {sec:.2f} s (max {max(s.events for s in part):,} / "
+                f"{max(s.seconds for s in part):.2f} s)"
+            )
+        slope = _slope([(s.at, s.events) for s in lags])
+        print(f"    (c) tail lag behind the store, {len(lags)} samples over {lags[-1].at:.0f} s:")
+        print("        " + "; ".join(cells))
+        # Growth over the window smaller than the typical lag itself (or than one poll's worth at low
+        # rates) reads as bounded; a lag that keeps growing would exceed it.
+        typical = max(statistics.mean(s.events for s in lags), 100)
+        verdict = "bounded" if slope * lags[-1].at < typical else "GROWING"
+        print(f"        trend {slope:+,.1f} events of lag per second of run: {verdict}")
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    mx = statistics.mean(p[0] for p in points)
+    my = statistics.mean(p[1] for p in points)
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
+
+
+async def open_tail(pilot, app: CurrentsApp) -> TailView:
+    deadline = time.perf_counter() + 60
+    while not (
+        app.backend_ready and app.screen.query("DataTable") and app.screen.query_one("DataTable").row_count
+    ):
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the connectors screen did not fill")
+        await pilot.pause(0.05)
+    await pilot.press("t")
+    while not isinstance(app.screen, TailScreen):
+        await pilot.pause(0.02)
+    view = app.screen.query_one(TailView)
+    while not view.lines:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the tail stayed empty")
+        await pilot.pause(0.05)
+    return view
+
+
+async def bench_under_load(
+    root: Path,
+    setup: str,
+    rate: float,
+    seconds: float,
+    presses: int,
+    *,
+    find_stalls: bool = False,
+    gc_freeze: bool = False,
+) -> None:
+    home = new_home(root, f"load-{setup}")
+    service = None
+    if setup == "idle":
+        # The reference: the same app and keys with the demo's default trickle of events.
+        rate, seconds = IDLE_RATE, min(seconds, 5.0)
+    if setup in ("in-process", "idle"):
+        backend = Backend(home, demo_secrets(home), demo=True, demo_rate=rate)
+    else:
+        log = (root / f"service-{setup}.log").open("wb")
+        service = subprocess.Popen(
+            [
+                *tui_command(),
+                "--home",
+                str(home.root),
+                "run",
+                "--demo",
+                "--port",
+                "0",
+                "--demo-rate",
+                str(rate),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,
+        )
+        deadline = time.perf_counter() + 60
+        while not (home.lock_file.exists() and home.lock_file.read_text().strip() == str(service.pid)):
+            if service.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(
+                    f"the service did not start: {(root / f'service-{setup}.log').read_text()}"
+                )
+            await asyncio.sleep(0.1)
+        # The console reads the store and the config; its keyring is the demo's file.
+        backend = Backend(home, demo_secrets(home))
+    sampler = StoreSampler(home.store_file)
+    slow = None
+    if find_stalls:
+        slow = SlowCallbacks()
+        logging.getLogger("asyncio").addHandler(slow)
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.05
+    try:
+        app = CurrentsApp(backend)
+        clock = FrameClock(app)
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_tail(pilot, app)
+            if gc_freeze:
+                gc.freeze()  # what the app could do once started: full collections skip start-up objects
+            assert (backend.mode == "in-process") == (setup != "console"), backend.mode
+            sampler.start()
+            await pilot.pause(3.0)  # let the engine reach its pace
+            lags, rates = await measure_lag(pilot, view, sampler, home.store_file, seconds)
+            stalls = LoopStalls()
+            stalls.start()
+            if slow is not None:
+                slow.seen.clear()  # from here on: the key presses' window only
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            with GcPauses() as gc_pauses:
+                latencies, missed = await measure_keys(pilot, view, clock, presses)
+            cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+            await stalls.stop()
+        late = stalls.late_ms
+        notes = [
+            f"meanwhile the event loop woke late by p50 {pct(late, 50):.1f} ms, p99 {pct(late, 99):.1f} ms, "
+            f"max {max(late):.0f} ms ({sum(1 for x in late if x > 50)} times > 50 ms); "
+            f"this process used {cpu:.0%} of a core; {gc_pauses.describe()}"
+        ]
+        if slow is not None:
+            notes.append("slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
+            notes += [f"  {line}" for line in slow.top(6)]
+        print_load_results(setup, rate, lags, rates, latencies, missed, notes)
+    finally:
+        sampler.stop()
+        if slow is not None:
+            asyncio.get_running_loop().set_debug(False)
+            logging.getLogger("asyncio").removeHandler(slow)
+        if service is not None:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                service.kill()
+                service.wait(timeout=5)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def run(args: argparse.Namespace, root: Path) -> None:
+    if not args.skip_tmux:
+        if shutil.which("tmux") is None:
+            print("(a) Start-up in tmux: skipped, tmux is not installed")
+        else:
+            bench_start_tmux(root, args.starts)
+    else:
+        print("(a) Start-up in tmux: skipped (--skip-tmux)")
+    await bench_start_in_process(root, args.starts)
+    print(f"(b)+(c) The tail open; under load: about {args.rate:,.0f} demo events/s")
+    for setup in args.setups.split(","):
+        await bench_under_load(
+            root,
+            setup.strip(),
+            args.rate,
+            args.seconds,
+            args.presses,
+            find_stalls=args.find_stalls,
+            gc_freeze=args.gc_freeze,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=10_000, help="demo events/s (default 10000)")
+    parser.add_argument("--seconds", type=float, default=30, help="lag window per set-up (default 30)")
+    parser.add_argument("--presses", type=int, default=150, help="key presses per set-up (default 150)")
+    parser.add_argument("--starts", type=int, default=5, help="timed starts (default 5)")
+    parser.add_argument(
+        "--setups",
+        default="idle,in-process,console",
+        help="comma-separated: idle (the reference, 50 events/s), in-process, console",
+    )
+    parser.add_argument("--skip-tmux", action="store_true", help="skip the start-up runs in tmux")
+    parser.add_argument(
+        "--find-stalls",
+        action="store_true",
+        help="asyncio debug mode: name the callbacks that block the event loop > 50 ms (slows the run)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() once the tail is open, to see what freezing start-up objects would give",
+    )
+    args = parser.parse_args()
+    os.umask(0o077)
+    # Only the demo's own keyring file is used; never the OS keyring of whoever runs the bench.
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-tui-") as folder:
+        asyncio.run(run(args, Path(folder)))
+    print(f"total {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
