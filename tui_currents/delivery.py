@@ -160,6 +160,9 @@ class ConnectorDelivery:
         self._warning: str | None = None
         self._last_retention = float("-inf")
         self._tasks: set[asyncio.Task] = set()
+        # Batches Segment accepted whose "delivered" mark the store could not take (a full disk): kept here
+        # and recorded first thing once it can, so they neither show as waiting nor go out again.
+        self._unrecorded: list[tuple[list[int], float]] = []
         self._wake = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -217,6 +220,9 @@ class ConnectorDelivery:
 
     async def _step(self) -> None:
         now = self._clock()
+        if self._unrecorded and not await self._record_unrecorded():
+            await self._wait(self.store_retry_seconds)
+            return
         if self._recheck_key or (self._key_blocked() and now - self._last_key_poll >= self.key_poll_seconds):
             await self._refresh_key()
         self._housekeeping(now)
@@ -301,6 +307,18 @@ class ConnectorDelivery:
             # The outcome could not be recorded: the messages stay leased and are sent again later.
             self._store_trouble(exc)
 
+    async def _record_unrecorded(self) -> bool:
+        """Record the deliveries the store could not take before; True once all are recorded."""
+        while self._unrecorded:
+            seqs, at = self._unrecorded[0]
+            try:
+                await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=at)
+            except StoreUnavailable as exc:
+                self._store_trouble(exc)
+                return False
+            self._unrecorded.pop(0)
+        return True
+
     async def _deliver_parts(self, rows: list[OutboxRow]) -> None:
         too_big = [r for r in rows if r.bytes > segment.MAX_MESSAGE_BYTES]
         if too_big:
@@ -332,7 +350,11 @@ class ConnectorDelivery:
                 continue
             verdict = segment.verdict(answer.status)
             if verdict is segment.Verdict.DELIVERED:
-                await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=now)
+                try:
+                    await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=now)
+                except StoreUnavailable:
+                    self._unrecorded.append((seqs, now))
+                    raise
             elif verdict is segment.Verdict.RETRY:
                 if answer.retry_after:
                     self.store.retry_later(

@@ -1,0 +1,1 @@
+"""Adversarial reliability suite: kills, endpoint faults, a full disk and refused write keys, end to end."""
