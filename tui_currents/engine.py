@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
@@ -340,7 +341,7 @@ class Engine:
             self.store,
             name,
             connector.batch_url(),
-            lambda name=name: self._write_key(name),
+            functools.partial(self._write_key_off_loop, name),
             client=self._http,
             max_in_flight=connector.max_in_flight,
             gzip=connector.gzip,
@@ -364,6 +365,11 @@ class Engine:
         await asyncio.gather(task, return_exceptions=True)
         if state and self.store is not None:
             self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+
+    async def _write_key_off_loop(self, connector_name: str) -> str | None:
+        # An encrypted keyring file derives its key on each read (about a second): never on the event loop
+        # the receiver shares.
+        return await asyncio.to_thread(self._write_key, connector_name)
 
     def _write_key(self, connector_name: str) -> str | None:
         # The keyring can be slow (the encrypted file derives its key each time), so keys are read once
