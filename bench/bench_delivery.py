@@ -242,6 +242,15 @@ def mapped_messages(events: list[dict]) -> list[dict]:
 # ------------------------------------------------------------------------------------------ memory
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Read from VmHWM, not getrusage: ru_maxrss survives exec, so a child
+    forked from a big parent would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_child(url: str, key: str, n: int, db: str) -> None:
     """Queue n events with the endpoint down, then drain them; print peak RSS (MB) and timings."""
     store = Store(db, synchronous="FULL")
@@ -252,13 +261,13 @@ def memory_child(url: str, key: str, n: int, db: str) -> None:
         ingestor.ingest(WORKSPACE, gen.batch(1000), source="bench")
     queued_at = time.perf_counter()
     backlog = store.backlog(CONNECTOR).messages
-    rss_queued = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_queued = peak_rss_mb()
     httpx.post(url + "/_sandbox/faults", json={"outage": False}).raise_for_status()
     done = threading.Event()
     done.set()
     asyncio.run(deliver_until(store, url + "/v1/batch", key, done))
     drained_at = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(
         orjson.dumps(
             {
