@@ -399,8 +399,13 @@ class Engine:
         from tui_currents.sources.demo import DemoGenerator
 
         generator = DemoGenerator(seed=None)
-        async for batch in generator.stream(rate):
+
+        def make_and_store(n: int) -> None:
+            # Built in the worker thread too: at high rates, building batches on the loop stalls the UI.
+            self.ingest(DEMO_WORKSPACE, generator.batch(n), source="demo")
+
+        async for n in generator.paced(rate):
             try:
-                await asyncio.to_thread(self.ingest, DEMO_WORKSPACE, batch, source="demo")
+                await asyncio.to_thread(make_and_store, n)
             except Exception as exc:
                 log.error("demo generator: batch not stored: %s", exc)

@@ -627,9 +627,25 @@ class DemoGenerator:
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield batches of up to `max_batch` events at `rate` events per second, for ever or `total` events.
 
+        Paced as `paced` says; each batch is built on the caller's event loop.
+        """
+        async for n in self.paced(rate, max_batch=max_batch, interval=interval, total=total):
+            yield self.batch(n)
+
+    async def paced(
+        self,
+        rate: float | None = None,
+        *,
+        max_batch: int = 100,
+        interval: float = 0.05,
+        total: int | None = None,
+    ) -> AsyncIterator[int]:
+        """Yield how many events are due, up to `max_batch` at a time, at `rate` events per second.
+
         Paced by a token bucket measured from the start, so the long-run rate does not drift: a consumer
-        that falls behind gets the missed events in full batches until it has caught up. Batches come at
-        most every `interval` seconds unless a full batch is due sooner.
+        that falls behind gets the missed events in full batches until it has caught up. Counts come at
+        most every `interval` seconds unless a full batch is due sooner. A caller that builds the batches
+        elsewhere (a worker thread) keeps its event loop free.
         """
         rate = float(rate if rate is not None else self.rate)
         if rate <= 0:
@@ -647,7 +663,7 @@ class DemoGenerator:
                 n = min(due, max_batch)
                 emitted += n
                 last_yield = now
-                yield self.batch(n)
+                yield n
                 continue
             full_at = start + (emitted + max_batch) / rate
             next_at = max(start + (emitted + 1) / rate, last_yield + interval)
