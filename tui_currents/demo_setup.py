@@ -6,6 +6,7 @@ a user's real configuration or keyring entries.
 
 from __future__ import annotations
 
+import asyncio
 import secrets as token_source
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def default_demo_home() -> Path:
 
 
 def demo_secrets(home: Home) -> Secrets:
-    return Secrets(home, backend="file", passphrase=DEMO_KEYRING_PASSPHRASE)
+    return Secrets(home, backend="file", passphrase=DEMO_KEYRING_PASSPHRASE, lazy=True)
 
 
 async def start_sandbox_for(home: Home, secrets: Secrets):
@@ -45,7 +46,8 @@ async def start_sandbox_for(home: Home, secrets: Secrets):
     cfg = config.load(home)
     if not any(w.name == DEMO_WORKSPACE for w in cfg.workspaces):
         cfg = config.add_workspace(home, config.Workspace(name=DEMO_WORKSPACE))
-        secrets.set_receiver_token(DEMO_WORKSPACE, secrets.generate_receiver_token())
+        # Storing it unlocks the keyring file (about a second): not on the event loop.
+        await asyncio.to_thread(secrets.set_receiver_token, DEMO_WORKSPACE, secrets.generate_receiver_token())
     existing = next((c for c in cfg.connectors if c.name == DEMO_CONNECTOR), None)
     if existing is None:
         connector = config.Connector(

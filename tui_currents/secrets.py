@@ -344,6 +344,7 @@ class Secrets:
         *,
         backend: str | None = None,
         passphrase: str | None = None,
+        lazy: bool = False,
     ):
         self.home = Home.resolve(home)
         chosen = (backend or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
@@ -356,12 +357,25 @@ class Secrets:
         register_secret(given)
         self._vault: _Vault | None = None
         self._problem: SecretsUnavailable | None = None
-        try:
-            self._vault = self._open()
-        except SecretsUnavailable as exc:
-            if not _env_overrides_present():
-                raise
-            self._problem = exc  # the overrides may be all this process needs
+        self._opening = threading.Lock()
+        # `lazy`: open (and unlock) the keyring at the first use rather than now. Unlocking the encrypted
+        # file derives its key (about a second), which the demo's fixed passphrase cannot get wrong, so
+        # its first screen need not wait for it.
+        self._opened = False
+        if not lazy:
+            self._open_once(raise_problem=True)
+
+    def _open_once(self, *, raise_problem: bool) -> None:
+        with self._opening:
+            if self._opened:
+                return
+            try:
+                self._vault = self._open()
+            except SecretsUnavailable as exc:
+                if raise_problem and not _env_overrides_present():
+                    raise
+                self._problem = exc  # the overrides may be all this process needs
+            self._opened = True
 
     def __repr__(self) -> str:
         where = self._vault.name if self._vault else "unavailable"
@@ -484,6 +498,8 @@ class Secrets:
         return backend
 
     def _require_vault(self) -> _Vault:
+        if not self._opened:
+            self._open_once(raise_problem=False)
         if self._vault is None:
             assert self._problem is not None
             raise type(self._problem)(str(self._problem))
