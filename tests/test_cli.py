@@ -243,3 +243,48 @@ def test_run_stops_cleanly_on_sigterm_and_status_reads_it(home: Home) -> None:
     assert "engine stopped" in err
     after = json.loads(cli(home.root, "status", "--json").stdout)
     assert after["engine"]["running"] is False
+
+
+def test_dead_letters_list_export_and_retry(home: Home, tmp_path: Path) -> None:
+    from tui_currents.mapping import ConnectorRules, map_event, normalise
+
+    rules = ConnectorRules(selected=frozenset(catalog.supported_types()), include_anonymous=True)
+    gen = DemoGenerator(seed=12)
+    good = [gen.event("users.messages.email.Send", anonymous=False) for _ in range(3)]
+    broken = {"event_type": "users.messages.email.Send", "id": "no-user-at-all", "time": 1717171717}
+    store = Store(home.store_file)
+    store.commit([("A", map_event(normalise(e), rules)) for e in [*good, broken]], source="test")
+    rows = store.lease("A", max_messages=10, max_bytes=475_000, lease_seconds=60)
+    store.dead_letter("A", [rows[0].seq], reason="Segment rejected this message: 400 Bad Request")
+    store.close()
+
+    listed = cli(home.root, "dead-letters", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    letters = json.loads(listed.stdout)
+    assert {d["message_id"] for d in letters} == {good[0]["id"], "no-user-at-all"}
+    assert {d["message_id"]: d["can_retry"] for d in letters} == {
+        good[0]["id"]: True,
+        "no-user-at-all": False,
+    }
+    assert all(d["reason"] for d in letters)
+
+    out = tmp_path / "dead.jsonl"
+    exported = cli(home.root, "dead-letters", "export", str(out))
+    assert exported.returncode == 0 and out.stat().st_mode & 0o777 == 0o600
+    assert len(out.read_text().splitlines()) == 2
+
+    retried = cli(home.root, "dead-letters", "retry", "--connector", "A")
+    assert retried.returncode == 0 and retried.stdout.startswith("1 ")
+    again = Store(home.store_file, readonly=True)
+    assert again.backlog("A").messages == 3  # the two still queued, and the one put back
+    assert [d.message_id for d in again.dead_letters("A")] == ["no-user-at-all"]
+
+
+def test_smtp_password_goes_to_the_keyring_from_stdin(home: Home) -> None:
+    secret = "smtp-password-SENTINEL-4b3a"
+    stored = cli(home.root, "smtp", "password", stdin=secret + "\n")
+    assert stored.returncode == 0, stored.stderr
+    assert secret not in stored.stdout + stored.stderr
+    assert Secrets(home).get_smtp_password() == secret
+    assert cli(home.root, "smtp", "forget-password").returncode == 0
+    assert Secrets(home).get_smtp_password() is None

@@ -348,6 +348,77 @@ def cmd_connector(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown connector action {action!r}")
 
 
+# ----------------------------------------------------------------------------- dead letters
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from tui_currents.store import Store
+
+    home = _home(args)
+    if not home.store_file.exists():
+        print("No dead letters: the store is created when the engine first runs.")
+        return 0
+    if args.action == "list":
+        store = Store(home.store_file, readonly=True)
+        try:
+            letters = store.dead_letters(args.connector, limit=args.limit)
+        finally:
+            store.close()
+        items = [
+            {
+                "id": d.id,
+                "connector": d.connector,
+                "message_id": d.message_id,
+                "event_type": d.event_type,
+                "reason": d.reason,
+                "at": datetime.fromtimestamp(d.at, UTC).isoformat(timespec="seconds"),
+                "attempts": d.attempts,
+                "can_retry": d.message is not None,
+            }
+            for d in letters
+        ]
+        if args.json:
+            _print_json(items)
+        elif not items:
+            print("No dead letters.")
+        else:
+            rows = [[str(i["id"]), i["at"], i["connector"], i["event_type"], i["reason"][:70]] for i in items]
+            print(_table(rows, ["Id", "At (UTC)", "Connector", "Event type", "Reason"]))
+        return 0
+    store = Store(home.store_file)
+    try:
+        if args.action == "export":
+            count = store.export_dead_letters(args.file, args.connector)
+            print(f"{count:,} dead letters written to {args.file} (JSON lines, private to you).")
+            return 0
+        moved = store.requeue(args.connector, args.id or None)
+    finally:
+        store.close()
+    _notify_engine(home)
+    print(
+        f"{moved:,} dead letters put back in the outbox; they are sent by the running engine "
+        "(dead letters with no Segment message, rejected while mapping, cannot be sent and stay)."
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- SMTP
+
+
+def cmd_smtp(args: argparse.Namespace) -> int:
+    home = _home(args)
+    secrets = _secrets(home, interactive=False)
+    if args.action == "password":
+        secrets.set_smtp_password(_read_secret_from_stdin("SMTP password"))
+        print("SMTP password stored in the keyring.")
+    else:
+        secrets.delete_smtp_password()
+        print("SMTP password removed from the keyring.")
+    return 0
+
+
 # ----------------------------------------------------------------------------- status
 
 
@@ -575,6 +646,26 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("remove", "pause", "resume", "test"):
         con_sub.add_parser(action).add_argument("name")
     con.set_defaults(func=cmd_connector)
+
+    dead = sub.add_parser("dead-letters", help="messages that will not be sent unless retried, and why")
+    dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dead_list = dead_sub.add_parser("list", help="newest first")
+    dead_list.add_argument("--connector")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_list.add_argument("--json", action="store_true")
+    dead_export = dead_sub.add_parser("export", help="write them as JSON lines to FILE (mode 0600)")
+    dead_export.add_argument("file")
+    dead_export.add_argument("--connector")
+    dead_retry = dead_sub.add_parser("retry", help="put them back in the outbox (after fixing the cause)")
+    dead_retry.add_argument("--connector")
+    dead_retry.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
+    dead.set_defaults(func=cmd_dead_letters)
+
+    smtp = sub.add_parser("smtp", help="the SMTP password for alert emails (settings are in [smtp])")
+    smtp_sub = smtp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    smtp_sub.add_parser("password", help="store the SMTP password, read from stdin")
+    smtp_sub.add_parser("forget-password", help="remove the stored SMTP password")
+    smtp.set_defaults(func=cmd_smtp)
 
     status = sub.add_parser("status", help="connector states, counters, backlog and last errors")
     status.add_argument("--json", action="store_true")
