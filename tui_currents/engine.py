@@ -101,6 +101,7 @@ class Engine:
         self._alerts: AlertMonitor | None = None
         self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
         self._config_mtime: float | None = None
         self._write_keys: dict[str, str | None] = {}
         # Keys this process holds in memory only (the demo's per-run sandbox key); they win over the keyring.
@@ -167,6 +168,7 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(self._stop_delivery(name) for name in list(self._deliveries)))
         if self._alerts is not None:
             self._alerts.close()
@@ -306,11 +308,17 @@ class Engine:
         wanted = {c.name: c for c in new.connectors}
         for name in list(self._deliveries):
             if name not in wanted:
-                asyncio.create_task(self._stop_delivery(name, state="removed"))
+                self._in_background(self._stop_delivery(name, state="removed"))
         for connector in new.connectors:
             self._sync_delivery(connector)
         if self.on_config_applied:
             self.on_config_applied(new)
+
+    def _in_background(self, job) -> None:
+        # The loop keeps only weak references to tasks: hold them until done, or one may vanish mid-way.
+        task = asyncio.create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _delivery_signature(self, connector: Connector) -> tuple:
         return (connector.batch_url(), connector.max_in_flight, connector.gzip, connector.retention_days)
@@ -321,7 +329,7 @@ class Engine:
         if not connector.enabled or connector.paused:
             state = "disabled" if not connector.enabled else "paused"
             if running:
-                asyncio.create_task(self._stop_delivery(name, state=state))
+                self._in_background(self._stop_delivery(name, state=state))
             else:
                 self.store.set_state(name, ConnectorState(state=state, since=time.time()))
             return
@@ -331,7 +339,7 @@ class Engine:
             return
         if running:
             # Destination or limits changed: let the old loop finish its in-flight batches, then start anew.
-            asyncio.create_task(self._replace_delivery(connector, signature))
+            self._in_background(self._replace_delivery(connector, signature))
             return
         self._start_delivery(connector, signature)
 
