@@ -1001,11 +1001,24 @@ def _refuse(path: Path, what: str, errors: list[FieldError]) -> ConfigError:
     return ConfigError(_problems_message(path, problems, saving=True), path=path, problems=problems)
 
 
-def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspace) -> Config:
-    """Add a workspace; returns the saved configuration."""
+@contextlib.contextmanager
+def _editing(home: Home | str | os.PathLike[str] | None) -> Iterator[tuple[Home, Config]]:
+    """The configuration loaded under the file lock, for the caller to change and `_write` while it holds
+    the lock (a read-modify-write no other process can interleave with)."""
     home = Home.resolve(home)
     with _locked(home):
-        config = load(home)
+        yield home, load(home)
+
+
+def _require(config: Config, kind: str, name: str) -> None:
+    items = config.connectors if kind == "connector" else config.workspaces
+    if not any(i.name == name for i in items):
+        _missing(config, kind, name)
+
+
+def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspace) -> Config:
+    """Add a workspace; returns the saved configuration."""
+    with _editing(home) as (home, config):
         if errors := validate_workspace(workspace, config):
             raise _refuse(home.config_file, f"workspace {workspace.name!r}", errors)
         config.workspaces.append(copy.deepcopy(workspace))
@@ -1015,11 +1028,8 @@ def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspa
 
 def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a workspace no connector uses; returns the saved configuration."""
-    home = Home.resolve(home)
-    with _locked(home):
-        config = load(home)
-        if not any(w.name == name for w in config.workspaces):
-            _missing(config, "workspace", name)
+    with _editing(home) as (home, config):
+        _require(config, "workspace", name)
         users = [c.name for c in config.connectors_of(name)]
         if users:
             raise ConfigError(
@@ -1041,9 +1051,7 @@ def _missing(config: Config, kind: str, name: str) -> None:
 
 def add_connector(home: Home | str | os.PathLike[str] | None, connector: Connector) -> Config:
     """Add a connector after validating it (fields, workspace, event types, overlap)."""
-    home = Home.resolve(home)
-    with _locked(home):
-        config = load(home)
+    with _editing(home) as (home, config):
         if errors := validate_connector(connector, config):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
         config.connectors.append(copy.deepcopy(connector))
@@ -1056,14 +1064,11 @@ def update_connector(home: Home | str | os.PathLike[str] | None, name: str, conn
 
     A rename does not move the write key: call Secrets.rename_write_key as well.
     """
-    home = Home.resolve(home)
-    with _locked(home):
-        config = load(home)
-        index = next((i for i, c in enumerate(config.connectors) if c.name == name), None)
-        if index is None:
-            _missing(config, "connector", name)
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
         if errors := validate_connector(connector, config, replacing=name):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
+        index = next(i for i, c in enumerate(config.connectors) if c.name == name)
         config.connectors[index] = copy.deepcopy(connector)
         _write(home, config, {name: connector.name} if name != connector.name else None)
         return config
@@ -1071,11 +1076,8 @@ def update_connector(home: Home | str | os.PathLike[str] | None, name: str, conn
 
 def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a connector (its queued events stay in the store; its write key stays in the keyring)."""
-    home = Home.resolve(home)
-    with _locked(home):
-        config = load(home)
-        if not any(c.name == name for c in config.connectors):
-            _missing(config, "connector", name)
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
         config.connectors = [c for c in config.connectors if c.name != name]
         _write(home, config)
         return config
@@ -1083,11 +1085,8 @@ def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> C
 
 def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bool) -> Config:
     """Pause or resume a connector's delivery (events keep being queued while paused)."""
-    home = Home.resolve(home)
-    with _locked(home):
-        config = load(home)
-        if not any(c.name == name for c in config.connectors):
-            _missing(config, "connector", name)
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
         config.connector(name).paused = bool(paused)
         _write(home, config)
         return config
