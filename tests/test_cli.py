@@ -33,6 +33,22 @@ def cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60) -
     )
 
 
+def add_connector(
+    home: Path,
+    name: str,
+    events: str,
+    *extra: str,
+    key: str,
+    email: str = "ops@example.com",
+    region: str = "us",
+) -> subprocess.CompletedProcess:
+    """`connector add` in workspace prod, the write key given on stdin as a script would."""
+    return cli(
+        home, "connector", "add", name, "--workspace", "prod", "--email", email, "--region", region,
+        "--events", events, *extra, "--write-key-stdin", stdin=key,
+    )  # fmt: skip
+
+
 def test_events_json_lists_the_whole_catalog(home: Home) -> None:
     result = cli(home.root, "events", "--json")
     assert result.returncode == 0, result.stderr
@@ -48,21 +64,8 @@ def test_events_json_lists_the_whole_catalog(home: Home) -> None:
 
 def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -> None:
     assert cli(home.root, "workspace", "add", "prod").returncode == 0
-    result = cli(
-        home.root,
-        "connector",
-        "add",
-        "Marketing",
-        "--workspace",
-        "prod",
-        "--email",
-        "ops@example.com",
-        "--region",
-        "eu",
-        "--events",
-        "Email,users.behaviors.Uninstall",
-        "--write-key-stdin",
-        stdin=SENTINEL_KEY + "\n",
+    result = add_connector(
+        home.root, "Marketing", "Email,users.behaviors.Uninstall", region="eu", key=SENTINEL_KEY + "\n"
     )
     assert result.returncode == 0, result.stderr
     assert SENTINEL_KEY not in result.stdout + result.stderr
@@ -78,62 +81,19 @@ def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -
 
 def test_validation_errors_exit_2_with_one_line(home: Home) -> None:
     cli(home.root, "workspace", "add", "prod")
-    bad_events = cli(
-        home.root,
-        "connector",
-        "add",
-        "A",
-        "--workspace",
-        "prod",
-        "--email",
-        "ops@example.com",
-        "--region",
-        "us",
-        "--events",
-        "Emial",
-        "--write-key-stdin",
-        stdin="k" * 20,
-    )
+    bad_events = add_connector(home.root, "A", "Emial", key="k" * 20)
     assert bad_events.returncode == 2
     assert "Emial" in bad_events.stderr and len(bad_events.stderr.strip().splitlines()) == 1
     missing = cli(home.root, "connector", "add", "A", "--workspace", "prod")
     assert missing.returncode == 2 and "--email" in missing.stderr
-    bad_email = cli(
-        home.root,
-        "connector",
-        "add",
-        "A",
-        "--workspace",
-        "prod",
-        "--email",
-        "not-an-address",
-        "--region",
-        "us",
-        "--events",
-        "Email",
-        "--write-key-stdin",
-        stdin="k" * 20,
-    )
+    bad_email = add_connector(home.root, "A", "Email", email="not-an-address", key="k" * 20)
     assert bad_email.returncode == 2 and "email" in bad_email.stderr.lower()
 
 
-def test_overlap_is_refused_naming_both_connectors(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlap_is_refused_naming_both_connectors(home: Home) -> None:
     cli(home.root, "workspace", "add", "prod")
-    common = ["--workspace", "prod", "--email", "ops@example.com", "--region", "us", "--write-key-stdin"]
-    assert (
-        cli(home.root, "connector", "add", "A", *common, "--events", "Email", stdin="key-a-123456").returncode
-        == 0
-    )
-    second = cli(
-        home.root,
-        "connector",
-        "add",
-        "B",
-        *common,
-        "--events",
-        "users.messages.email.Open,SMS",
-        stdin="key-b-123456",
-    )
+    assert add_connector(home.root, "A", "Email", key="key-a-123456").returncode == 0
+    second = add_connector(home.root, "B", "users.messages.email.Open,SMS", key="key-b-123456")
     assert second.returncode == 2
     assert "'A'" in second.stderr and "users.messages.email.Open" in second.stderr
     assert [c.name for c in config.load(home).connectors] == ["A"]
@@ -150,23 +110,7 @@ def test_malformed_config_is_reported_with_line_and_left_untouched(home: Home) -
 
 def test_import_reports_per_type_and_is_idempotent(home: Home, tmp_path: Path) -> None:
     cli(home.root, "workspace", "add", "prod")
-    added = cli(
-        home.root,
-        "connector",
-        "add",
-        "A",
-        "--workspace",
-        "prod",
-        "--email",
-        "ops@example.com",
-        "--region",
-        "us",
-        "--events",
-        "all",
-        "--include-anonymous",
-        "--write-key-stdin",
-        stdin="key-a-123456",
-    )
+    added = add_connector(home.root, "A", "all", "--include-anonymous", key="key-a-123456")
     assert added.returncode == 0, added.stderr
     gen = DemoGenerator(seed=4, flat=True)
     records = [gen.event() for _ in range(500)]
