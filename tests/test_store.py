@@ -185,8 +185,8 @@ def test_delivered_ids_are_forgotten_past_the_time_bound(tmp_path: Path):
 def test_a_failing_commit_leaves_nothing_behind(store: Store):
     enqueue(store, 3)
     before = (store.backlog(C1), store.counter_totals(), store.tail_last_seq())
-    broken = queued("will-break")
-    broken.message["messageId"] = ("not", "bindable")  # fails inside the transaction, after other rows
+    broken = map_event(normalise(record("will-break", time=None)), RULES)
+    broken.reason = ("not", "bindable")  # its dead letter fails inside the transaction, after other rows
     items = [(C1, queued("fine-1")), (C1, queued("fine-2")), (C1, broken)]
     with pytest.raises(sqlite3.Error):
         store.commit(items, source="test")
@@ -599,3 +599,85 @@ def test_throughput_figures(tmp_path: Path):
             )
             assert enqueue_rate > 3_000 and deliver_rate > 5_000
     print("\n" + "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------- upgrade
+
+# The first schema's outbox (a row per message) and tail, as stores written by version 0.1 hold them.
+SCHEMA_V1 = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, connector TEXT NOT NULL, message_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, body BLOB, bytes INTEGER NOT NULL, enqueued_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, retry_at REAL NOT NULL DEFAULT 0,
+    leased_until REAL NOT NULL DEFAULT 0, last_error TEXT, delivered_at REAL, UNIQUE (connector, message_id)
+);
+CREATE INDEX outbox_waiting ON outbox (connector) WHERE delivered_at IS NULL;
+CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+CREATE TABLE backlog (
+    connector TEXT PRIMARY KEY, messages INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+    dead_letters INTEGER NOT NULL DEFAULT 0, remembered INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE tail (
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, connector TEXT NOT NULL, event_type TEXT NOT NULL,
+    segment_event TEXT, user TEXT, fate TEXT NOT NULL, reason TEXT, message_id TEXT, source TEXT,
+    message BLOB, message_ids BLOB
+);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_of_the_first_schema_is_upgraded_without_losing_a_message(tmp_path: Path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_V1)
+    now = time.time()
+    waiting = [queued(f"w{i}") for i in range(3)]
+    for i, outcome in enumerate(waiting):
+        old.execute(
+            "INSERT INTO outbox (connector, message_id, event_type, body, bytes, enqueued_at, attempts,"
+            " retry_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (C1, f"w{i}", EMAIL_SEND, outcome.encoded, len(outcome.encoded), now, 2 if i == 1 else 0, 0),
+        )
+    old.execute(
+        "INSERT INTO outbox (connector, message_id, event_type, bytes, enqueued_at, delivered_at)"
+        " VALUES (?, 'sent', ?, 10, ?, ?)",
+        (C1, EMAIL_SEND, now - 60, now - 30),
+    )
+    size = sum(len(o.encoded) for o in waiting)
+    old.execute("INSERT INTO backlog VALUES (?, 3, ?, 0, 1)", (C1, size))
+    old.execute(
+        "INSERT INTO tail (at, connector, event_type, fate) VALUES (?, ?, ?, 'queued')", (now, C1, EMAIL_SEND)
+    )
+    old.commit()
+    old.close()
+
+    with Store(path) as store:
+        assert store.backlog(C1).messages == 3 and store.backlog(C1).bytes == size
+        rows = store.lease(C1, max_messages=10, max_bytes=10**6, lease_seconds=60)
+        assert [(r.message_id, r.attempts) for r in rows] == [("w0", 0), ("w1", 2), ("w2", 0)]
+        assert [r.body for r in rows] == [o.encoded for o in waiting]
+        # The delivered id is still remembered: Braze sending it again is a duplicate.
+        result = store.commit([(C1, queued("sent")), (C1, queued("w1")), (C1, queued("new"))], source="test")
+        assert (result.queued, result.duplicates) == (1, 2)
+        assert store.tail() != []  # the tail starts afresh in its new form
+
+
+def test_duplicates_collapse_across_processes_writing_the_same_store(store: Store):
+    # An import in another process and the engine's receiver both queue events: each sees the other's ids.
+    store.commit([(C1, queued("live"))], source="receiver")
+    with Store(store.path, synchronous="NORMAL") as importer:
+        result = importer.commit([(C1, queued("live")), (C1, queued("backfill"))], source="import")
+        assert (result.queued, result.duplicates) == (1, 1)
+    result = store.commit([(C1, queued("backfill")), (C1, queued("next"))], source="receiver")
+    assert (result.queued, result.duplicates) == (1, 1)
+    assert sorted(drain(store)) == ["backfill", "live", "next"]
+
+
+def test_a_big_commit_is_stored_as_several_segments_and_delivered_in_order(store: Store, monkeypatch):
+    from tui_currents import segments
+
+    monkeypatch.setattr(segments, "MAX_MESSAGES", 7)
+    ids = enqueue(store, 30)
+    assert store._read("SELECT count(*) FROM outbox")[0][0] == 5
+    assert drain(store) == ids
+    assert store.backlog(C1).messages == 0

@@ -5,33 +5,38 @@ the TUI and `status` read, from the same process or another one.
 
 Choices worth knowing:
 
-- One transaction per received batch (`commit`): outbox rows, dead letters, counters and tail rows land
-  together or not at all. A source acknowledges Braze only after `commit` returned.
-- Duplicates collapse on (connector, messageId) through one unique index on the outbox. A delivered
-  message is not deleted at once: its row drops its body and stays as a memory of the messageId, so a
-  duplicate that Braze sends after delivery is counted and not sent again. Those memories are kept for
-  `delivered_window_days` (7 by default: Braze retries for about 5 days at most and keeps queued events
-  for 7) and at most `delivered_window_max` of them for the whole store (250,000 by default), whichever
-  bound is reached first; the oldest go first. The count bound is there because the index is keyed by
-  random ids: the bigger it is, the more of it each commit rewrites (at 300,000 remembered ids enqueueing
-  runs at about half the speed of an empty store). A duplicate arriving later than the window is sent
-  again under the same messageId, which Segment itself drops within its ~24-hour deduplication window.
-- Leasing walks a connector's waiting messages in seq order through a partial index that holds only
-  undelivered rows, so it reads the rows it returns plus the few in flight or backing off ahead of them; it
-  never sorts or loads the backlog. A lease is a time stamp on the row (`leased_until`): if the program
-  dies the lease runs out, and `release_leases()` at start makes everything due again at once.
+- One transaction per received batch (`commit`): outbox segments, dead letters, counters and tail lines
+  land together or not at all. A source acknowledges Braze only after `commit` returned.
+- The outbox stores a batch's queued messages of one connector as ONE row, a segment (see segments.py):
+  their bodies end to end and a small index of messageIds, event types and sizes. Appending a row is far
+  cheaper than updating a b-tree per message, which is what a row per message with a unique index on
+  random ids costs. Per-message state that differs from "waiting, never tried" lives in small side
+  tables: done marks of a partly sent segment (`outbox_progress`) and attempts/retry times
+  (`outbox_retries`, written only on failures).
+- Leases are kept in memory by the engine's Store (one engine per home, by its lock file): they end when
+  it ends, and a message is never leased twice while its lease runs.
+- Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
+  recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
+  first use and brought up to date with what other processes (an import, a requeue) committed, inside
+  the commit's write lock. A segment whose messages are all delivered drops its bodies and stays as the
+  memory of its ids for `delivered_window_days` (7 by default: Braze retries for about 5 days at most and
+  keeps queued events for 7) and at most about `delivered_window_max` remembered ids (250,000 by default),
+  oldest segments first. A duplicate arriving later than the window is sent again under the same
+  messageId, which Segment itself drops within its ~24-hour deduplication window. Dead-lettered messages
+  are not remembered: the same event sent again is queued again.
 - Backlog size per connector is kept in a small summary table updated in the same transactions, so
   `backlog()` costs the same with ten messages queued or ten million.
-- The tail is append-only. Received events are one row each (with the Segment message). A later change of
-  fate (delivered, dead letter, queued again) is appended as an update row naming the messages it applies
-  to: one stored row per event type per batch, which `tail()` expands into one `TailRow(update=True)` per
-  message. So a reader polling `tail(after=seq)` sees fate changes as they happen, and delivering a batch
-  of 2,500 costs a handful of small rows, not 2,500. Only the last `tail_keep` stored rows are kept (pruned
-  by seq range every few thousand rows).
+- The tail is append-only, a stored row per commit and connector holding many lines: received events
+  (with their Segment message) or a later change of fate (delivered, dead letter, queued again) of the
+  messages it names. Lines are numbered without gaps across rows (a row's seq is its first line's
+  number), so a reader polling `tail(after=n)` gets exactly the lines after the last one it saw. About the
+  last `tail_keep` lines are kept.
 - Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
   person can act on; the transaction is rolled back and the store works again once the cause is gone.
 - One connection per Store, shared by threads behind a lock; readers in other processes open their own
   (`readonly=True`). Only the engine (one per home, by its lock file) leases and delivers.
+- A store of the first schema (a row per message) is upgraded in place on opening, keeping every waiting
+  message, its attempts, and the ids remembered as delivered.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from tui_currents import segments
 from tui_currents.paths import PRIVATE_FILE_MODE, touch_private
+from tui_currents.segments import Entry, KnownIds, key_of
 
 if TYPE_CHECKING:
     from tui_currents.mapping import Outcome
@@ -99,25 +106,34 @@ BUSY_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of about 1 KB
 _CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     connector TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    body BLOB,
-    bytes INTEGER NOT NULL,
     enqueued_at REAL NOT NULL,
+    messages INTEGER NOT NULL,
+    ids BLOB NOT NULL,
+    bodies BLOB,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (connector, seq) WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outbox_progress (
+    seq INTEGER PRIMARY KEY,
+    waiting INTEGER NOT NULL,
+    done BLOB
+);
+
+CREATE TABLE IF NOT EXISTS outbox_retries (
+    seq INTEGER NOT NULL,
+    item INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     retry_at REAL NOT NULL DEFAULT 0,
-    leased_until REAL NOT NULL DEFAULT 0,
     last_error TEXT,
-    delivered_at REAL,
-    UNIQUE (connector, message_id)
-);
-CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (connector) WHERE delivered_at IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+    PRIMARY KEY (seq, item)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS backlog (
     connector TEXT PRIMARY KEY,
@@ -156,17 +172,14 @@ CREATE TABLE IF NOT EXISTS connector_states (
 
 CREATE TABLE IF NOT EXISTS tail (
     seq INTEGER PRIMARY KEY,
+    lines INTEGER NOT NULL,
     at REAL NOT NULL,
     connector TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    segment_event TEXT,
-    user TEXT,
-    fate TEXT NOT NULL,
-    reason TEXT,
-    message_id TEXT,
     source TEXT,
-    message BLOB,
-    message_ids BLOB
+    fate TEXT,
+    reason TEXT,
+    entries BLOB NOT NULL,
+    messages BLOB
 );
 """
 
@@ -377,13 +390,10 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-_INSERT_OUTBOX = (
-    "INSERT OR IGNORE INTO outbox (connector, message_id, event_type, body, bytes, enqueued_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
+_INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"
 _INSERT_TAIL = (
-    "INSERT INTO tail (at, connector, event_type, segment_event, user, fate, reason, message_id, source,"
-    " message, message_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, messages)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_DEAD = (
     "INSERT INTO dead_letters (connector, message_id, event_type, reason, at, attempts, event, message)"
@@ -399,11 +409,101 @@ _BUMP_BACKLOG = (
     " bytes = bytes + excluded.bytes, dead_letters = dead_letters + excluded.dead_letters,"
     " remembered = remembered + excluded.remembered"
 )
-_TAIL_COLUMNS = (
-    "seq, at, connector, event_type, segment_event, user, fate, reason, message_id, source, message,"
-    " message_ids"
+_INSERT_RETRY = (
+    "INSERT INTO outbox_retries (seq, item, attempts, retry_at, last_error) VALUES (?, ?, ?, ?, ?)"
 )
+_TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages"
 _DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, event, message"
+_SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
+
+
+@dataclass(slots=True)
+class _Segment:
+    """A waiting outbox segment, parsed: its messages' entries, where each body starts, the bodies."""
+
+    seq: int
+    connector: str
+    enqueued_at: float
+    entries: list[Entry]
+    offsets: list[int]
+    bodies: bytes
+
+
+def _create_or_upgrade(db: sqlite3.Connection) -> None:
+    """Create the tables, or bring a store of the first schema (an outbox row per message) to this one,
+    keeping every waiting message, its attempts, and the ids remembered as delivered. One transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:  # another process did it meanwhile
+            db.execute("COMMIT")
+            return
+        if version == 1:
+            for statement in ("DROP INDEX outbox_waiting", "DROP INDEX outbox_delivered", "DROP TABLE tail",
+                              "ALTER TABLE outbox RENAME TO outbox_v1"):  # fmt: skip
+                db.execute(statement)
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if version == 1:
+            _copy_v1_outbox(db)
+            db.execute("DROP TABLE outbox_v1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
+def _copy_v1_outbox(db: sqlite3.Connection) -> None:
+    connectors = [r[0] for r in db.execute("SELECT DISTINCT connector FROM outbox_v1")]
+    for connector in connectors:
+        for delivered in (False, True):
+            rows = db.execute(
+                "SELECT message_id, event_type, body, bytes, enqueued_at, attempts, retry_at, last_error,"
+                " delivered_at FROM outbox_v1 WHERE connector = ?"
+                f" AND delivered_at IS {'NOT NULL' if delivered else 'NULL'} ORDER BY seq",
+                (connector,),
+            ).fetchall()
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                index = segments.pack_index([(r[0], r[1], r[3]) for r in chunk])
+                if delivered:
+                    db.execute(
+                        "INSERT INTO outbox (connector, enqueued_at, messages, ids, finished_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (connector, chunk[0][4], len(chunk), index, max(r[8] for r in chunk)),
+                    )
+                    continue
+                seq = db.execute(
+                    _INSERT_OUTBOX, (connector, chunk[0][4], len(chunk), index, b"".join(r[2] for r in chunk))
+                ).lastrowid
+                db.executemany(
+                    _INSERT_RETRY,
+                    [(seq, i, r[5], r[6], r[7]) for i, r in enumerate(chunk) if r[5] or r[6]],
+                )
+
+
+def _tail_lines(row: tuple) -> Iterator[TailRow]:
+    """The lines of one stored tail row."""
+    seq, _, at, connector, source, fate, reason, entries, messages = row
+    if fate is None:  # received events, each with its own fate and, when queued, its message
+        offset = 0
+        for i, (event_type, segment_event, user, line_fate, line_reason, message_id, size) in enumerate(
+            orjson.loads(entries)
+        ):
+            message = None
+            if size:
+                message = messages[offset : offset + size]
+                offset += size
+            yield TailRow(seq + i, at, connector, event_type, segment_event, user, line_fate, line_reason,
+                          message_id, source, False, message)  # fmt: skip
+    else:
+        for i, (event_type, message_id) in enumerate(orjson.loads(entries)):
+            yield TailRow(
+                seq + i, at, connector, event_type, None, None, fate, reason, message_id, None, True, None
+            )
 
 
 class Store:
@@ -438,6 +538,9 @@ class Store:
         self._lock = threading.RLock()
         self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
+        self._known: KnownIds | None = None  # the duplicate check, built at the first commit
+        self._leases: dict[str, dict[int, float]] = {}  # connector -> address -> end of its lease
+        self._segments: dict[int, _Segment] = {}
         try:
             if readonly:
                 if not self.path.exists():
@@ -465,9 +568,7 @@ class Store:
                 self._db.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL back to 64 MB
                 self._db.execute("PRAGMA cache_size = -32000")  # 32 MB
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    self._db.executescript(
-                        f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
-                    )
+                    _create_or_upgrade(self._db)
         except sqlite3.Error as exc:
             err = _unavailable(exc, self.path, "open the store", "Nothing was changed.", busy_timeout)
             if err is None:
@@ -497,10 +598,17 @@ class Store:
     def _write(self, doing: str, kept: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock at once; rolled back whole on any error.
 
-        `durable=False` is for bookkeeping whose loss on a power cut costs only a harmless resend (leases,
-        delivered marks, retry times, states): it skips the fsync that FULL would do for this commit. The
-        next durable commit's fsync of the log covers it anyway, and a crash of the program alone loses
-        nothing either way (WAL)."""
+        `durable=False` is for bookkeeping whose loss on a power cut costs only a harmless resend (delivered
+        marks, retry times, states): it skips the fsync that FULL would do for this commit. The next durable
+        commit's fsync of the log covers it anyway, and a crash of the program alone loses nothing either
+        way (WAL)."""
+        if self.readonly:  # SQLite would only refuse at the first change, and a lease changes nothing
+            short, what, todo = _CAUSES[8]
+            raise StoreUnavailable(
+                f"Could not {doing} in {self.path}: it was opened read-only. {kept}",
+                cause=short,
+                path=self.path,
+            )
         with self._lock:
             db = self._db
             relaxed = not durable and self._synchronous != "NORMAL"
@@ -543,48 +651,103 @@ class Store:
         if rows:
             db.executemany(_BUMP_COUNTER, rows)
 
+    # ------------------------------------------------------------------------------------------- tail
+
+    def _append_tail(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        connector: str,
+        entries: list,
+        *,
+        source: str | None = None,
+        fate: str | None = None,
+        reason: str | None = None,
+        messages: bytes | None = None,
+    ) -> None:
+        """One stored tail row for many lines: received events (`fate` None; each entry has its own fate
+        and the size of its message in `messages`) or a later fate of messages (each entry: event type,
+        messageId). Its seq is the id of its first line: line ids count up by one with no gaps."""
+        if not entries:
+            return
+        row = db.execute("SELECT seq + lines FROM tail ORDER BY seq DESC LIMIT 1").fetchone()
+        first = row[0] if row else 1
+        db.execute(
+            _INSERT_TAIL,
+            (first, len(entries), now, connector, source, fate, reason, orjson.dumps(entries), messages),
+        )
+        self._tail_since_prune += len(entries)
+        if self._tail_since_prune >= max(100, self.tail_keep // 10):
+            self._tail_since_prune = 0
+            db.execute("DELETE FROM tail WHERE seq + lines <= ?", (first + len(entries) - self.tail_keep,))
+
     def _append_updates(
         self, db: sqlite3.Connection, now: float, connector: str, fate: str, reason: str | None, rows: list
     ) -> None:
-        """Update rows in the tail for (message_id, event_type, ...) rows: one stored row per event type."""
-        by_type: dict[str, list[str]] = defaultdict(list)
-        for row in rows:
-            by_type[row[1]].append(row[0])
-        db.executemany(
-            _INSERT_TAIL,
-            [
-                (now, connector, event_type, None, None, fate, reason, None, None, None, orjson.dumps(ids))
-                for event_type, ids in by_type.items()
-            ],
-        )
-        self._appended_tail(db, len(by_type))
+        """Tail lines for a later fate of messages, from (message_id, event_type) pairs."""
+        self._append_tail(
+            db, now, connector, [(event_type, message_id) for message_id, event_type in rows], fate=fate,
+            reason=reason,
+        )  # fmt: skip
 
-    def _appended_tail(self, db: sqlite3.Connection, rows: int) -> None:
-        """Keep the tail to its last `tail_keep` rows, pruning by seq range every tenth of that."""
-        self._tail_since_prune += rows
-        if self._tail_since_prune < max(100, self.tail_keep // 10):
-            return
-        self._tail_since_prune = 0
-        last = db.execute("SELECT max(seq) FROM tail").fetchone()[0]
-        if last is not None:
-            db.execute("DELETE FROM tail WHERE seq <= ?", (last - self.tail_keep,))
+    # ------------------------------------------------------------------------------------ known ids
+
+    def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
+        """The duplicate check, built from the store on first use and brought up to date with segments
+        other processes (an import, a requeue) committed since. Call inside a write transaction."""
+        known = self._known
+        if known is None:
+            known = KnownIds()
+            # Dead-lettered messages are not remembered: the same event sent again is queued again.
+            buried: dict[str, set[str]] = defaultdict(set)
+            for connector, message_id in db.execute(
+                "SELECT connector, message_id FROM dead_letters WHERE message IS NOT NULL"
+            ):
+                buried[connector].add(message_id)
+            for seq, connector, ids in db.execute("SELECT seq, connector, ids FROM outbox ORDER BY seq"):
+                known.add_index(connector, ids)
+                known.upto = seq
+            for connector, message_ids in buried.items():
+                known.forget(connector, message_ids)
+            self._known = known
+        else:
+            for seq, connector, ids in db.execute(
+                "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
+            ):
+                known.add_index(connector, ids)
+                known.upto = seq
+        return known
+
+    def _add_segment(
+        self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
+        bodies: list[bytes],
+    ) -> None:  # fmt: skip
+        """Append queued messages as outbox segments (several when there are very many)."""
+        sizes = [entry[2] for entry in entries]
+        for start, end in segments.cut(entries, sizes):
+            db.execute(
+                _INSERT_OUTBOX,
+                (
+                    connector,
+                    now,
+                    end - start,
+                    segments.pack_index(entries[start:end]),
+                    b"".join(bodies[start:end]),
+                ),
+            )
 
     # ----------------------------------------------------------------------------------------- commit
 
     def commit(
         self, items: Sequence[tuple[str, Outcome]], *, source: str, now: float | None = None
     ) -> CommitResult:
-        """Store one received batch in ONE transaction: outbox rows for queued events (a messageId already
-        queued or recently delivered for that connector collapses into a duplicate), dead letters for
-        rejected ones, counters and tail rows for all. Raises StoreUnavailable (nothing kept) when the
+        """Store one received batch in ONE transaction: outbox segments for queued events (a messageId
+        already queued or recently delivered for that connector collapses into a duplicate), dead letters
+        for rejected ones, counters and tail lines for all. Raises StoreUnavailable (nothing kept) when the
         disk is full or failing; the caller must then not acknowledge the batch."""
         now = time.time() if now is None else now
         by_fate: dict[tuple[str, str, str], int] = defaultdict(int)  # (connector, event type, fate)
-        candidates: list[tuple] = []  # outbox rows to insert: the first of each (connector, messageId)
-        tail: list[list] = []
-        queued_at: list[int] = []  # index in `tail` of each candidate
-        repeats: list[int] = []  # index in `tail` of messages repeated within this batch
-        seen: set[tuple[str, str]] = set()
+        tails: dict[str, tuple[list, list[bytes]]] = {}  # connector -> (tail entries, their messages)
         dead: list[tuple] = []
         for connector, outcome in items:
             event = outcome.event
@@ -597,82 +760,110 @@ class Store:
             user = event.external_user_id or event.user_id
             if user is not None and type(user) is not str:
                 user = str(user)
+            tail = tails.get(connector)
+            if tail is None:
+                tail = tails[connector] = ([], [])
             if fate == "queued":
                 message_id = outcome.message["messageId"] if outcome.message else event_id
                 body = outcome.encoded if outcome.encoded is not None else orjson.dumps(outcome.message)
-                key = (connector, message_id)
-                if key in seen:
-                    repeats.append(len(tail))
-                else:
-                    seen.add(key)
-                    queued_at.append(len(tail))
-                    candidates.append((connector, message_id, event_type, body, len(body), now))
-                tail.append(
-                    [now, connector, event_type, outcome.segment_event, user, "queued", None, message_id,
-                     source, body, None]
-                )  # fmt: skip
+                tail[0].append(
+                    [event_type, outcome.segment_event, user, "queued", None, message_id, len(body)]
+                )
+                tail[1].append(body)
                 continue
             if fate == "rejected":
                 dead.append(
                     (connector, event_id, event_type, outcome.reason or "rejected", now, 0,
                      _encode_record(event.raw), None)
                 )  # fmt: skip
-            tail.append(
-                [now, connector, event_type, outcome.segment_event, user, str(fate), outcome.reason, event_id,
-                 source, None, None]
-            )  # fmt: skip
+            tail[0].append([event_type, outcome.segment_event, user, str(fate), outcome.reason, event_id, 0])
 
         kept = (
             "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
         )
         with self._write("save received events", kept) as db:
-            duplicates = list(repeats)
+            known = self._known_ids(db)
+            added: dict[str, list[int]] = {}  # keys remembered once the transaction commits
+            counts: dict[tuple[str, str, str], int] = defaultdict(int)
             backlog: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-            if candidates:
-                before = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
-                inserted = db.executemany(_INSERT_OUTBOX, candidates).rowcount
-                if inserted == len(candidates):
-                    for row in candidates:
-                        entry = backlog[row[0]]
-                        entry[0] += 1
-                        entry[1] += row[4]
-                else:  # some were queued or delivered before: the rows this transaction added tell which
-                    new = set(db.execute("SELECT connector, message_id FROM outbox WHERE seq > ?", (before,)))
-                    for row, at in zip(candidates, queued_at, strict=True):
-                        if (row[0], row[1]) in new:
-                            entry = backlog[row[0]]
-                            entry[0] += 1
-                            entry[1] += row[4]
-                        else:
-                            duplicates.append(at)
+            queued = duplicates = 0
+            for connector, (entries, bodies) in tails.items():
+                keys = known.of(connector)
+                new_keys: set[int] = set()
+                segment: list[tuple[str, str, int]] = []
+                segment_bodies: list[bytes] = []
+                position = 0
+                for entry in entries:
+                    if entry[3] != "queued":
+                        continue
+                    body = bodies[position]
+                    position += 1
+                    key = key_of(entry[5])
+                    if key in keys or key in new_keys:
+                        entry[3], entry[4], entry[6] = TAIL_DUPLICATE, DUPLICATE_REASON, 0
+                        counts[(connector, entry[0], QUEUED)] -= 1
+                        counts[(connector, entry[0], DUPLICATE)] += 1
+                        duplicates += 1
+                        continue
+                    new_keys.add(key)
+                    segment.append((entry[5], entry[0], len(body)))
+                    segment_bodies.append(body)
+                if segment:
+                    self._add_segment(db, connector, now, segment, segment_bodies)
+                    queued += len(segment)
+                    entry_backlog = backlog[connector]
+                    entry_backlog[0] += len(segment)
+                    entry_backlog[1] += sum(size for _, _, size in segment)
+                    added[connector] = list(new_keys)
+                self._append_tail(
+                    db, now, connector, entries, source=source, messages=b"".join(segment_bodies) or None
+                )
+            known.upto = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
             if dead:
                 db.executemany(_INSERT_DEAD, dead)
                 for row in dead:
                     backlog[row[0]][2] += 1
             if backlog:
                 db.executemany(_BUMP_BACKLOG, [(c, *e) for c, e in backlog.items()])
-            counts: dict[tuple[str, str, str], int] = defaultdict(int)
             for (connector, event_type, fate), n in by_fate.items():
                 counts[(connector, event_type, RECEIVED)] += n
                 counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
-            for at in duplicates:
-                row = tail[at]
-                row[5], row[6], row[9] = TAIL_DUPLICATE, DUPLICATE_REASON, None
-                counts[(row[1], row[2], QUEUED)] -= 1
-                counts[(row[1], row[2], DUPLICATE)] += 1
-            db.executemany(_INSERT_TAIL, tail)
-            self._appended_tail(db, len(tail))
             self._bump(db, counts)
-        queued = len(candidates) + len(repeats) - len(duplicates)
+        for connector, new in added.items():
+            known.of(connector).update(new)
         return CommitResult(
             received=len(items),
             queued=queued,
-            duplicates=len(duplicates),
-            filtered=len(items) - queued - len(duplicates) - len(dead),
+            duplicates=duplicates,
+            filtered=len(items) - queued - duplicates - len(dead),
             dead_lettered=len(dead),
         )
 
     # -------------------------------------------------------------------------------------- delivery
+
+    def _segment(self, db: sqlite3.Connection, seq: int, connector: str) -> _Segment | None:
+        """A waiting segment of this connector (its index, offsets and bodies), from a small cache."""
+        cached = self._segments.get(seq)
+        if cached is not None:
+            return cached if cached.connector == connector else None
+        row = db.execute(
+            "SELECT enqueued_at, ids, bodies FROM outbox"
+            " WHERE seq = ? AND connector = ? AND finished_at IS NULL",
+            (seq, connector),
+        ).fetchone()
+        if row is None:
+            return None
+        entries = segments.unpack_index(row[1])
+        found = _Segment(seq, connector, row[0], entries, segments.offsets(entries), row[2] or b"")
+        if len(self._segments) >= _SEGMENTS_CACHED:
+            self._segments.pop(next(iter(self._segments)))
+        self._segments[seq] = found
+        return found
+
+    def _progress(self, db: sqlite3.Connection, seq: int) -> tuple[int | None, int]:
+        """(messages still waiting or None when untouched, done marks) of a segment."""
+        row = db.execute("SELECT waiting, done FROM outbox_progress WHERE seq = ?", (seq,)).fetchone()
+        return (None, 0) if row is None else (row[0], segments.marks_from(row[1]))
 
     def lease(
         self,
@@ -683,60 +874,140 @@ class Store:
         lease_seconds: float,
         now: float | None = None,
     ) -> list[OutboxRow]:
-        """Take the connector's next due messages, in seq order, for `lease_seconds`: at most `max_messages`
-        and, together, at most `max_bytes` of message bodies. The first message is returned even when it
-        alone is larger than `max_bytes`, so that the caller can dead-letter it."""
+        """Take the connector's next due messages, in queue order, for `lease_seconds`: at most
+        `max_messages` and, together, at most `max_bytes` of message bodies. The first message is returned
+        even when it alone is larger than `max_bytes`, so that the caller can dead-letter it.
+
+        Leases are kept by this Store object (one engine per home leases; its death ends them all)."""
         now = time.time() if now is None else now
         rows: list[OutboxRow] = []
-        total = 0
+        budget = [max(1, max_messages), max_bytes]  # what is left to take: messages, bytes
+        # A write transaction although nothing is written: a store that cannot record what becomes of the
+        # messages (read-only, locked by another program) must not lead to sending them.
         kept = "The messages stay queued and are sent later."
         with self._write("take messages to send", kept, durable=False) as db:
-            cursor = db.execute(
-                "SELECT seq, message_id, event_type, body, bytes, attempts, enqueued_at"
-                " FROM outbox INDEXED BY outbox_waiting"
-                " WHERE connector = ? AND delivered_at IS NULL AND retry_at <= ? AND leased_until <= ?"
-                " ORDER BY seq LIMIT ?",
-                (connector, now, now, max(1, max_messages)),
-            )
-            for row in cursor:
-                size = row[4]
-                if rows and total + size > max_bytes:
+            waiting = db.execute(
+                "SELECT seq FROM outbox INDEXED BY outbox_waiting"
+                " WHERE connector = ? AND finished_at IS NULL ORDER BY seq",
+                (connector,),
+            ).fetchall()
+            for (seq,) in waiting:
+                if not self._take(db, connector, seq, now, now + lease_seconds, budget, rows):
                     break
-                rows.append(OutboxRow(*row))
-                total += size
-                if total >= max_bytes:
-                    break
-            cursor.close()
-            if rows:
-                until = now + lease_seconds
-                for chunk in _chunks([r.seq for r in rows]):
-                    db.execute(
-                        f"UPDATE outbox SET leased_until = ? WHERE seq IN ({_marks(len(chunk))})",
-                        (until, *chunk),
-                    )
         return rows
 
+    def _take(
+        self, db: sqlite3.Connection, connector: str, seq: int, now: float, until: float, budget: list[int],
+        rows: list[OutboxRow],
+    ) -> bool:  # fmt: skip
+        """Lease the due messages of one segment into `rows` within `budget`; False once it is spent."""
+        segment = self._segment(db, seq, connector)
+        if segment is None:
+            return True
+        _, done = self._progress(db, seq)
+        retries = {
+            item: (attempts, retry_at)
+            for item, attempts, retry_at in db.execute(
+                "SELECT item, attempts, retry_at FROM outbox_retries WHERE seq = ?", (seq,)
+            )
+        }
+        leased = self._leases.setdefault(connector, {})
+        base = seq << segments.ITEM_BITS
+        starts = segment.offsets
+        for item, entry in enumerate(segment.entries):
+            if done >> item & 1:
+                continue
+            addr = base | item
+            held = leased.get(addr)
+            if held is not None and held > now:
+                continue
+            attempts, retry_at = retries.get(item, (0, 0.0))
+            if retry_at > now:
+                continue
+            size = entry.size
+            if rows and size > budget[1]:
+                return False
+            body = segment.bodies[starts[item] : starts[item + 1]]
+            rows.append(
+                OutboxRow(addr, entry.message_id, entry.event_type, body, size, attempts, segment.enqueued_at)
+            )
+            leased[addr] = until
+            budget[0] -= 1
+            budget[1] -= size
+            if budget[0] <= 0 or budget[1] <= 0:
+                return False
+        return True
+
     def release_leases(self, connector: str | None = None) -> int:
-        """Make every leased message due again (at engine start, when nothing can be in flight)."""
-        kept = "The messages stay queued; their leases end by themselves."
-        with self._write("release leased messages", kept, durable=False) as db:
+        """Make every leased message due again (at engine start, or when its delivery is gone)."""
+        with self._lock:
             if connector is None:
-                sql, params = "UPDATE outbox SET leased_until = 0 WHERE leased_until > 0", ()
+                released = sum(len(held) for held in self._leases.values())
+                self._leases.clear()
             else:
-                sql = "UPDATE outbox SET leased_until = 0 WHERE connector = ? AND leased_until > 0"
-                params = (connector,)
-            return db.execute(sql, params).rowcount
+                released = len(self._leases.pop(connector, {}))
+        return released
+
+    def _unlease(self, connector: str, addresses: Sequence[int]) -> None:
+        held = self._leases.get(connector)
+        if held:
+            for addr in addresses:
+                held.pop(addr, None)
 
     def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         """Give leased messages back unsent, due again at `retry_at`, without counting an attempt."""
-        kept = "The messages stay queued; their leases end by themselves."
-        with self._write("give back unsent messages", kept, durable=False) as db:
-            for chunk in _chunks(list(seqs)):
-                db.execute(
-                    "UPDATE outbox SET leased_until = 0, retry_at = ?"
-                    f" WHERE connector = ? AND delivered_at IS NULL AND seq IN ({_marks(len(chunk))})",
-                    (retry_at, connector, *chunk),
+        with self._lock:
+            self._unlease(connector, seqs)
+            if retry_at <= 0:
+                return
+            kept = "The messages stay queued and are sent again."
+            with self._write("give back unsent messages", kept, durable=False) as db:
+                db.executemany(
+                    "INSERT INTO outbox_retries (seq, item, retry_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (seq, item) DO UPDATE SET retry_at = excluded.retry_at",
+                    [(*segments.split_address(addr), retry_at) for addr in seqs],
                 )
+
+    def _finish_items(
+        self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
+    ) -> list[tuple[int, Entry, int]]:
+        """Mark these waiting messages done (delivered or dead-lettered): (address, entry, segment seq) of
+        those that were waiting. A segment whose every message is done drops its bodies and stays as the
+        memory of its ids for the duplicate window."""
+        done_items: list[tuple[int, Entry, int]] = []
+        finished = 0
+        for seq, items in segments.by_segment(seqs).items():
+            segment = self._segment(db, seq, connector)
+            if segment is None:
+                continue
+            waiting, marks = self._progress(db, seq)
+            if waiting is None:
+                waiting = len(segment.entries)
+            new = 0
+            for item in items:
+                if item < len(segment.entries) and not marks >> item & 1:
+                    marks |= 1 << item
+                    new += 1
+                    done_items.append((seq << segments.ITEM_BITS | item, segment.entries[item], seq))
+            if not new:
+                continue
+            waiting -= new
+            if waiting <= 0:
+                db.execute("UPDATE outbox SET bodies = NULL, finished_at = ? WHERE seq = ?", (now, seq))
+                db.execute("DELETE FROM outbox_progress WHERE seq = ?", (seq,))
+                db.execute("DELETE FROM outbox_retries WHERE seq = ?", (seq,))
+                self._segments.pop(seq, None)
+                finished += len(segment.entries)
+            else:
+                db.execute(
+                    "INSERT INTO outbox_progress (seq, waiting, done) VALUES (?, ?, ?) ON CONFLICT (seq)"
+                    " DO UPDATE SET waiting = excluded.waiting, done = excluded.done",
+                    (seq, waiting, segments.marks_blob(marks)),
+                )
+        if finished:
+            db.execute(_BUMP_BACKLOG, (connector, 0, 0, 0, finished))
+        self._unlease(connector, [addr for addr, _, _ in done_items])
+        return done_items
 
     def delivered(self, connector: str, seqs: Sequence[int], *, now: float | None = None) -> int:
         """Segment accepted these messages: they leave the backlog (their messageIds are remembered for the
@@ -744,44 +1015,44 @@ class Store:
         now = time.time() if now is None else now
         kept = "The messages stay queued and will be sent again; Segment drops the repeats by messageId."
         with self._write("record delivered messages", kept, durable=False) as db:
-            done: list[tuple] = []
-            for chunk in _chunks(list(seqs)):
-                done.extend(
-                    db.execute(
-                        "UPDATE outbox SET body = NULL, delivered_at = ?, leased_until = 0"
-                        f" WHERE connector = ? AND delivered_at IS NULL AND seq IN ({_marks(len(chunk))})"
-                        " RETURNING message_id, event_type, bytes",
-                        (now, connector, *chunk),
-                    ).fetchall()
-                )
+            done = self._finish_items(db, connector, seqs, now)
             if not done:
                 return 0
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
-            for row in done:
-                counts[(connector, row[1], DELIVERED)] += 1
+            for _, entry, _ in done:
+                counts[(connector, entry.event_type, DELIVERED)] += 1
             self._bump(db, counts)
-            db.execute(_BUMP_BACKLOG, (connector, -len(done), -sum(r[2] for r in done), 0, len(done)))
-            self._append_updates(db, now, connector, TAIL_DELIVERED, None, done)
-            self._forget_delivered(db, now, limit=2 * len(done) + 100)
+            db.execute(_BUMP_BACKLOG, (connector, -len(done), -sum(e.size for _, e, _ in done), 0, 0))
+            self._append_updates(
+                db, now, connector, TAIL_DELIVERED, None, [(e.message_id, e.event_type) for _, e, _ in done]
+            )
+            self._forget_delivered(db, now)
         return len(done)
 
-    def _forget_delivered(self, db: sqlite3.Connection, now: float, *, limit: int) -> None:
-        """Drop the oldest remembered deliveries beyond the window's bounds, at most `limit` at a time
-        (twice the delivery rate: the window catches up without long transactions)."""
-        total = db.execute("SELECT coalesce(sum(remembered), 0) FROM backlog").fetchone()[0]
-        excess = total - self.delivered_window_max
-        select = "SELECT seq FROM outbox INDEXED BY outbox_delivered WHERE delivered_at IS NOT NULL"
-        if excess > 0:  # over the count bound: the oldest go, whatever their age
-            where, params = select + " ORDER BY delivered_at LIMIT ?", (min(limit, excess),)
-        else:  # within it: only those older than the time bound
-            cutoff = now - self.delivered_window_days * DAY
-            where, params = select + " AND delivered_at < ? ORDER BY delivered_at LIMIT ?", (cutoff, limit)
-        rows = db.execute(f"DELETE FROM outbox WHERE seq IN ({where}) RETURNING connector", params).fetchall()
-        if rows:
-            per: dict[str, int] = defaultdict(int)
-            for (name,) in rows:
-                per[name] += 1
-            db.executemany(_BUMP_BACKLOG, [(c, 0, 0, 0, -n) for c, n in per.items()])
+    def _forget_delivered(self, db: sqlite3.Connection, now: float) -> None:
+        """Drop the oldest remembered deliveries beyond the window's bounds: finished segments, oldest
+        first, while over the count bound or older than the time bound (a bounded number per call, so the
+        window catches up over the next deliveries without long transactions)."""
+        excess = db.execute("SELECT coalesce(sum(remembered), 0) FROM backlog").fetchone()[0]
+        excess -= self.delivered_window_max
+        cutoff = now - self.delivered_window_days * DAY
+        forgotten: dict[str, int] = defaultdict(int)
+        for _ in range(64):
+            row = db.execute(
+                "SELECT seq, finished_at FROM outbox INDEXED BY outbox_finished"
+                " WHERE finished_at IS NOT NULL ORDER BY finished_at LIMIT 1"
+            ).fetchone()
+            if row is None or (excess <= 0 and row[1] >= cutoff):
+                break
+            connector, messages, ids = db.execute(
+                "DELETE FROM outbox WHERE seq = ? RETURNING connector, messages, ids", (row[0],)
+            ).fetchone()
+            forgotten[connector] += messages
+            excess -= messages
+            if self._known is not None:
+                self._known.forget(connector, (entry.message_id for entry in segments.unpack_index(ids)))
+        if forgotten:
+            db.executemany(_BUMP_BACKLOG, [(c, 0, 0, 0, -n) for c, n in forgotten.items()])
 
     def retry_later(
         self,
@@ -795,18 +1066,27 @@ class Store:
         """A send failed in a way worth retrying: the messages are due again at `retry_at`.
         `count_attempt=False` for a wait Segment asked for (Retry-After), which is not held against them."""
         add = 1 if count_attempt else 0
-        kept = "The messages stay queued; their leases end by themselves and they are sent again."
+        kept = "The messages stay queued and are sent again."
         with self._write("schedule a retry", kept, durable=False) as db:
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
-            for chunk in _chunks(list(seqs)):
-                for (event_type,) in db.execute(
-                    "UPDATE outbox SET attempts = attempts + ?, retry_at = ?, leased_until = 0,"
-                    " last_error = ? WHERE connector = ? AND delivered_at IS NULL"
-                    f" AND seq IN ({_marks(len(chunk))}) RETURNING event_type",
-                    (add, retry_at, error, connector, *chunk),
-                ):
-                    counts[(connector, event_type, RETRIED)] += 1
+            rows = []
+            for seq, items in segments.by_segment(seqs).items():
+                segment = self._segment(db, seq, connector)
+                if segment is None:
+                    continue
+                _, marks = self._progress(db, seq)
+                for item in items:
+                    if item < len(segment.entries) and not marks >> item & 1:
+                        rows.append((seq, item, add, retry_at, error))
+                        counts[(connector, segment.entries[item].event_type, RETRIED)] += 1
+            db.executemany(
+                _INSERT_RETRY
+                + " ON CONFLICT (seq, item) DO UPDATE SET attempts = attempts + excluded.attempts,"
+                " retry_at = excluded.retry_at, last_error = excluded.last_error",
+                rows,
+            )
             self._bump(db, counts)
+            self._unlease(connector, seqs)
 
     def dead_letter(
         self, connector: str, seqs: Sequence[int], *, reason: str, now: float | None = None
@@ -826,29 +1106,42 @@ class Store:
         *,
         expired: bool,
     ) -> int:
-        removed: list[tuple] = []
-        for chunk in _chunks(seqs):
-            removed.extend(
-                db.execute(
-                    "DELETE FROM outbox WHERE connector = ? AND delivered_at IS NULL"
-                    f" AND seq IN ({_marks(len(chunk))})"
-                    " RETURNING message_id, event_type, bytes, attempts, body",
-                    (connector, *chunk),
-                ).fetchall()
-            )
+        bodies: dict[int, tuple[bytes, list[int]]] = {}
+        for seq in segments.by_segment(seqs):
+            segment = self._segment(db, seq, connector)
+            if segment is not None:
+                bodies[seq] = (segment.bodies, segment.offsets)
+        attempts = dict(
+            ((seq, item), n)
+            for seq in bodies
+            for item, n in db.execute("SELECT item, attempts FROM outbox_retries WHERE seq = ?", (seq,))
+        )
+        removed = self._finish_items(db, connector, seqs, now)
         if not removed:
             return 0
-        db.executemany(
-            _INSERT_DEAD, [(connector, r[0], r[1], reason, now, r[3], None, r[4]) for r in removed]
-        )
+        letters = []
+        for addr, entry, seq in removed:
+            item = segments.split_address(addr)[1]
+            blob, starts = bodies[seq]
+            body = blob[starts[item] : starts[item + 1]]
+            letters.append(
+                (connector, entry.message_id, entry.event_type, reason, now, attempts.get((seq, item), 0),
+                 None, body)
+            )  # fmt: skip
+        db.executemany(_INSERT_DEAD, letters)
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        for r in removed:
-            counts[(connector, r[1], DEAD_LETTERED)] += 1
+        for _, entry, _ in removed:
+            counts[(connector, entry.event_type, DEAD_LETTERED)] += 1
             if expired:
-                counts[(connector, r[1], EXPIRED)] += 1
+                counts[(connector, entry.event_type, EXPIRED)] += 1
         self._bump(db, counts)
-        db.execute(_BUMP_BACKLOG, (connector, -len(removed), -sum(r[2] for r in removed), len(removed), 0))
-        self._append_updates(db, now, connector, TAIL_DEAD_LETTER, reason, removed)
+        db.execute(
+            _BUMP_BACKLOG, (connector, -len(removed), -sum(e.size for _, e, _ in removed), len(removed), 0)
+        )
+        pairs = [(e.message_id, e.event_type) for _, e, _ in removed]
+        self._append_updates(db, now, connector, TAIL_DEAD_LETTER, reason, pairs)
+        if self._known is not None:  # the same event sent again is queued again
+            self._known.forget(connector, (message_id for message_id, _ in pairs))
         return len(removed)
 
     def expire(
@@ -856,34 +1149,40 @@ class Store:
     ) -> int:
         """Move the connector's messages queued before `older_than` (and not in flight) to the dead letters
         with reason "expired: undeliverable for N days"; never more than `limit` in one call, if given.
-        Walks the outbox from its oldest message and stops at the first younger one, a few hundred
-        messages per transaction. Returns how many were moved."""
+        Walks the outbox from its oldest segment and stops at the first younger one, a few hundred messages
+        per transaction. Returns how many were moved."""
         now = time.time() if now is None else now
         reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
         moved = 0
-        after = 0
         kept = "The messages stay queued; expiry is tried again later."
+        leased = self._leases.get(connector, {})
+        after = 0
         while limit is None or moved < limit:
-            chunk = _CHUNK if limit is None else min(_CHUNK, limit - moved)
+            room = _CHUNK if limit is None else min(_CHUNK, limit - moved)
             with self._write("move expired messages to the dead letters", kept) as db:
-                rows = db.execute(
-                    "SELECT seq, enqueued_at, leased_until FROM outbox INDEXED BY outbox_waiting"
-                    " WHERE connector = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-                    (connector, after, chunk),
-                ).fetchall()
-                due: list[int] = []
-                done = len(rows) < chunk
-                for seq, enqueued_at, leased_until in rows:
-                    after = seq
-                    if enqueued_at >= older_than:
-                        done = True  # messages are queued in time order: the rest are younger
+                row = db.execute(
+                    "SELECT seq, enqueued_at FROM outbox INDEXED BY outbox_waiting"
+                    " WHERE connector = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT 1",
+                    (connector, after),
+                ).fetchone()
+                if row is None or row[1] >= older_than:
+                    break  # segments are queued in time order: the rest are younger
+                seq = row[0]
+                segment = self._segment(db, seq, connector)
+                _, marks = self._progress(db, seq)
+                due = []
+                for item in range(len(segment.entries) if segment else 0):
+                    addr = seq << segments.ITEM_BITS | item
+                    held = leased.get(addr)
+                    if marks >> item & 1 or (held is not None and held > now):
+                        continue
+                    due.append(addr)
+                    if len(due) >= room:
                         break
-                    if leased_until <= now:
-                        due.append(seq)
+                if len(due) < room:
+                    after = seq  # nothing more to take from this one
                 if due:
                     moved += self._bury(db, connector, due, reason, now, expired=True)
-            if done:
-                break
         return moved
 
     def backlog(self, connector: str) -> Backlog:
@@ -893,11 +1192,11 @@ class Store:
         )
         oldest = self._read(
             "SELECT enqueued_at FROM outbox INDEXED BY outbox_waiting"
-            " WHERE connector = ? AND delivered_at IS NULL ORDER BY seq LIMIT 1",
+            " WHERE connector = ? AND finished_at IS NULL ORDER BY seq LIMIT 1",
             (connector,),
         )
         messages, size, dead = row[0] if row else (0, 0, 0)
-        return Backlog(messages, size, oldest[0][0] if oldest else None, dead)
+        return Backlog(messages, size, oldest[0][0] if oldest and messages else None, dead)
 
     # ----------------------------------------------------------------------------------------- states
 
@@ -950,48 +1249,39 @@ class Store:
     # ------------------------------------------------------------------------------------------- tail
 
     def tail(self, *, after: int = 0, limit: int = 1000, connector: str | None = None) -> list[TailRow]:
-        """Tail rows with seq greater than `after`, oldest first, from at most `limit` stored rows (an
-        update row naming many messages expands into one TailRow each, all with its seq). Poll with the
-        last seq seen; rows older than the last `tail_keep` stored ones are gone."""
-        if connector is None:
-            rows = self._read(
-                f"SELECT {_TAIL_COLUMNS} FROM tail WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            )
-        else:
-            rows = self._read(
-                f"SELECT {_TAIL_COLUMNS} FROM tail WHERE seq > ? AND connector = ? ORDER BY seq LIMIT ?",
-                (after, connector, limit),
-            )
+        """Tail lines with an id (`seq`) greater than `after`, oldest first: about `limit` of them (lines
+        stored together come together). Poll with the last seq seen; only about the last `tail_keep` lines
+        are kept."""
+        sql = f"SELECT {_TAIL_COLUMNS} FROM tail WHERE seq + lines > ?"
+        params: list = [after + 1]
+        if connector is not None:
+            sql += " AND connector = ?"
+            params.append(connector)
         out: list[TailRow] = []
-        for (
-            seq,
-            at,
-            name,
-            event_type,
-            segment_event,
-            user,
-            fate,
-            reason,
-            message_id,
-            source,
-            message,
-            ids,
-        ) in rows:
-            if ids is None:
-                out.append(
-                    TailRow(seq, at, name, event_type, segment_event, user, fate, reason, message_id, source,
-                            False, message)
-                )  # fmt: skip
-            else:
-                out.extend(
-                    TailRow(seq, at, name, event_type, None, None, fate, reason, mid, None, True, None)
-                    for mid in orjson.loads(ids)
+        with self._lock:
+            try:
+                # The row holding line `after + 1` starts at or before it: seek there by the primary key.
+                start = self._db.execute(
+                    "SELECT coalesce(max(seq), 0) FROM tail WHERE seq <= ?", (after + 1,)
+                ).fetchone()[0]
+                cursor = self._db.execute(sql + " AND seq >= ? ORDER BY seq", (*params, start))
+                for row in cursor:
+                    out.extend(line for line in _tail_lines(row) if line.seq > after)
+                    if len(out) >= limit:
+                        break
+                cursor.close()
+            except sqlite3.Error as exc:
+                err = _unavailable(
+                    exc, self.path, "read the store", "Nothing was changed.", self.busy_timeout
                 )
+                if err is None:
+                    raise
+                raise err from exc
         return out
 
     def tail_last_seq(self) -> int:
-        """The newest tail seq (0 when empty): a reader that wants only what comes next starts here."""
-        return self._read("SELECT coalesce(max(seq), 0) FROM tail")[0][0]
+        """The newest tail line's id (0 when empty): a reader that wants only what comes next starts here."""
+        return self._read("SELECT coalesce(max(seq + lines) - 1, 0) FROM tail")[0][0]
 
     # ----------------------------------------------------------------------------------- dead letters
 
@@ -1046,10 +1336,26 @@ class Store:
                     moved += self._unbury(db, letters, now)
         return moved
 
+    def _waiting_ids(self, db: sqlite3.Connection, connector: str) -> set[str]:
+        """The messageIds waiting in a connector's outbox (a walk of its whole backlog: for requeues)."""
+        waiting: set[str] = set()
+        for seq, blob in db.execute(
+            "SELECT seq, ids FROM outbox INDEXED BY outbox_waiting"
+            " WHERE connector = ? AND finished_at IS NULL",
+            (connector,),
+        ):
+            _, marks = self._progress(db, seq)
+            waiting.update(
+                e.message_id for i, e in enumerate(segments.unpack_index(blob)) if not marks >> i & 1
+            )
+        return waiting
+
     def _unbury(self, db: sqlite3.Connection, letters: list[DeadLetter], now: float) -> int:
         backlog: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
         done: dict[str, list[tuple]] = defaultdict(list)
+        fresh: dict[str, tuple[list, list[bytes]]] = defaultdict(lambda: ([], []))
+        waiting: dict[str, set[str]] = {}
         for d in letters:
             if db.execute("DELETE FROM dead_letters WHERE id = ?", (d.id,)).rowcount == 0:
                 continue  # requeued meanwhile by someone else
@@ -1057,25 +1363,19 @@ class Store:
             entry[2] -= 1
             counts[(d.connector, d.event_type, REQUEUED)] += 1
             done[d.connector].append((d.message_id, d.event_type))
-            old = db.execute(
-                "SELECT delivered_at FROM outbox WHERE connector = ? AND message_id = ?",
-                (d.connector, d.message_id),
-            ).fetchone()
-            if old is not None and old[0] is None:
+            if d.connector not in waiting:
+                waiting[d.connector] = self._waiting_ids(db, d.connector)
+            if d.message_id in waiting[d.connector]:
                 continue  # the same message is queued already (a later duplicate): it is sent once
-            size = len(d.message)
-            if old is None:
-                db.execute(_INSERT_OUTBOX, (d.connector, d.message_id, d.event_type, d.message, size, now))
-            else:  # remembered as delivered: send it again all the same, as asked
-                db.execute(
-                    "UPDATE outbox SET body = ?, bytes = ?, enqueued_at = ?, attempts = 0, retry_at = 0,"
-                    " leased_until = 0, last_error = NULL, delivered_at = NULL"
-                    " WHERE connector = ? AND message_id = ?",
-                    (d.message, size, now, d.connector, d.message_id),
-                )
-                entry[3] -= 1
+            waiting[d.connector].add(d.message_id)
+            # Remembered as delivered or not: it is sent again all the same, as asked.
+            entries, bodies = fresh[d.connector]
+            entries.append((d.message_id, d.event_type, len(d.message)))
+            bodies.append(d.message)
             entry[0] += 1
-            entry[1] += size
+            entry[1] += len(d.message)
+        for name, (entries, bodies) in fresh.items():
+            self._add_segment(db, name, now, entries, bodies)
         if backlog:
             db.executemany(_BUMP_BACKLOG, [(c, *e) for c, e in backlog.items()])
         self._bump(db, counts)
