@@ -566,7 +566,8 @@ class Store:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {sync}")
                 self._db.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL back to 64 MB
-                self._db.execute("PRAGMA cache_size = -32000")  # 32 MB
+                # 8 MB: the b-trees are small (a row per segment); bodies are read once, in overflow pages.
+                self._db.execute("PRAGMA cache_size = -8000")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     _create_or_upgrade(self._db)
         except sqlite3.Error as exc:

@@ -1,0 +1,70 @@
+"""The outbox segments' helpers: addresses, cutting a commit, done marks, and the set of known ids."""
+
+from __future__ import annotations
+
+import random
+
+from tui_currents import segments
+from tui_currents.segments import KeySet, KnownIds, key_of
+
+
+def test_addresses_round_trip_and_group_by_segment():
+    addrs = [segments.address(7, 0), segments.address(7, 4095), segments.address(9, 3)]
+    assert [segments.split_address(a) for a in addrs] == [(7, 0), (7, 4095), (9, 3)]
+    assert segments.by_segment(addrs) == {7: [0, 4095], 9: [3]}
+
+
+def test_a_commit_is_cut_by_count_and_by_bytes(monkeypatch):
+    monkeypatch.setattr(segments, "MAX_MESSAGES", 3)
+    monkeypatch.setattr(segments, "MAX_BYTES", 100)
+    sizes = [10, 10, 10, 10, 60, 60, 500, 1]
+    ranges = list(segments.cut(sizes, sizes))
+    assert ranges == [(0, 3), (3, 5), (5, 6), (6, 7), (7, 8)]  # a message over the bound still gets a segment
+
+
+def test_done_marks_round_trip():
+    marks = 0
+    for item in (0, 5, 999):
+        marks |= 1 << item
+    assert segments.marks_from(segments.marks_blob(marks)) == marks
+    assert segments.marks_from(None) == 0
+
+
+def test_key_set_behaves_like_a_set_through_growth_and_removals():
+    rng = random.Random(5)
+    model: set[int] = set()
+    keys = KeySet()
+    pool = [key_of(f"id-{i}") for i in range(20_000)]
+    for step in range(60_000):
+        key = rng.choice(pool)
+        if rng.random() < 0.6:
+            keys.add(key)
+            model.add(key)
+        else:
+            keys.discard(key)
+            model.discard(key)
+        if step % 5000 == 0:
+            assert len(keys) == len(model)
+            assert all((k in keys) == (k in model) for k in pool[:2000])
+    assert len(keys) == len(model)
+    assert all((k in keys) == (k in model) for k in pool)
+
+
+def test_key_set_sheds_removed_keys_instead_of_growing_for_ever():
+    keys = KeySet()
+    for round_ in range(50):
+        batch = [key_of(f"{round_}-{i}") for i in range(1000)]
+        keys.update(batch)
+        for key in batch:
+            keys.discard(key)
+    assert len(keys) == 0
+    assert len(keys._slots) <= 4096  # removed keys' marks were dropped at a resize, not kept
+
+
+def test_known_ids_per_connector():
+    known = KnownIds()
+    known.add_index("A", segments.pack_index([("m1", "t", 10), ("m2", "t", 20)]))
+    assert key_of("m1") in known.of("A") and key_of("m1") not in known.of("B")
+    known.forget("A", ["m1"])
+    assert key_of("m1") not in known.of("A") and key_of("m2") in known.of("A")
+    assert len(known) == 1
