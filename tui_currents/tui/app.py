@@ -8,9 +8,9 @@ id; every action is also in the command palette (ctrl+p), named by area.
 from __future__ import annotations
 
 import gc
+import importlib
 import time
 from collections.abc import Callable, Iterable
-from importlib import resources
 
 from textual.app import App
 from textual.binding import Binding
@@ -24,17 +24,17 @@ from tui_currents.tui.backend import Backend
 from tui_currents.tui.commands import CurrentsCommands
 from tui_currents.tui.messages import BackendReady
 from tui_currents.tui.screens.connectors import ConnectorsScreen
-from tui_currents.tui.screens.dead_letters import DeadLettersScreen
-from tui_currents.tui.screens.editor import EditorScreen
-from tui_currents.tui.screens.health import HealthScreen
 from tui_currents.tui.screens.modals import ConfirmScreen, HelpScreen, KeyHelp
-from tui_currents.tui.screens.tail import TailScreen
 
 HELP_FILE = "help.md"
+# The other views are imported when first opened: the first screen does not wait for them.
+VIEW_MODULES = ("dead_letters", "editor", "health", "tail")
 
 
 def help_sections() -> dict[str, str]:
     """help.md split at its level-2 headings: {screen help id: markdown}."""
+    from importlib import resources  # only when the help opens
+
     text = resources.files("tui_currents.tui").joinpath(HELP_FILE).read_text(encoding="utf-8")
     sections: dict[str, str] = {}
     current = None
@@ -119,6 +119,11 @@ class CurrentsApp(App[int]):
         self._apply_keymap()
         for title, message, severity in self._ui_notes:
             self.notify(message, title=title, severity=severity, timeout=15)
+        # The backend (the engine, the store) starts once the first frame is on the terminal: the screen
+        # shows at once, and fills in when the backend is ready (BackendReady).
+        self.call_after_refresh(self._run_backend)
+
+    def _run_backend(self) -> None:
         self.run_worker(self._start_backend(), group="backend", exclusive=True)
 
     async def _start_backend(self) -> None:
@@ -221,6 +226,8 @@ class CurrentsApp(App[int]):
         self.run_worker(self._open_editor(name), group="editor", exclusive=True)
 
     async def _open_editor(self, name: str | None) -> None:
+        from tui_currents.tui.screens.editor import EditorScreen
+
         backend = self.backend
         try:
             cfg = await backend.run(backend.load_config)
@@ -290,12 +297,18 @@ class CurrentsApp(App[int]):
         self.notify(message, title="Test events")
 
     def open_tail(self, connector: str | None) -> None:
+        from tui_currents.tui.screens.tail import TailScreen
+
         self.open_view(TailScreen(connector))
 
     def open_health(self) -> None:
+        from tui_currents.tui.screens.health import HealthScreen
+
         self.open_view(HealthScreen())
 
     def open_dead_letters(self) -> None:
+        from tui_currents.tui.screens.dead_letters import DeadLettersScreen
+
         self.open_view(DeadLettersScreen())
 
     def retry_dead_letters(self, *, ids: list[int] | None = None, connector: str | None = None) -> None:
@@ -397,6 +410,9 @@ def _node_name(node: object) -> str:
 
 def binding_ids(app: App) -> set[str]:
     """Every binding id this app defines (for checking [ui.keymap])."""
+    # Bindings are read from the classes, so every view must be imported, opened yet or not.
+    for name in VIEW_MODULES:
+        importlib.import_module(f"tui_currents.tui.screens.{name}")
     ids: set[str] = set()
 
     def walk(classes: Iterable[type]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -31,8 +33,11 @@ from tui_currents import control
 from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
-from tui_currents.store import ConnectorState, DeadLetter, Store, StoreUnavailable, TailRow
 from tui_currents.tui.widgets.tail_view import TailLine
+
+if TYPE_CHECKING:
+    # At run time the store module is imported when the store is first opened, after the first frame.
+    from tui_currents.store import ConnectorState, DeadLetter, Store, TailRow
 
 log = logging.getLogger("tui_currents.tui")
 
@@ -159,6 +164,7 @@ class Backend:
         self._open_store()
 
     async def _start_engine(self) -> None:
+        await asyncio.to_thread(_import_engine, demo=self.demo)
         from tui_currents.engine import Engine, EngineLocked, EngineOptions
 
         options = self._engine_options or EngineOptions(
@@ -192,6 +198,8 @@ class Backend:
     def _open_store(self) -> None:
         if self._reader is not None or not self.home.store_file.exists():
             return
+        from tui_currents.store import Store, StoreUnavailable
+
         try:
             self._reader = Store(self.home.store_file, readonly=True)
             self._control = control.Control(self.home.store_file)
@@ -363,6 +371,8 @@ class Backend:
         if not self.home.store_file.exists():
             return "There is no store yet, so there are no dead letters."
         # No engine anywhere: requeue in the store directly; the next run delivers them.
+        from tui_currents.store import Store
+
         with Store(self.home.store_file) as store:
             moved = store.requeue(connector=connector, ids=wanted)
         return f"Requeued {moved} dead letters; they are delivered when the engine runs."
@@ -486,6 +496,16 @@ class Backend:
         """Run a blocking backend call off the UI thread (one at a time: the reader is one connection)."""
         async with self._lock:
             return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _import_engine(*, demo: bool) -> None:
+    """Import the engine and what its start imports (httpx, aiohttp's servers, smtplib...): a few hundred
+    ms, so a thread does it while the app's event loop keeps drawing and taking keys."""
+    modules = ["tui_currents.engine", "tui_currents.sources.receiver"]
+    if demo:
+        modules.append("tui_currents.sandbox")
+    for name in modules:
+        importlib.import_module(name)
 
 
 def decode_json(blob: bytes | None) -> object:

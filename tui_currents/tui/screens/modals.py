@@ -6,14 +6,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Markdown, Static
+from textual.widgets import Button, Label, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -66,6 +65,9 @@ class MessageScreen(ModalScreen[None]):
         self.text = json.dumps(message, indent=2, ensure_ascii=False, sort_keys=False)
 
     def compose(self) -> ComposeResult:
+        # Syntax brings in Pygments: imported when a message is first shown, not at start-up.
+        from rich.syntax import Syntax
+
         with Vertical(id="dialog", classes="dialog wide"):
             yield Label(Text(self.title_text), classes="dialog-title")
             if self.note:
@@ -105,6 +107,9 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
+        # Markdown brings in markdown-it: imported when the help is first opened, not at start-up.
+        from textual.widgets import Markdown
+
         table = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
         table.add_column("key", no_wrap=True)
         table.add_column("does")

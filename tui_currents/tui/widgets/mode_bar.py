@@ -36,7 +36,12 @@ class ModeBar(Vertical):
     def refresh_mode(self) -> None:
         """Redraw from the app's backend (the mode can change when a service starts or stops)."""
         backend = getattr(self.app, "backend", None)
-        mode = backend.mode_text() if backend is not None else ""
+        if backend is None:
+            mode = ""
+        elif getattr(self.app, "backend_ready", True):
+            mode = backend.mode_text()
+        else:
+            mode = "starting…"  # the first frame comes before the engine has started (or found a service)
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" tui-currents ", style="bold")
         line.append(f"› {self.title_text}")
