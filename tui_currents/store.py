@@ -634,10 +634,12 @@ class Store:
                     with suppress(sqlite3.Error):
                         db.execute(f"PRAGMA synchronous = {self._synchronous}")
 
-    def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, with SQLite's operational failures as StoreUnavailable."""
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                yield self._db
             except sqlite3.Error as exc:
                 err = _unavailable(
                     exc, self.path, "read the store", "Nothing was changed.", self.busy_timeout
@@ -645,6 +647,10 @@ class Store:
                 if err is None:
                     raise
                 raise err from exc
+
+    def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._reading() as db:
+            return db.execute(sql, params).fetchall()
 
     @staticmethod
     def _bump(db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
@@ -1259,25 +1265,17 @@ class Store:
             sql += " AND connector = ?"
             params.append(connector)
         out: list[TailRow] = []
-        with self._lock:
-            try:
-                # The row holding line `after + 1` starts at or before it: seek there by the primary key.
-                start = self._db.execute(
-                    "SELECT coalesce(max(seq), 0) FROM tail WHERE seq <= ?", (after + 1,)
-                ).fetchone()[0]
-                cursor = self._db.execute(sql + " AND seq >= ? ORDER BY seq", (*params, start))
-                for row in cursor:
-                    out.extend(line for line in _tail_lines(row) if line.seq > after)
-                    if len(out) >= limit:
-                        break
-                cursor.close()
-            except sqlite3.Error as exc:
-                err = _unavailable(
-                    exc, self.path, "read the store", "Nothing was changed.", self.busy_timeout
-                )
-                if err is None:
-                    raise
-                raise err from exc
+        with self._reading() as db:
+            # The row holding line `after + 1` starts at or before it: seek there by the primary key.
+            start = db.execute(
+                "SELECT coalesce(max(seq), 0) FROM tail WHERE seq <= ?", (after + 1,)
+            ).fetchone()[0]
+            cursor = db.execute(sql + " AND seq >= ? ORDER BY seq", (*params, start))
+            for row in cursor:
+                out.extend(line for line in _tail_lines(row) if line.seq > after)
+                if len(out) >= limit:
+                    break
+            cursor.close()
         return out
 
     def tail_last_seq(self) -> int:
