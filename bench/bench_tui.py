@@ -290,7 +290,7 @@ class StoreSampler:
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
         try:
             while not self._stop.is_set():
-                (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM tail").fetchone()
+                (seq,) = db.execute("SELECT coalesce(max(seq + lines) - 1, 0) FROM tail").fetchone()
                 self.samples.append((time.perf_counter(), seq))
                 self._stop.wait(0.02)
         finally:
@@ -320,11 +320,15 @@ def read_counts(path: Path) -> dict[str, int]:
 
 
 def event_rows_between(path: Path, after: int, upto: int) -> int:
-    """Event rows (not fate updates) stored after the view's newest row, up to the store's newest."""
+    """Event lines (not fate updates) stored after the view's newest line, up to the store's newest.
+    A stored tail row holds `lines` lines numbered from its seq; received events are the rows without a
+    row-wide fate."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         (n,) = db.execute(
-            "SELECT count(*) FROM tail WHERE seq > ? AND seq <= ? AND message_ids IS NULL", (after, upto)
+            "SELECT coalesce(sum(min(seq + lines - 1, ?) - max(seq, ? + 1) + 1), 0) FROM tail"
+            " WHERE fate IS NULL AND seq + lines - 1 > ? AND seq <= ?",
+            (upto, after, after, upto),
         ).fetchone()
     finally:
         db.close()

@@ -681,3 +681,11 @@ def test_a_big_commit_is_stored_as_several_segments_and_delivered_in_order(store
     assert store._read("SELECT count(*) FROM outbox")[0][0] == 5
     assert drain(store) == ids
     assert store.backlog(C1).messages == 0
+
+
+def test_the_tail_can_leave_the_messages_out(store: Store):
+    ids = enqueue(store, 3)
+    full, light = store.tail(), store.tail(messages=False)
+    assert [r.message_id for r in light] == [r.message_id for r in full] == ids
+    assert all(r.message is not None for r in full) and all(r.message is None for r in light)
+    assert [r.seq for r in light] == [r.seq for r in full]

@@ -495,7 +495,8 @@ def _tail_lines(row: tuple) -> Iterator[TailRow]:
         ):
             message = None
             if size:
-                message = messages[offset : offset + size]
+                if messages is not None:
+                    message = messages[offset : offset + size]
                 offset += size
             yield TailRow(seq + i, at, connector, event_type, segment_event, user, line_fate, line_reason,
                           message_id, source, False, message)  # fmt: skip
@@ -1255,11 +1256,15 @@ class Store:
 
     # ------------------------------------------------------------------------------------------- tail
 
-    def tail(self, *, after: int = 0, limit: int = 1000, connector: str | None = None) -> list[TailRow]:
+    def tail(
+        self, *, after: int = 0, limit: int = 1000, connector: str | None = None, messages: bool = True
+    ) -> list[TailRow]:
         """Tail lines with an id (`seq`) greater than `after`, oldest first: about `limit` of them (lines
         stored together come together). Poll with the last seq seen; only about the last `tail_keep` lines
-        are kept."""
-        sql = f"SELECT {_TAIL_COLUMNS} FROM tail WHERE seq + lines > ?"
+        are kept. `messages=False` leaves the Segment messages out (`message` None): a live view that
+        shows one on demand reads far less."""
+        columns = _TAIL_COLUMNS if messages else _TAIL_COLUMNS.replace("messages", "NULL")
+        sql = f"SELECT {columns} FROM tail WHERE seq + lines > ?"
         params: list = [after + 1]
         if connector is not None:
             sql += " AND connector = ?"

@@ -469,7 +469,10 @@ class Backend:
         reader = self._store()
         if reader is None:
             return []
-        return [tail_line(row) for row in reader.tail(after=after, limit=limit, connector=connector)]
+        return [
+            tail_line(row)
+            for row in reader.tail(after=after, limit=limit, connector=connector, messages=False)
+        ]
 
     def tail_start(self, keep: int) -> int:
         """Where a new tail starts reading: about `keep` rows back from the newest."""
