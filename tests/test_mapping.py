@@ -724,6 +724,61 @@ def test_numeric_user_ids_become_text_and_empty_ones_absent():
     assert "anonymousId" not in message
 
 
+def event_attributes(normalised: CurrentsEvent) -> tuple:
+    return (
+        normalised.event_type,
+        normalised.id,
+        normalised.time,
+        normalised.user_id,
+        normalised.external_user_id,
+        normalised.device_id,
+        normalised.timezone,
+        normalised.properties,
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r.update(extra_envelope_field="kept"),  # an unknown envelope field
+        lambda r: r["user"].update(user_extra="kept"),  # an unknown `user` field
+        lambda r: r.update(timezone=r["user"].pop("timezone")),  # a `user` field in the envelope
+        lambda r: r["properties"].update(user="not the user object"),  # a property named like the object
+    ],
+)
+def test_usual_and_unusual_http_layouts_normalise_alike(change):
+    """The usual HTTP layout is read field by field; any other is merged. Both give the same event."""
+    usual = event("users.messages.contentcard.Click")
+    unusual = event("users.messages.contentcard.Click")
+    change(unusual)
+    expected = {**usual["properties"]}
+    for key in ("extra_envelope_field", "user_extra"):
+        if key in unusual or key in unusual["user"]:
+            expected[key] = "kept"
+    if "user" in unusual["properties"]:
+        expected["user"] = "not the user object"
+    assert event_attributes(normalise(unusual)) == (*event_attributes(normalise(usual))[:7], expected)
+    assert queued(unusual).message["context"] == queued(usual).message["context"]
+
+
+def test_falsy_fields_are_kept_and_nulls_dropped():
+    record = event("users.messages.email.Send")
+    record["properties"] = {"flag": False, "count": 0, "note": "", "empty": [], "gone": None}
+    properties = queued(record).message["properties"]
+    assert properties == {"flag": False, "count": 0, "note": "", "empty": [], "device_id": DEVICE_ID}
+
+
+def test_messages_own_their_properties_and_context():
+    record = event("users.messages.contentcard.Click")
+    before = orjson.dumps(record)
+    first, second = queued(record).message, queued(record).message
+    first["properties"]["added"] = 1
+    first["context"]["device"]["model"] = "changed"
+    first["context"]["extra"] = 2
+    assert orjson.dumps(record) == before
+    assert second == EXPECTED["users.messages.contentcard.Click"]
+
+
 @pytest.mark.parametrize(
     "record",
     [

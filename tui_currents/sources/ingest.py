@@ -106,9 +106,10 @@ class Ingestor:
         elif len(connectors) == 1:
             [(name, rules)] = connectors
             for record in records:
-                outcome = map_event(normalise(record), rules)
+                event = normalise(record)
+                outcome = map_event(event, rules)
                 append((name, outcome))
-                key = (outcome.event.event_type, outcome.fate)
+                key = (event.event_type, outcome.fate)
                 tally[key] = tally.get(key, 0) + 1
         else:
             for record in records:
