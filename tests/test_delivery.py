@@ -533,3 +533,33 @@ async def test_throughput_to_the_sandbox(store: Store):
         assert sandbox.violation_count == 0
     print(f"\ndelivered {len(ids):,} events at {rate:,.0f}/s in {sandbox.request_count} requests")
     assert rate > 3_000
+
+
+# ------------------------------------------------------------------------------------------ linger
+
+
+async def test_a_trickle_while_requests_are_out_travels_in_few_requests(tmp_path):
+    """Events queued one by one while Segment takes a moment to answer: with the linger, the next batch
+    waits a little to fill up; without it, nearly every event is a request of its own."""
+
+    async def requests_for_a_trickle(linger: float, folder) -> int:
+        store = Store(folder / "currents.db", synchronous="NORMAL")
+        try:
+            async with SegmentSandbox({KEY}, reject_unknown_keys=True) as sandbox:
+                sandbox.faults.update(latency=0.02)
+                async with delivering(store, sandbox.url, linger_seconds=linger) as (delivery, _):
+                    for _ in range(60):
+                        enqueue(store, 1)
+                        delivery.notify()
+                        await asyncio.sleep(0.005)
+                    await until(delivered_all(store), what="delivery")
+                assert sandbox.accepted_count == 60
+                return sandbox.request_count
+        finally:
+            store.close()
+
+    (tmp_path / "with").mkdir()
+    (tmp_path / "without").mkdir()
+    with_linger = await requests_for_a_trickle(0.05, tmp_path / "with")
+    without = await requests_for_a_trickle(0.0, tmp_path / "without")
+    assert with_linger * 2 < without, (with_linger, without)

@@ -16,7 +16,8 @@ What Segment's answer leads to (see segment.verdict):
 The request body is spliced from the stored message bytes, never re-encoded, with a fresh `sentAt` on every
 attempt; the write key goes in the Basic auth header and the body, and nowhere else (not in errors, states
 or logs). Several batches are in flight at once (`max_in_flight`); the next one is leased while others wait
-for their answer.
+for their answer. While requests are out, a small batch makes the next lease wait `linger_seconds`
+(50 ms) first, so that a trickle of events travels in a few requests rather than many.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class ConnectorDelivery:
         stop_timeout: float = 10.0,
         max_messages: int = segment.MAX_BATCH_MESSAGES,
         max_bytes: int = segment.MAX_BATCH_BYTES,
+        linger_seconds: float = 0.05,
     ):
         self.store = store
         self.connector = connector_name
@@ -144,6 +146,7 @@ class ConnectorDelivery:
         self.stop_timeout = stop_timeout
         self.max_messages = max(1, min(max_messages, segment.MAX_BATCH_MESSAGES))
         self.max_bytes = max(1, min(max_bytes, segment.MAX_BATCH_BYTES))
+        self.linger_seconds = linger_seconds
 
         self._key: str | None = None
         self._auth = ""
@@ -160,6 +163,7 @@ class ConnectorDelivery:
         self._warning: str | None = None
         self._last_retention = float("-inf")
         self._tasks: set[asyncio.Task] = set()
+        self._small_batch = False  # the last lease took a small batch while others were out
         # Batches Segment accepted whose "delivered" mark the store could not take (a full disk): kept here
         # and recorded first thing once it can, so they neither show as waiting nor go out again.
         self._unrecorded: list[tuple[list[int], float]] = []
@@ -237,6 +241,12 @@ class ConnectorDelivery:
         if len(self._tasks) >= self.max_in_flight:
             await asyncio.wait(self._tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             return
+        if self._small_batch and self._tasks:
+            # Busy, and the last batch was small: let the next one fill up a little rather than send a
+            # request per trickle (each request costs far more than the messages in it).
+            self._small_batch = False
+            await asyncio.sleep(self.linger_seconds)
+            return
         try:
             # The store's lock may be held by a commit waiting on the disk: wait for it in a worker thread,
             # so the event loop (and the receiver sharing it) keeps serving meanwhile.
@@ -259,6 +269,9 @@ class ConnectorDelivery:
             return
         self._set(Status.RUNNING, f"Sending to {self._host}.")
         self._flush()
+        self._small_batch = (
+            4 * len(rows) < self.max_messages and 4 * sum(r.bytes for r in rows) < self.max_bytes
+        )
         task = asyncio.create_task(self._deliver(rows), name=f"deliver:{self.connector}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
