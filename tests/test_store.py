@@ -689,3 +689,15 @@ def test_the_tail_can_leave_the_messages_out(store: Store):
     assert [r.message_id for r in light] == [r.message_id for r in full] == ids
     assert all(r.message is not None for r in full) and all(r.message is None for r in light)
     assert [r.seq for r in light] == [r.seq for r in full]
+
+
+def test_a_failed_commit_does_not_hide_what_another_process_commits_next(store: Store):
+    # A rolled-back commit's outbox seq is handed out again: the next writer may take it.
+    broken = map_event(normalise(record("will-break", time=None)), RULES)
+    broken.reason = ("not", "bindable")
+    with pytest.raises(sqlite3.Error):
+        store.commit([(C1, queued("lost-in-rollback")), (C1, broken)], source="test")
+    with Store(store.path, synchronous="NORMAL") as importer:
+        importer.commit([(C1, queued("from-the-import"))], source="import")
+    result = store.commit([(C1, queued("from-the-import")), (C1, queued("lost-in-rollback"))], source="test")
+    assert (result.queued, result.duplicates) == (1, 1)

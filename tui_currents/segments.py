@@ -210,6 +210,12 @@ class KnownIds:
         """Remember every id of a stored segment index."""
         self.of(connector).update(key_of(entry[0]) for entry in orjson.loads(blob))
 
+    def remember(self, keys: dict[str, list[int]], upto: int) -> None:
+        """Add keys per connector, and note that the outbox up to seq `upto` is reflected here."""
+        for connector, new in keys.items():
+            self.of(connector).update(new)
+        self.upto = max(self.upto, upto)
+
     def forget(self, connector: str, message_ids: Iterable[str]) -> None:
         keys = self._by_connector.get(connector)
         if keys:

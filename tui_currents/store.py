@@ -46,7 +46,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -542,6 +542,8 @@ class Store:
         self._known: KnownIds | None = None  # the duplicate check, built at the first commit
         self._leases: dict[str, dict[int, float]] = {}  # connector -> address -> end of its lease
         self._segments: dict[int, _Segment] = {}
+        # Changes to the in-memory state (leases, known ids) that must wait for the transaction to commit.
+        self._after_commit: list[Callable[[], None]] = []
         try:
             if readonly:
                 if not self.path.exists():
@@ -605,10 +607,9 @@ class Store:
         commit's fsync of the log covers it anyway, and a crash of the program alone loses nothing either
         way (WAL)."""
         if self.readonly:  # SQLite would only refuse at the first change, and a lease changes nothing
-            short, what, todo = _CAUSES[8]
             raise StoreUnavailable(
                 f"Could not {doing} in {self.path}: it was opened read-only. {kept}",
-                cause=short,
+                cause=_CAUSES[8][0],
                 path=self.path,
             )
         with self._lock:
@@ -618,9 +619,13 @@ class Store:
                 if relaxed:
                     db.execute("PRAGMA synchronous = NORMAL")
                 db.execute("BEGIN IMMEDIATE")
+                self._after_commit.clear()
                 yield db
                 db.execute("COMMIT")
+                for action in self._after_commit:
+                    action()
             except BaseException as exc:
+                self._after_commit.clear()
                 if db.in_transaction:
                     # SQLite may have rolled back already (it does so itself on some I/O errors).
                     with suppress(sqlite3.Error):
@@ -704,26 +709,21 @@ class Store:
         """The duplicate check, built from the store on first use and brought up to date with segments
         other processes (an import, a requeue) committed since. Call inside a write transaction."""
         known = self._known
-        if known is None:
+        building = known is None
+        if building:
             known = KnownIds()
+        for seq, connector, ids in db.execute(
+            "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
+        ):
+            known.add_index(connector, ids)
+            known.upto = seq
+        if building:
             # Dead-lettered messages are not remembered: the same event sent again is queued again.
-            buried: dict[str, set[str]] = defaultdict(set)
             for connector, message_id in db.execute(
                 "SELECT connector, message_id FROM dead_letters WHERE message IS NOT NULL"
             ):
-                buried[connector].add(message_id)
-            for seq, connector, ids in db.execute("SELECT seq, connector, ids FROM outbox ORDER BY seq"):
-                known.add_index(connector, ids)
-                known.upto = seq
-            for connector, message_ids in buried.items():
-                known.forget(connector, message_ids)
+                known.forget(connector, (message_id,))
             self._known = known
-        else:
-            for seq, connector, ids in db.execute(
-                "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
-            ):
-                known.add_index(connector, ids)
-                known.upto = seq
         return known
 
     def _add_segment(
@@ -826,7 +826,8 @@ class Store:
                 self._append_tail(
                     db, now, connector, entries, source=source, messages=b"".join(segment_bodies) or None
                 )
-            known.upto = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+            last = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+            self._after_commit.append(lambda: known.remember(added, last))
             if dead:
                 db.executemany(_INSERT_DEAD, dead)
                 for row in dead:
@@ -837,8 +838,6 @@ class Store:
                 counts[(connector, event_type, RECEIVED)] += n
                 counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
             self._bump(db, counts)
-        for connector, new in added.items():
-            known.of(connector).update(new)
         return CommitResult(
             received=len(items),
             queued=queued,
@@ -894,14 +893,16 @@ class Store:
         # messages (read-only, locked by another program) must not lead to sending them.
         kept = "The messages stay queued and are sent later."
         with self._write("take messages to send", kept, durable=False) as db:
+            # Walked, not fetched: a long backlog has many segments and a lease usually needs one or two.
             waiting = db.execute(
                 "SELECT seq FROM outbox INDEXED BY outbox_waiting"
                 " WHERE connector = ? AND finished_at IS NULL ORDER BY seq",
                 (connector,),
-            ).fetchall()
+            )
             for (seq,) in waiting:
                 if not self._take(db, connector, seq, now, now + lease_seconds, budget, rows):
                     break
+            waiting.close()
         return rows
 
     def _take(
@@ -955,6 +956,11 @@ class Store:
             else:
                 released = len(self._leases.pop(connector, {}))
         return released
+
+    def _forget_ids(self, message_ids: dict[str, list[str]]) -> None:
+        if self._known is not None:
+            for connector, ids in message_ids.items():
+                self._known.forget(connector, ids)
 
     def _unlease(self, connector: str, addresses: Sequence[int]) -> None:
         held = self._leases.get(connector)
@@ -1014,7 +1020,8 @@ class Store:
                 )
         if finished:
             db.execute(_BUMP_BACKLOG, (connector, 0, 0, 0, finished))
-        self._unlease(connector, [addr for addr, _, _ in done_items])
+        finished_addresses = [addr for addr, _, _ in done_items]
+        self._after_commit.append(lambda: self._unlease(connector, finished_addresses))
         return done_items
 
     def delivered(self, connector: str, seqs: Sequence[int], *, now: float | None = None) -> int:
@@ -1045,6 +1052,7 @@ class Store:
         excess -= self.delivered_window_max
         cutoff = now - self.delivered_window_days * DAY
         forgotten: dict[str, int] = defaultdict(int)
+        forgotten_ids: dict[str, list[str]] = defaultdict(list)
         for _ in range(64):
             row = db.execute(
                 "SELECT seq, finished_at FROM outbox INDEXED BY outbox_finished"
@@ -1057,10 +1065,10 @@ class Store:
             ).fetchone()
             forgotten[connector] += messages
             excess -= messages
-            if self._known is not None:
-                self._known.forget(connector, (entry.message_id for entry in segments.unpack_index(ids)))
+            forgotten_ids[connector].extend(entry.message_id for entry in segments.unpack_index(ids))
         if forgotten:
             db.executemany(_BUMP_BACKLOG, [(c, 0, 0, 0, -n) for c, n in forgotten.items()])
+            self._after_commit.append(lambda: self._forget_ids(forgotten_ids))
 
     def retry_later(
         self,
@@ -1094,7 +1102,7 @@ class Store:
                 rows,
             )
             self._bump(db, counts)
-            self._unlease(connector, seqs)
+            self._after_commit.append(lambda: self._unlease(connector, seqs))
 
     def dead_letter(
         self, connector: str, seqs: Sequence[int], *, reason: str, now: float | None = None
@@ -1148,8 +1156,8 @@ class Store:
         )
         pairs = [(e.message_id, e.event_type) for _, e, _ in removed]
         self._append_updates(db, now, connector, TAIL_DEAD_LETTER, reason, pairs)
-        if self._known is not None:  # the same event sent again is queued again
-            self._known.forget(connector, (message_id for message_id, _ in pairs))
+        # Not remembered any more: the same event sent again is queued again.
+        self._after_commit.append(lambda: self._forget_ids({connector: [m for m, _ in pairs]}))
         return len(removed)
 
     def expire(
