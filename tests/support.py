@@ -1,19 +1,32 @@
-"""Helpers shared by several test modules: a real small disk to fill, and a self-signed certificate."""
+"""Helpers shared by several test modules: waiting for a condition, a real small disk to fill, and a
+self-signed certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import errno
 import ipaddress
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 LOOPBACK = "127.0.0.1"
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (its last answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()
 
 
 @contextmanager

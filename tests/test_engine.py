@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from tests.support import wait_for
 from tui_currents import catalog, config, control
 from tui_currents.engine import Engine, EngineLocked, EngineOptions
 from tui_currents.paths import Home
@@ -21,15 +21,6 @@ WORKSPACE = "prod"
 TOKEN = "receiver-token-for-engine-tests-0123456789"
 KEY = "engine-test-write-key-1"
 FAST = {"backoff_scale": 0.01, "key_poll_seconds": 0.2, "idle_poll_seconds": 0.05, "state_interval": 0.1}
-
-
-async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
 
 
 def add_connector(home: Home, url: str, name: str = "Marketing", events: list[str] | None = None, **kw):

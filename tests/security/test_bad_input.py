@@ -27,7 +27,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support import wait_for
 from tui_currents import catalog, config
 from tui_currents.engine import Engine, EngineOptions
 from tui_currents.paths import Home
@@ -96,15 +97,6 @@ UNICODE = (
     "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
 )
 JUNK = ("", "x", 0, -1, 3.5, True, False, None, [], {}, [1, "a"], {"k": [None]})
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
 
 
 def canonical(value: object) -> bytes:

@@ -26,6 +26,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support import wait_for
 from tui_currents import catalog, config
 from tui_currents.config import Connector, ReceiverSettings, Workspace
 from tui_currents.engine import Engine, EngineOptions
@@ -44,15 +45,6 @@ CONNECTORS = {MARKETING: "Marketing main", OTHER: "Other main"}
 TOKENS = {MARKETING: secrets.token_urlsafe(32), OTHER: secrets.token_urlsafe(32)}
 SUPPORTED = catalog.supported_types()
 _EVENTS = DemoGenerator(seed=7)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
 
 
 @dataclass

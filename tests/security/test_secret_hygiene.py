@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -38,6 +38,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.support import wait_for
 from tui_currents import config
 from tui_currents.demo_setup import DEMO_KEYRING_PASSPHRASE, DEMO_WORKSPACE
 from tui_currents.engine import Engine, EngineOptions
@@ -249,15 +250,6 @@ def flat_records(n: int) -> list[dict]:
         record["id"] = f"imported-{k}"
         records.append(record)
     return records
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
 
 
 async def test_no_secret_is_found_anywhere_but_encrypted_in_the_keyring(
