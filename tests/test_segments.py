@@ -11,7 +11,50 @@ from tui_currents.segments import KeySet, KnownIds, key_of
 def test_addresses_round_trip_and_group_by_segment():
     addrs = [segments.address(7, 0), segments.address(7, 4095), segments.address(9, 3)]
     assert [segments.split_address(a) for a in addrs] == [(7, 0), (7, 4095), (9, 3)]
-    assert segments.by_segment(addrs) == {7: [0, 4095], 9: [3]}
+    assert {seq: list(items) for seq, items in segments.by_segment(addrs).items()} == {7: [0, 4095], 9: [3]}
+
+
+def test_runs_of_addresses_are_grouped_as_ranges_and_the_rest_keeps_its_order():
+    run = [segments.address(7, i) for i in range(3, 900)] + [segments.address(8, i) for i in range(0, 5)]
+    assert segments.by_segment(run) == {7: range(3, 900), 8: range(0, 5)}
+    gaps = [segments.address(7, i) for i in (1, 2, 4)]
+    assert segments.by_segment(gaps) == {7: [1, 2, 4]}
+    shuffled = [segments.address(9, 2), segments.address(7, 5), segments.address(9, 1)]
+    assert segments.by_segment(shuffled) == {9: [2, 1], 7: [5]}
+    twice = [segments.address(7, 1), segments.address(7, 1), segments.address(7, 2)]
+    assert {seq: list(items) for seq, items in segments.by_segment(twice).items()} == {7: [1, 1, 2]}
+
+
+def test_marking_a_run_at_once_agrees_with_marking_one_by_one():
+    rng = random.Random(5)
+    for _ in range(2_000):
+        count = rng.randint(0, 70)
+        marks = rng.getrandbits(80) if rng.random() < 0.5 else 0
+        start = rng.randint(0, 75)
+        items = list(range(start, start + rng.randint(0, 10)))
+        if rng.random() < 0.3:
+            rng.shuffle(items)
+        expected_marks, expected_new = marks, []
+        for item in items:
+            if item < count and not expected_marks >> item & 1:
+                expected_marks |= 1 << item
+                expected_new.append(item)
+        for given in (items, sorted(items), range(start, start + len(items))):
+            if list(given) == items:
+                got_marks, got_new = segments.mark(marks, given, count)
+                assert (got_marks, list(got_new)) == (expected_marks, expected_new)
+
+
+def test_a_segment_reads_back_each_body_from_its_columns():
+    bodies = [b'{"a":1}', b'{"bb":22}', b"{}"]
+    entries = [("m1", "t1", len(bodies[0])), ("m2", "t2", len(bodies[1])), ("m3", "t1", len(bodies[2]))]
+    made = segments.Segment.of(4, "C", 1.5, entries, b"".join(bodies))
+    parsed = segments.Segment.parse(4, "C", 1.5, segments.pack_index(entries), b"".join(bodies))
+    assert made == parsed
+    assert [made.body(i) for i in range(len(made))] == bodies
+    assert (list(made.ids), list(made.types)) == (["m1", "m2", "m3"], ["t1", "t2", "t1"])
+    assert segments.index_ids(segments.pack_index(entries)) == ["m1", "m2", "m3"]
+    assert len(segments.Segment.of(5, "C", 0.0, [], b"")) == 0
 
 
 def test_a_commit_is_cut_by_count_and_by_bytes(monkeypatch):

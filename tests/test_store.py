@@ -4,6 +4,7 @@ readers in another process, and the failures a disk can throw at it (a real full
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import stat
 import subprocess
@@ -701,3 +702,56 @@ def test_a_failed_commit_does_not_hide_what_another_process_commits_next(store: 
         importer.commit([(C1, queued("from-the-import"))], source="import")
     result = store.commit([(C1, queued("from-the-import")), (C1, queued("lost-in-rollback"))], source="test")
     assert (result.queued, result.duplicates) == (1, 1)
+
+
+def test_leasing_a_run_at_once_picks_what_leasing_one_by_one_would(tmp_path: Path, monkeypatch):
+    """The usual segment is leased in one go (`_take_run`); random leases, deliveries, retries, releases
+    and expired leases on two stores, one of them forced to go message by message, must agree."""
+    from tui_currents import store as store_module
+
+    quick = Store(tmp_path / "quick.db", synchronous="NORMAL")
+    slow = Store(tmp_path / "slow.db", synchronous="NORMAL")
+    real_free_from = store_module._free_from
+
+    def with_run(enabled: bool):
+        monkeypatch.setattr(store_module, "_free_from", real_free_from if enabled else lambda *_: None)
+
+    rng = random.Random(11)
+    now = 1_800_000_000.0
+    for batch in range(6):
+        outcomes = [
+            (C1, queued(f"m{batch}-{i}", padding=rng.randint(0, 300))) for i in range(rng.randint(1, 40))
+        ]
+        for s in (quick, slow):
+            s.commit(outcomes, source="test", now=now)
+    held: list[list[int]] = []
+    for step in range(300):
+        now += rng.choice((0.0, 1.0, 5.0))
+        action = rng.random()
+        if action < 0.5 or not held:
+            bounds = {
+                "max_messages": rng.randint(1, 30),
+                "max_bytes": rng.randint(1, 6_000),
+                "lease_seconds": rng.choice((3.0, 60.0)),
+            }
+            leases = []
+            for s, enabled in ((quick, True), (slow, False)):
+                with_run(enabled)
+                rows = s.lease(C1, now=now, **bounds)
+                leases.append([(r.seq, r.message_id, r.body, r.attempts) for r in rows])
+            assert leases[0] == leases[1], f"step {step}"
+            if leases[0]:
+                held.append([seq for seq, *_ in leases[0]])
+            continue
+        addresses = held.pop(rng.randrange(len(held)))
+        for s in (quick, slow):
+            if action < 0.8:
+                s.delivered(C1, addresses, now=now)
+            elif action < 0.9:
+                s.retry_later(C1, addresses, retry_at=now + 2, error="503")
+            else:
+                s.release(C1, addresses)
+    with_run(True)
+    assert drain(quick) == drain(slow)
+    quick.close()
+    slow.close()

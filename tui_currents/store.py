@@ -45,12 +45,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections import defaultdict
+from bisect import bisect_right
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +60,7 @@ import orjson
 
 from tui_currents import segments
 from tui_currents.paths import PRIVATE_FILE_MODE, touch_private
-from tui_currents.segments import Entry, KnownIds, key_of
+from tui_currents.segments import KnownIds, Segment, key_of
 
 if TYPE_CHECKING:
     from tui_currents.mapping import Outcome
@@ -417,18 +419,6 @@ _DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, ev
 _SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
 
 
-@dataclass(slots=True)
-class _Segment:
-    """A waiting outbox segment, parsed: its messages' entries, where each body starts, the bodies."""
-
-    seq: int
-    connector: str
-    enqueued_at: float
-    entries: list[Entry]
-    offsets: list[int]
-    bodies: bytes
-
-
 def _create_or_upgrade(db: sqlite3.Connection) -> None:
     """Create the tables, or bring a store of the first schema (an outbox row per message) to this one,
     keeping every waiting message, its attempts, and the ids remembered as delivered. One transaction."""
@@ -483,6 +473,19 @@ def _copy_v1_outbox(db: sqlite3.Connection) -> None:
                     _INSERT_RETRY,
                     [(seq, i, r[5], r[6], r[7]) for i, r in enumerate(chunk) if r[5] or r[6]],
                 )
+
+
+def _free_from(done: int, leased: dict[int, float], now: float) -> int | None:
+    """The position from which every message of a segment is free to lease, when all those before it are
+    done or leased, in that order (the usual state: a segment is leased front to back); else None."""
+    start = done.bit_length()
+    if done != (1 << start) - 1:
+        return None
+    if leased:
+        if min(leased) != start or max(leased) != start + len(leased) - 1 or min(leased.values()) <= now:
+            return None
+        start += len(leased)
+    return start
 
 
 def _tail_lines(row: tuple) -> Iterator[TailRow]:
@@ -540,8 +543,9 @@ class Store:
         self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
         self._known: KnownIds | None = None  # the duplicate check, built at the first commit
-        self._leases: dict[str, dict[int, float]] = {}  # connector -> address -> end of its lease
-        self._segments: dict[int, _Segment] = {}
+        # connector -> segment seq -> position -> end of its lease
+        self._leases: dict[str, dict[int, dict[int, float]]] = {}
+        self._segments: dict[int, Segment] = {}  # parsed waiting segments, a few
         # Changes to the in-memory state (leases, known ids) that must wait for the transaction to commit.
         self._after_commit: list[Callable[[], None]] = []
         try:
@@ -730,19 +734,23 @@ class Store:
         self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
         bodies: list[bytes],
     ) -> None:  # fmt: skip
-        """Append queued messages as outbox segments (several when there are very many)."""
+        """Append queued messages as outbox segments (several when there are very many). Once the
+        transaction commits, they stay parsed in memory while there is room: the next lease, in this
+        process, then reads them from there instead of from the disk."""
         sizes = [entry[2] for entry in entries]
         for start, end in segments.cut(entries, sizes):
-            db.execute(
-                _INSERT_OUTBOX,
-                (
-                    connector,
-                    now,
-                    end - start,
-                    segments.pack_index(entries[start:end]),
-                    b"".join(bodies[start:end]),
-                ),
-            )
+            part, blob = entries[start:end], b"".join(bodies[start:end])
+            seq = db.execute(
+                _INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
+            ).lastrowid
+            if len(self._segments) < _SEGMENTS_CACHED:
+                parsed = Segment.of(seq, connector, now, part, blob)
+                self._after_commit.append(partial(self._keep_segment, parsed))
+
+    def _keep_segment(self, segment: Segment) -> None:
+        if len(self._segments) >= _SEGMENTS_CACHED:
+            self._segments.pop(next(iter(self._segments)))
+        self._segments[segment.seq] = segment
 
     # ----------------------------------------------------------------------------------------- commit
 
@@ -848,8 +856,8 @@ class Store:
 
     # -------------------------------------------------------------------------------------- delivery
 
-    def _segment(self, db: sqlite3.Connection, seq: int, connector: str) -> _Segment | None:
-        """A waiting segment of this connector (its index, offsets and bodies), from a small cache."""
+    def _segment(self, db: sqlite3.Connection, seq: int, connector: str) -> Segment | None:
+        """A waiting segment of this connector, parsed, from a small cache."""
         cached = self._segments.get(seq)
         if cached is not None:
             return cached if cached.connector == connector else None
@@ -860,11 +868,8 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        entries = segments.unpack_index(row[1])
-        found = _Segment(seq, connector, row[0], entries, segments.offsets(entries), row[2] or b"")
-        if len(self._segments) >= _SEGMENTS_CACHED:
-            self._segments.pop(next(iter(self._segments)))
-        self._segments[seq] = found
+        found = Segment.parse(seq, connector, row[0], row[1], row[2] or b"")
+        self._keep_segment(found)
         return found
 
     def _progress(self, db: sqlite3.Connection, seq: int) -> tuple[int | None, int]:
@@ -920,42 +925,87 @@ class Store:
                 "SELECT item, attempts, retry_at FROM outbox_retries WHERE seq = ?", (seq,)
             )
         }
-        leased = self._leases.setdefault(connector, {})
-        base = seq << segments.ITEM_BITS
-        starts = segment.offsets
-        for item, entry in enumerate(segment.entries):
+        by_seq = self._leases.setdefault(connector, {})
+        leased = by_seq.setdefault(seq, {})
+        try:
+            start = None if retries else _free_from(done, leased, now)
+            if start is not None:
+                return self._take_run(segment, start, until, budget, rows, leased)
+            return self._take_each(segment, done, retries, now, until, budget, rows, leased)
+        finally:
+            if not leased:
+                del by_seq[seq]
+
+    @staticmethod
+    def _take_each(
+        segment: Segment, done: int, retries: dict[int, tuple[int, float]], now: float, until: float,
+        budget: list[int], rows: list[OutboxRow], leased: dict[int, float],
+    ) -> bool:  # fmt: skip
+        """`_take` message by message, skipping those done, leased or not due yet."""
+        base = segment.seq << segments.ITEM_BITS
+        for item in range(len(segment)):
             if done >> item & 1:
                 continue
-            addr = base | item
-            held = leased.get(addr)
+            held = leased.get(item)
             if held is not None and held > now:
                 continue
             attempts, retry_at = retries.get(item, (0, 0.0))
             if retry_at > now:
                 continue
-            size = entry.size
+            size = segment.sizes[item]
             if rows and size > budget[1]:
                 return False
-            body = segment.bodies[starts[item] : starts[item + 1]]
             rows.append(
-                OutboxRow(addr, entry.message_id, entry.event_type, body, size, attempts, segment.enqueued_at)
-            )
-            leased[addr] = until
+                OutboxRow(
+                    base | item, segment.ids[item], segment.types[item], segment.body(item), size, attempts,
+                    segment.enqueued_at,
+                )
+            )  # fmt: skip
+            leased[item] = until
             budget[0] -= 1
             budget[1] -= size
             if budget[0] <= 0 or budget[1] <= 0:
                 return False
         return True
 
+    @staticmethod
+    def _take_run(
+        segment: Segment, start: int, until: float, budget: list[int], rows: list[OutboxRow],
+        leased: dict[int, float],
+    ) -> bool:  # fmt: skip
+        """`_take` for the usual segment, whose messages from `start` on are all free (see `_free_from`):
+        as many of them as the budget allows, in one go. The same messages `_take_each` would pick."""
+        starts = segment.offsets
+        # Messages [start, end) fit while their bodies end within the byte budget; the first always goes.
+        end = min(len(segment), start + budget[0], bisect_right(starts, starts[start] + budget[1]) - 1)
+        if end == start and not rows and start < len(segment):
+            end = start + 1
+        if end == start:
+            return start == len(segment)
+        base = segment.seq << segments.ITEM_BITS
+        bodies, enqueued_at = segment.bodies, segment.enqueued_at
+        columns = zip(
+            range(start, end), segment.ids[start:end], segment.types[start:end], segment.sizes[start:end],
+            strict=True,
+        )  # fmt: skip
+        rows.extend(
+            OutboxRow(base | i, message_id, type_, bodies[starts[i] : starts[i + 1]], size, 0, enqueued_at)
+            for i, message_id, type_, size in columns
+        )
+        leased.update(dict.fromkeys(range(start, end), until))
+        budget[0] -= end - start
+        budget[1] -= starts[end] - starts[start]
+        return end == len(segment) and budget[0] > 0 and budget[1] > 0
+
     def release_leases(self, connector: str | None = None) -> int:
         """Make every leased message due again (at engine start, or when its delivery is gone)."""
         with self._lock:
             if connector is None:
-                released = sum(len(held) for held in self._leases.values())
+                gone = list(self._leases.values())
                 self._leases.clear()
             else:
-                released = len(self._leases.pop(connector, {}))
-        return released
+                gone = [self._leases.pop(connector, {})]
+        return sum(len(held) for by_seq in gone for held in by_seq.values())
 
     def _forget_ids(self, message_ids: dict[str, list[str]]) -> None:
         if self._known is not None:
@@ -963,10 +1013,19 @@ class Store:
                 self._known.forget(connector, ids)
 
     def _unlease(self, connector: str, addresses: Sequence[int]) -> None:
-        held = self._leases.get(connector)
+        by_seq = self._leases.get(connector)
+        if by_seq:
+            for seq, items in segments.by_segment(addresses).items():
+                self._unlease_items(by_seq, seq, items)
+
+    @staticmethod
+    def _unlease_items(by_seq: dict[int, dict[int, float]], seq: int, items: Iterable[int]) -> None:
+        held = by_seq.get(seq)
         if held:
-            for addr in addresses:
-                held.pop(addr, None)
+            for item in items:
+                held.pop(item, None)
+            if not held:
+                del by_seq[seq]
 
     def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         """Give leased messages back unsent, due again at `retry_at`, without counting an attempt."""
@@ -984,11 +1043,11 @@ class Store:
 
     def _finish_items(
         self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
-    ) -> list[tuple[int, Entry, int]]:
-        """Mark these waiting messages done (delivered or dead-lettered): (address, entry, segment seq) of
+    ) -> list[tuple[Segment, Sequence[int]]]:
+        """Mark these waiting messages done (delivered or dead-lettered): per segment, the positions of
         those that were waiting. A segment whose every message is done drops its bodies and stays as the
         memory of its ids for the duplicate window."""
-        done_items: list[tuple[int, Entry, int]] = []
+        finished_now: list[tuple[Segment, Sequence[int]]] = []
         finished = 0
         for seq, items in segments.by_segment(seqs).items():
             segment = self._segment(db, seq, connector)
@@ -996,22 +1055,18 @@ class Store:
                 continue
             waiting, marks = self._progress(db, seq)
             if waiting is None:
-                waiting = len(segment.entries)
-            new = 0
-            for item in items:
-                if item < len(segment.entries) and not marks >> item & 1:
-                    marks |= 1 << item
-                    new += 1
-                    done_items.append((seq << segments.ITEM_BITS | item, segment.entries[item], seq))
+                waiting = len(segment)
+            marks, new = segments.mark(marks, items, len(segment))
             if not new:
                 continue
-            waiting -= new
+            finished_now.append((segment, new))
+            waiting -= len(new)
             if waiting <= 0:
                 db.execute("UPDATE outbox SET bodies = NULL, finished_at = ? WHERE seq = ?", (now, seq))
                 db.execute("DELETE FROM outbox_progress WHERE seq = ?", (seq,))
                 db.execute("DELETE FROM outbox_retries WHERE seq = ?", (seq,))
-                self._segments.pop(seq, None)
-                finished += len(segment.entries)
+                self._after_commit.append(partial(self._segments.pop, seq, None))
+                finished += len(segment)
             else:
                 db.execute(
                     "INSERT INTO outbox_progress (seq, waiting, done) VALUES (?, ?, ?) ON CONFLICT (seq)"
@@ -1020,9 +1075,31 @@ class Store:
                 )
         if finished:
             db.execute(_BUMP_BACKLOG, (connector, 0, 0, 0, finished))
-        finished_addresses = [addr for addr, _, _ in done_items]
-        self._after_commit.append(lambda: self._unlease(connector, finished_addresses))
-        return done_items
+        self._after_commit.append(lambda: self._unlease_done(connector, finished_now))
+        return finished_now
+
+    def _unlease_done(self, connector: str, done: list[tuple[Segment, Sequence[int]]]) -> None:
+        by_seq = self._leases.get(connector)
+        if by_seq:
+            for segment, items in done:
+                self._unlease_items(by_seq, segment.seq, items)
+
+    @staticmethod
+    def _done_columns(done: list[tuple[Segment, Sequence[int]]]) -> tuple[list[str], list[str], int]:
+        """(messageIds, event types, total bytes) of the messages `_finish_items` marked done."""
+        ids: list[str] = []
+        types: list[str] = []
+        size = 0
+        for segment, items in done:
+            if isinstance(items, range):  # a run: slices, not a lookup per message
+                ids += segment.ids[items.start : items.stop]
+                types += segment.types[items.start : items.stop]
+                size += segment.offsets[items.stop] - segment.offsets[items.start]
+            else:
+                ids += (segment.ids[i] for i in items)
+                types += (segment.types[i] for i in items)
+                size += sum(segment.sizes[i] for i in items)
+        return ids, types, size
 
     def delivered(self, connector: str, seqs: Sequence[int], *, now: float | None = None) -> int:
         """Segment accepted these messages: they leave the backlog (their messageIds are remembered for the
@@ -1033,16 +1110,12 @@ class Store:
             done = self._finish_items(db, connector, seqs, now)
             if not done:
                 return 0
-            counts: dict[tuple[str, str, str], int] = defaultdict(int)
-            for _, entry, _ in done:
-                counts[(connector, entry.event_type, DELIVERED)] += 1
-            self._bump(db, counts)
-            db.execute(_BUMP_BACKLOG, (connector, -len(done), -sum(e.size for _, e, _ in done), 0, 0))
-            self._append_updates(
-                db, now, connector, TAIL_DELIVERED, None, [(e.message_id, e.event_type) for _, e, _ in done]
-            )
+            ids, types, size = self._done_columns(done)
+            self._bump(db, {(connector, t, DELIVERED): n for t, n in Counter(types).items()})
+            db.execute(_BUMP_BACKLOG, (connector, -len(ids), -size, 0, 0))
+            self._append_tail(db, now, connector, list(zip(types, ids, strict=True)), fate=TAIL_DELIVERED)
             self._forget_delivered(db, now)
-        return len(done)
+        return len(ids)
 
     def _forget_delivered(self, db: sqlite3.Connection, now: float) -> None:
         """Drop the oldest remembered deliveries beyond the window's bounds: finished segments, oldest
@@ -1065,7 +1138,7 @@ class Store:
             ).fetchone()
             forgotten[connector] += messages
             excess -= messages
-            forgotten_ids[connector].extend(entry.message_id for entry in segments.unpack_index(ids))
+            forgotten_ids[connector].extend(segments.index_ids(ids))
         if forgotten:
             db.executemany(_BUMP_BACKLOG, [(c, 0, 0, 0, -n) for c, n in forgotten.items()])
             self._after_commit.append(lambda: self._forget_ids(forgotten_ids))
@@ -1092,9 +1165,9 @@ class Store:
                     continue
                 _, marks = self._progress(db, seq)
                 for item in items:
-                    if item < len(segment.entries) and not marks >> item & 1:
+                    if item < len(segment) and not marks >> item & 1:
                         rows.append((seq, item, add, retry_at, error))
-                        counts[(connector, segment.entries[item].event_type, RETRIED)] += 1
+                        counts[(connector, segment.types[item], RETRIED)] += 1
             db.executemany(
                 _INSERT_RETRY
                 + " ON CONFLICT (seq, item) DO UPDATE SET attempts = attempts + excluded.attempts,"
@@ -1122,43 +1195,32 @@ class Store:
         *,
         expired: bool,
     ) -> int:
-        bodies: dict[int, tuple[bytes, list[int]]] = {}
-        for seq in segments.by_segment(seqs):
-            segment = self._segment(db, seq, connector)
-            if segment is not None:
-                bodies[seq] = (segment.bodies, segment.offsets)
-        attempts = dict(
-            ((seq, item), n)
-            for seq in bodies
+        attempts = {
+            (seq, item): n
+            for seq in segments.by_segment(seqs)
             for item, n in db.execute("SELECT item, attempts FROM outbox_retries WHERE seq = ?", (seq,))
-        )
+        }
         removed = self._finish_items(db, connector, seqs, now)
         if not removed:
             return 0
-        letters = []
-        for addr, entry, seq in removed:
-            item = segments.split_address(addr)[1]
-            blob, starts = bodies[seq]
-            body = blob[starts[item] : starts[item + 1]]
-            letters.append(
-                (connector, entry.message_id, entry.event_type, reason, now, attempts.get((seq, item), 0),
-                 None, body)
-            )  # fmt: skip
+        letters = [
+            (connector, segment.ids[item], segment.types[item], reason, now,
+             attempts.get((segment.seq, item), 0), None, segment.body(item))
+            for segment, items in removed
+            for item in items
+        ]  # fmt: skip
         db.executemany(_INSERT_DEAD, letters)
-        counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        for _, entry, _ in removed:
-            counts[(connector, entry.event_type, DEAD_LETTERED)] += 1
-            if expired:
-                counts[(connector, entry.event_type, EXPIRED)] += 1
+        ids, types, size = self._done_columns(removed)
+        counts = {(connector, t, DEAD_LETTERED): n for t, n in Counter(types).items()}
+        if expired:
+            counts.update({(connector, t, EXPIRED): n for t, n in Counter(types).items()})
         self._bump(db, counts)
-        db.execute(
-            _BUMP_BACKLOG, (connector, -len(removed), -sum(e.size for _, e, _ in removed), len(removed), 0)
-        )
-        pairs = [(e.message_id, e.event_type) for _, e, _ in removed]
-        self._append_updates(db, now, connector, TAIL_DEAD_LETTER, reason, pairs)
+        db.execute(_BUMP_BACKLOG, (connector, -len(ids), -size, len(ids), 0))
+        lines = list(zip(types, ids, strict=True))
+        self._append_tail(db, now, connector, lines, fate=TAIL_DEAD_LETTER, reason=reason)
         # Not remembered any more: the same event sent again is queued again.
-        self._after_commit.append(lambda: self._forget_ids({connector: [m for m, _ in pairs]}))
-        return len(removed)
+        self._after_commit.append(lambda: self._forget_ids({connector: ids}))
+        return len(ids)
 
     def expire(
         self, connector: str, *, older_than: float, now: float | None = None, limit: int | None = None
@@ -1172,6 +1234,7 @@ class Store:
         moved = 0
         kept = "The messages stay queued; expiry is tried again later."
         leased = self._leases.get(connector, {})
+        no_leases: dict[int, float] = {}
         after = 0
         while limit is None or moved < limit:
             room = _CHUNK if limit is None else min(_CHUNK, limit - moved)
@@ -1187,9 +1250,10 @@ class Store:
                 segment = self._segment(db, seq, connector)
                 _, marks = self._progress(db, seq)
                 due = []
-                for item in range(len(segment.entries) if segment else 0):
+                held_here = leased.get(seq, no_leases)
+                for item in range(len(segment) if segment else 0):
                     addr = seq << segments.ITEM_BITS | item
-                    held = leased.get(addr)
+                    held = held_here.get(item)
                     if marks >> item & 1 or (held is not None and held > now):
                         continue
                     due.append(addr)
@@ -1357,9 +1421,7 @@ class Store:
             (connector,),
         ):
             _, marks = self._progress(db, seq)
-            waiting.update(
-                e.message_id for i, e in enumerate(segments.unpack_index(blob)) if not marks >> i & 1
-            )
+            waiting.update(m for i, m in enumerate(segments.index_ids(blob)) if not marks >> i & 1)
         return waiting
 
     def _unbury(self, db: sqlite3.Connection, letters: list[DeadLetter], now: float) -> int:
