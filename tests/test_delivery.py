@@ -238,6 +238,29 @@ async def test_batches_overlap_up_to_max_in_flight(store: Store, sandbox: Segmen
     assert elapsed < 8 * 0.3 * 0.75  # one at a time would take 2.4 s; four at a time about 0.6 s
 
 
+async def test_batches_answered_together_are_recorded_in_one_transaction(
+    store: Store, sandbox: SegmentSandbox, monkeypatch
+):
+    """While one "delivered" mark is being recorded, the batches answered meanwhile wait and are recorded
+    together: fewer transactions (and waits for the store) than batches, each message counted once."""
+    enqueue(store, 400)
+    recorded: list[int] = []
+    real_delivered = store.delivered
+
+    def slow_delivered(connector, seqs, *, now=None):  # the real method, made slow like a busy store
+        recorded.append(len(seqs))
+        time.sleep(0.2)
+        return real_delivered(connector, seqs, now=now)
+
+    monkeypatch.setattr(store, "delivered", slow_delivered)
+    async with delivering(store, sandbox.url, max_in_flight=4, max_messages=25):
+        await until(delivered_all(store), what="delivery")
+    assert sandbox.request_count == 16
+    assert sum(recorded) == 400 and len(recorded) < sandbox.request_count
+    assert store.counter_totals(C1)["delivered"] == 400
+    assert sandbox.accepted_count == 400
+
+
 # ---------------------------------------------------------------------------------------- retries
 
 

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -755,3 +756,71 @@ def test_leasing_a_run_at_once_picks_what_leasing_one_by_one_would(tmp_path: Pat
     assert drain(quick) == drain(slow)
     quick.close()
     slow.close()
+
+
+def test_a_lease_does_not_wait_for_another_writer(tmp_path: Path):
+    """Leases read on their own connection: a long write by another program (an import committing a big
+    chunk) does not hold up sending what is already queued."""
+    store = Store(tmp_path / "currents.db", synchronous="NORMAL", busy_timeout=5.0)
+    ids = enqueue(store, 20)
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    other.execute("UPDATE backlog SET bytes = bytes")
+    try:
+        started = time.monotonic()
+        rows = store.lease(C1, max_messages=100, max_bytes=10**6, lease_seconds=60)
+        assert time.monotonic() - started < 1.0
+        assert [r.message_id for r in rows] == ids
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.delivered(C1, [r.seq for r in rows]) == 20
+    store.close()
+
+
+def test_concurrent_leases_and_deliveries_send_each_message_once(tmp_path: Path):
+    """Threads leasing and marking delivered while another commits: a message is never leased again once
+    leased or delivered (leases see a snapshot; in-memory changes wait for their commit)."""
+    store = Store(tmp_path / "currents.db", synchronous="NORMAL")
+    total = 6_000
+    leased: list[str] = []
+    errors: list[BaseException] = []
+    fed = threading.Event()
+
+    def feed() -> None:
+        for start in range(0, total, 500):
+            store.commit([(C1, queued(f"m-{i}")) for i in range(start, start + 500)], source="test")
+        fed.set()
+
+    def deliver() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rows = store.lease(C1, max_messages=rng_size(), max_bytes=10**6, lease_seconds=60)
+                if not rows:
+                    if fed.is_set() and store.backlog(C1).messages == 0:
+                        return
+                    time.sleep(0.001)
+                    continue
+                leased.extend(r.message_id for r in rows)
+                store.delivered(C1, [r.seq for r in rows])
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    sizes = random.Random(2)
+    size_lock = threading.Lock()
+
+    def rng_size() -> int:
+        with size_lock:
+            return sizes.randint(1, 400)
+
+    threads = [threading.Thread(target=feed), *(threading.Thread(target=deliver) for _ in range(4))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert len(leased) == total and len(set(leased)) == total
+    assert store.counter_totals(C1)["delivered"] == total
+    assert store.backlog(C1).messages == 0
+    store.close()

@@ -17,7 +17,8 @@ The request body is spliced from the stored message bytes, never re-encoded, wit
 attempt; the write key goes in the Basic auth header and the body, and nowhere else (not in errors, states
 or logs). Several batches are in flight at once (`max_in_flight`); the next one is leased while others wait
 for their answer. While requests are out, a small batch makes the next lease wait `linger_seconds`
-(50 ms) first, so that a trickle of events travels in a few requests rather than many.
+(50 ms) first, so that a trickle of events travels in a few requests rather than many. Batches answered
+while the previous "delivered" mark is being written are marked together, in one transaction.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ class ConnectorDelivery:
         # Batches Segment accepted whose "delivered" mark the store could not take (a full disk): kept here
         # and recorded first thing once it can, so they neither show as waiting nor go out again.
         self._unrecorded: list[tuple[list[int], float]] = []
+        # Batches answered 200 waiting for their "delivered" mark, recorded together (see _record_delivered).
+        self._to_record: list[tuple[list[int], float, asyncio.Future]] = []
+        self._recorder: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -364,7 +368,7 @@ class ConnectorDelivery:
             verdict = segment.verdict(answer.status)
             if verdict is segment.Verdict.DELIVERED:
                 try:
-                    await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=now)
+                    await self._record_delivered(seqs, now)
                 except StoreUnavailable:
                     self._unrecorded.append((seqs, now))
                     raise
@@ -397,6 +401,32 @@ class ConnectorDelivery:
                 self.store.dead_letter(
                     self.connector, seqs, reason=f"Segment refused the batch: {answer.text}.{hint}", now=now
                 )
+
+    async def _record_delivered(self, seqs: list[int], now: float) -> None:
+        """Record that Segment accepted these messages. The batches answered while a recording is under way
+        are recorded together by the next one: one transaction, and one wait for the store, for several."""
+        done = asyncio.get_running_loop().create_future()
+        self._to_record.append((seqs, now, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_pending(), name=f"record:{self.connector}")
+        await done
+
+    async def _record_pending(self) -> None:
+        while self._to_record:
+            group, self._to_record = self._to_record, []
+            addresses = [addr for seqs, _, _ in group for addr in seqs]
+            try:
+                await asyncio.to_thread(
+                    self.store.delivered, self.connector, addresses, now=max(at for _, at, _ in group)
+                )
+            except Exception as exc:  # StoreUnavailable (or a bug): each batch's task deals with it
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_result(None)
 
     async def _post(self, part: list[OutboxRow], key: str) -> _Answer:
         body = batch_body([r.body for r in part], key, iso_now(self._clock()))

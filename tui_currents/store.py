@@ -14,7 +14,9 @@ Choices worth knowing:
   tables: done marks of a partly sent segment (`outbox_progress`) and attempts/retry times
   (`outbox_retries`, written only on failures).
 - Leases are kept in memory by the engine's Store (one engine per home, by its lock file): they end when
-  it ends, and a message is never leased twice while its lease runs.
+  it ends, and a message is never leased twice while its lease runs. A lease only reads, on a connection
+  of its own, so it never waits for a commit (or another program's write) to end; the in-memory state it
+  relies on (leases, done segments) changes only once the transaction behind the change has committed.
 - Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
   recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
   first use and brought up to date with what other processes (an import, a requeue) committed, inside
@@ -33,8 +35,9 @@ Choices worth knowing:
   last `tail_keep` lines are kept.
 - Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
   person can act on; the transaction is rolled back and the store works again once the cause is gone.
-- One connection per Store, shared by threads behind a lock; readers in other processes open their own
-  (`readonly=True`). Only the engine (one per home, by its lock file) leases and delivers.
+- One connection per Store for writes and reads, shared by threads behind a lock (and one more for
+  leases); readers in other processes open their own (`readonly=True`). Only the engine (one per home,
+  by its lock file) leases and delivers.
 - A store of the first schema (a row per message) is upgraded in place on opening, keeping every waiting
   message, its attempts, and the ids remembered as delivered.
 """
@@ -539,7 +542,10 @@ class Store:
         sync = synchronous.upper()
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the connection, and every write
+        # The in-memory delivery state (leases, parsed segments). Taken after `_lock` when both are needed.
+        self._lease_lock = threading.RLock()
+        self._reader: sqlite3.Connection | None = None  # leases read on their own connection
         self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
         self._known: KnownIds | None = None  # the duplicate check, built at the first commit
@@ -587,8 +593,10 @@ class Store:
         return f"<Store {self.path}{' read-only' if self.readonly else ''}>"
 
     def close(self) -> None:
-        """Close the connection (after an optimize, for the next run's query plans)."""
-        with self._lock:
+        """Close the connections (after an optimize, for the next run's query plans)."""
+        with self._lock, self._lease_lock:
+            if self._reader is not None:
+                self._reader.close()
             if not self.readonly:
                 with suppress(sqlite3.Error):
                     self._db.execute("PRAGMA optimize")
@@ -626,8 +634,9 @@ class Store:
                 self._after_commit.clear()
                 yield db
                 db.execute("COMMIT")
-                for action in self._after_commit:
-                    action()
+                with self._lease_lock:
+                    for action in self._after_commit:
+                        action()
             except BaseException as exc:
                 self._after_commit.clear()
                 if db.in_transaction:
@@ -748,9 +757,10 @@ class Store:
                 self._after_commit.append(partial(self._keep_segment, parsed))
 
     def _keep_segment(self, segment: Segment) -> None:
-        if len(self._segments) >= _SEGMENTS_CACHED:
-            self._segments.pop(next(iter(self._segments)))
-        self._segments[segment.seq] = segment
+        with self._lease_lock:
+            if len(self._segments) >= _SEGMENTS_CACHED:
+                self._segments.pop(next(iter(self._segments)))
+            self._segments[segment.seq] = segment
 
     # ----------------------------------------------------------------------------------------- commit
 
@@ -894,10 +904,17 @@ class Store:
         now = time.time() if now is None else now
         rows: list[OutboxRow] = []
         budget = [max(1, max_messages), max_bytes]  # what is left to take: messages, bytes
-        # A write transaction although nothing is written: a store that cannot record what becomes of the
-        # messages (read-only, locked by another program) must not lead to sending them.
-        kept = "The messages stay queued and are sent later."
-        with self._write("take messages to send", kept, durable=False) as db:
+        if self.readonly:  # a console's store: what becomes of the messages could not be recorded
+            raise StoreUnavailable(
+                f"Could not take messages to send from {self.path}: it was opened read-only. "
+                "The messages stay queued and are sent later.",
+                cause=_CAUSES[8][0],
+                path=self.path,
+            )
+        # A lease only reads, on its own connection, so it never waits for a commit (and its fsync) to end.
+        # It sees a snapshot: leases and done marks change in memory only once their transaction has
+        # committed, under `_lease_lock`, which a lease holds from before its snapshot to its end.
+        with self._lease_lock, self._leasing() as db:
             # Walked, not fetched: a long backlog has many segments and a lease usually needs one or two.
             waiting = db.execute(
                 "SELECT seq FROM outbox INDEXED BY outbox_waiting"
@@ -909,6 +926,28 @@ class Store:
                     break
             waiting.close()
         return rows
+
+    @contextmanager
+    def _leasing(self) -> Iterator[sqlite3.Connection]:
+        """The lease connection in one read transaction; SQLite's failures as StoreUnavailable."""
+        try:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                )
+                self._reader.execute("PRAGMA query_only = ON")
+            db = self._reader
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            kept = "The messages stay queued and are sent later."
+            err = _unavailable(exc, self.path, "take messages to send", kept, self.busy_timeout)
+            if err is None:
+                raise
+            raise err from exc
 
     def _take(
         self, db: sqlite3.Connection, connector: str, seq: int, now: float, until: float, budget: list[int],
@@ -999,7 +1038,7 @@ class Store:
 
     def release_leases(self, connector: str | None = None) -> int:
         """Make every leased message due again (at engine start, or when its delivery is gone)."""
-        with self._lock:
+        with self._lease_lock:
             if connector is None:
                 gone = list(self._leases.values())
                 self._leases.clear()
@@ -1029,17 +1068,18 @@ class Store:
 
     def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         """Give leased messages back unsent, due again at `retry_at`, without counting an attempt."""
-        with self._lock:
-            self._unlease(connector, seqs)
-            if retry_at <= 0:
-                return
-            kept = "The messages stay queued and are sent again."
-            with self._write("give back unsent messages", kept, durable=False) as db:
-                db.executemany(
-                    "INSERT INTO outbox_retries (seq, item, retry_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (seq, item) DO UPDATE SET retry_at = excluded.retry_at",
-                    [(*segments.split_address(addr), retry_at) for addr in seqs],
-                )
+        if retry_at <= 0:
+            with self._lease_lock:
+                self._unlease(connector, seqs)
+            return
+        kept = "The messages stay queued and are sent again."
+        with self._write("give back unsent messages", kept, durable=False) as db:
+            db.executemany(
+                "INSERT INTO outbox_retries (seq, item, retry_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (seq, item) DO UPDATE SET retry_at = excluded.retry_at",
+                [(*segments.split_address(addr), retry_at) for addr in seqs],
+            )
+            self._after_commit.append(lambda: self._unlease(connector, seqs))
 
     def _finish_items(
         self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
@@ -1233,12 +1273,14 @@ class Store:
         reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
         moved = 0
         kept = "The messages stay queued; expiry is tried again later."
-        leased = self._leases.get(connector, {})
+        doing = "move expired messages to the dead letters"
         no_leases: dict[int, float] = {}
         after = 0
         while limit is None or moved < limit:
             room = _CHUNK if limit is None else min(_CHUNK, limit - moved)
-            with self._write("move expired messages to the dead letters", kept) as db:
+            # No lease may take a message while it is being found expired (locks in their usual order).
+            with self._lock, self._lease_lock, self._write(doing, kept) as db:
+                leased = self._leases.get(connector, {})
                 row = db.execute(
                     "SELECT seq, enqueued_at FROM outbox INDEXED BY outbox_waiting"
                     " WHERE connector = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT 1",
