@@ -9,7 +9,8 @@ Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
-    .venv/bin/python bench/bench_delivery.py [--events N] [--memory-events N] [--latency-seconds S]
+    .venv/bin/python bench/bench_delivery.py [--events N] [--repeat R] [--memory-events N]
+        [--latency-seconds S] [--skip throughput|memory|latency]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import platform
 import resource
@@ -44,7 +46,7 @@ from tui_currents.store import Store
 WORKSPACE = "bench"
 CONNECTOR = "Bench"
 RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events
-FEED_CHUNK = 1_000  # the in-process feed commits like the Avro import: a thousand events a transaction
+FEED_CHUNK = 1_000  # events per transaction of the in-process feed (a Braze request holds 100)
 
 
 # ------------------------------------------------------------------------------------------ the stand-in
@@ -350,11 +352,57 @@ def latency(stand_in: StandIn, key: str, seconds: float, rate: float, folder: Pa
 # ------------------------------------------------------------------------------------------ main
 
 
+def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespace) -> None:
+    """Every sender `args.repeat` times, interleaved, then the medians and the ratios of each round: the
+    official library's figure with its defaults swings from run to run with how much of its input it drops,
+    so one round says little on its own."""
+    logging.getLogger("segment").setLevel(logging.CRITICAL)  # it logs every refused event; they are counted
+    events = make_events(args.events)
+    messages = mapped_messages(events)
+    gc.collect()
+    gc.freeze()  # the prepared inputs are not garbage: keep the collector off them for all senders
+    print(
+        f"\nthroughput: {len(events):,} events ({len(messages):,} mapped messages), "
+        f"durability {args.durability}, {args.repeat} rounds"
+    )
+    rounds = []
+    for n in range(1, args.repeat + 1):
+        here = folder / f"round-{n}"
+        here.mkdir()
+        a = ours(stand_in, key, events, here, args.durability)
+        r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
+        b = official(stand_in, key, messages, max_queue_size=None)
+        c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
+        print(
+            f"  round {n}: tui-currents in-process feed {a['rate']:,.0f}/s ({a['accepted']:,} delivered); "
+            f"through the receiver {r['rate']:,.0f}/s ({r['accepted']:,}, answers {r['statuses']}); "
+            f"segment-analytics-python defaults {b['rate']:,.0f}/s ({b['accepted']:,} delivered, "
+            f"{b['refused']:,} refused by its full queue), with a queue of {len(messages) + 1:,} "
+            f"{c['rate']:,.0f}/s ({c['accepted']:,})"
+        )
+        rounds.append((a["rate"], r["rate"], b["rate"], c["rate"]))
+    ours_in, ours_rx, lib, lib_big = (statistics.median(column) for column in zip(*rounds, strict=True))
+    print(
+        "  medians: tui-currents in-process feed (map + durable enqueue + batch + HTTP) "
+        f"{ours_in:,.0f} events/s; engine with 8 Braze-like senders -> receiver -> store -> Segment "
+        f"{ours_rx:,.0f}; segment-analytics-python defaults {lib:,.0f}, with a big queue {lib_big:,.0f}"
+    )
+    for label, column in (("in-process feed", 0), ("through the receiver", 1)):
+        to_defaults = ", ".join(f"{row[column] / row[2]:.1f}x" for row in rounds)
+        to_big = ", ".join(f"{row[column] / row[3]:.1f}x" for row in rounds)
+        print(
+            f"  ratio per round ({label}): {to_defaults} the official library's defaults;"
+            f" {to_big} with its big queue"
+        )
+    gc.unfreeze()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the throughput comparison")
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=1000.0)
@@ -374,42 +422,7 @@ def main() -> None:
         stand_in = StandIn(key, folder)
         try:
             if "throughput" not in args.skip:
-                events = make_events(args.events)
-                messages = mapped_messages(events)
-                gc.collect()
-                gc.freeze()  # the prepared inputs are not garbage: keep the collector off them for both sides
-                print(
-                    f"\nthroughput: {len(events):,} events ({len(messages):,} mapped messages), "
-                    f"durability {args.durability}"
-                )
-                a = ours(stand_in, key, events, folder, args.durability)
-                print(
-                    "  tui-currents in-process feed (map + durable enqueue + batch + HTTP): "
-                    f"{a['accepted']:,} delivered in {a['seconds']:.1f} s = {a['rate']:,.0f} events/s"
-                )
-                r = ours_via_receiver(stand_in, key, len(events), folder, args.durability, senders=8)
-                print(
-                    f"  tui-currents engine, 8 Braze-like senders -> receiver -> store -> Segment: "
-                    f"{r['accepted']:,} delivered in {r['seconds']:.1f} s = {r['rate']:,.0f} events/s "
-                    f"(answers {r['statuses']})"
-                )
-                b = official(stand_in, key, messages, max_queue_size=None)
-                print(
-                    f"  segment-analytics-python, defaults: {b['accepted']:,} delivered, {b['refused']:,} "
-                    f"refused by its full queue, {b['seconds']:.1f} s = {b['rate']:,.0f} events/s"
-                )
-                c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
-                print(
-                    f"  segment-analytics-python, queue {len(messages) + 1:,}: {c['accepted']:,} delivered, "
-                    f"{c['seconds']:.1f} s = {c['rate']:,.0f} events/s"
-                )
-                for label, ours_rate in (("in-process feed", a["rate"]), ("through the receiver", r["rate"])):
-                    print(
-                        f"  ratio ({label}): {ours_rate / b['rate']:.1f}x the official library's defaults, "
-                        f"{ours_rate / c['rate']:.1f}x with its big queue"
-                    )
-                del events, messages
-                gc.unfreeze()
+                throughput(stand_in, key, folder, args)
             if "memory" not in args.skip:
                 print(f"\nmemory: {args.memory_events:,} events queued with the endpoint down, then drained")
                 m = memory(stand_in, key, args.memory_events, folder)
