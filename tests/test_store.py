@@ -18,7 +18,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tui_currents import segments
 from tui_currents.mapping import ConnectorRules, Fate, Outcome, map_event, normalise
 from tui_currents.store import (
     TAIL_DEAD_LETTER,
@@ -400,71 +399,6 @@ def test_tail_keeps_only_the_last_rows(tmp_path: Path):
         assert [r.seq for r in rows] == list(range(rows[0].seq, 1001))
 
 
-def test_the_tail_shows_each_message_once_stored_after_delivery_until_it_leaves_the_tail(tmp_path: Path):
-    """A body is written once, to the outbox; the tail reads it from there, also once delivered, across
-    the several segments of a big commit and with duplicates in between. When the tail no longer shows
-    a finished segment, its bodies are dropped."""
-    with Store(tmp_path / "s.db", synchronous="NORMAL", tail_keep=300) as store:
-        first = [queued(f"a{i}", padding=i) for i in range(5)]
-        store.commit([(C1, o) for o in first], source="test")
-        again = [queued("a1"), queued("b0", padding=7), queued("a3"), queued("b1", padding=9)]
-        store.commit([(C1, o) for o in again], source="test")  # two duplicates between new ones
-        lines = [r for r in store.tail(limit=100) if not r.update]
-        expected = [o.encoded for o in first] + [None, again[1].encoded, None, again[3].encoded]
-        assert [r.message for r in lines] == expected
-        assert store._read("SELECT count(*) FROM tail WHERE messages IS NOT NULL") == [(0,)]  # no copies
-        # Delivered: the received lines still show what was sent.
-        rows = store.lease(C1, max_messages=100, max_bytes=10**6, lease_seconds=60)
-        store.delivered(C1, [r.seq for r in rows])
-        lines = [r for r in store.tail(limit=100) if not r.update]
-        assert [r.message for r in lines] == expected
-        assert all(r.message is None for r in store.tail(limit=100, messages=False))
-        # Out of the tail: once newer lines push these out, their bodies are dropped.
-        for _ in range(6):
-            enqueue(store, 100)
-        old_seqs = [r[0] for r in store._read("SELECT seq FROM outbox WHERE finished_at IS NOT NULL")]
-        assert old_seqs
-        kept = store._read("SELECT count(*) FROM outbox WHERE finished_at IS NOT NULL AND bodies IS NOT NULL")
-        assert kept == [(0,)]
-        assert all(
-            r.message is not None for r in store.tail(limit=10_000) if not r.update and r.fate == "queued"
-        )
-
-
-def test_a_big_commit_cut_in_segments_shows_every_message_in_the_tail(store: Store, monkeypatch):
-    monkeypatch.setattr(segments, "MAX_MESSAGES", 7)
-    outcomes = [queued(f"m{i}", padding=i) for i in range(30)]
-    store.commit([(C1, o) for o in outcomes], source="test")
-    store.commit([(C2, queued("other"))], source="test")
-    lines = [r for r in store.tail(limit=100, connector=C1) if not r.update]
-    assert [r.message for r in lines] == [o.encoded for o in outcomes]
-
-
-def test_a_store_of_the_second_schema_keeps_its_tail_messages_when_upgraded(tmp_path: Path):
-    path = tmp_path / "s.db"
-    with Store(path, synchronous="NORMAL") as store:
-        ids = enqueue(store, 3)
-    db = sqlite3.connect(path, isolation_level=None)
-    # Back to the second schema: the tail row held a copy of the messages, and no outbox_seq column.
-    bodies = db.execute("SELECT bodies FROM outbox").fetchone()[0]
-    db.execute("ALTER TABLE tail DROP COLUMN outbox_seq")
-    db.execute("UPDATE tail SET messages = ?", (bodies,))
-    db.execute("UPDATE outbox SET bodies = NULL, finished_at = 1")  # as v2 left a delivered segment
-    db.execute("PRAGMA user_version = 2")
-    db.close()
-    console = Store(path, readonly=True)  # an earlier schema read as it is
-    assert [r.message_id for r in console.tail(limit=10)] == ids
-    assert all(r.message for r in console.tail(limit=10))
-    console.close()
-    with Store(path, synchronous="NORMAL") as store:
-        assert store._read("PRAGMA user_version") == [(3,)]
-        lines = store.tail(limit=10)
-        assert [r.message_id for r in lines] == ids and all(r.message for r in lines)
-        more = enqueue(store, 2)
-        assert [r.message_id for r in store.tail(limit=10)][-2:] == more
-        assert all(r.message for r in store.tail(limit=10))
-
-
 # ------------------------------------------------------------------------------- states, readers
 
 
@@ -742,6 +676,8 @@ def test_duplicates_collapse_across_processes_writing_the_same_store(store: Stor
 
 
 def test_a_big_commit_is_stored_as_several_segments_and_delivered_in_order(store: Store, monkeypatch):
+    from tui_currents import segments
+
     monkeypatch.setattr(segments, "MAX_MESSAGES", 7)
     ids = enqueue(store, 30)
     assert store._read("SELECT count(*) FROM outbox")[0][0] == 5

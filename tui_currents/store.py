@@ -20,21 +20,19 @@ Choices worth knowing:
 - Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
   recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
   first use and brought up to date with what other processes (an import, a requeue) committed, inside
-  the commit's write lock. A segment whose messages are all delivered keeps its bodies while the tail
-  shows them, then drops them and stays as the memory of its ids for `delivered_window_days` (7 by
-  default: Braze retries for about 5 days at most and keeps queued events for 7) and at most about
-  `delivered_window_max` remembered ids (250,000 by default), oldest segments first. A duplicate
-  arriving later than the window is sent again under the same messageId, which Segment itself drops
-  within its ~24-hour deduplication window. Dead-lettered messages are not remembered: the same event
-  sent again is queued again.
+  the commit's write lock. A segment whose messages are all delivered drops its bodies and stays as the
+  memory of its ids for `delivered_window_days` (7 by default: Braze retries for about 5 days at most and
+  keeps queued events for 7) and at most about `delivered_window_max` remembered ids (250,000 by default),
+  oldest segments first. A duplicate arriving later than the window is sent again under the same
+  messageId, which Segment itself drops within its ~24-hour deduplication window. Dead-lettered messages
+  are not remembered: the same event sent again is queued again.
 - Backlog size per connector is kept in a small summary table updated in the same transactions, so
   `backlog()` costs the same with ten messages queued or ten million.
 - The tail is append-only, a stored row per commit and connector holding many lines: received events
-  (their Segment messages are read from the outbox segments the same commit wrote, not copied) or a
-  later change of fate (delivered, dead letter, queued again) of the messages it names. Lines are
-  numbered without gaps across rows (a row's seq is its first line's number), so a reader polling
-  `tail(after=n)` gets exactly the lines after the last one it saw. About the last `tail_keep` lines are
-  kept.
+  (with their Segment message) or a later change of fate (delivered, dead letter, queued again) of the
+  messages it names. Lines are numbered without gaps across rows (a row's seq is its first line's
+  number), so a reader polling `tail(after=n)` gets exactly the lines after the last one it saw. About the
+  last `tail_keep` lines are kept.
 - Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
   person can act on; the transaction is rolled back and the store works again once the cause is gone.
 - One connection per Store for writes and reads, shared by threads behind a lock (and one more for
@@ -113,7 +111,7 @@ BUSY_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of about 1 KB
 _CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -186,8 +184,7 @@ CREATE TABLE IF NOT EXISTS tail (
     fate TEXT,
     reason TEXT,
     entries BLOB NOT NULL,
-    messages BLOB,
-    outbox_seq INTEGER
+    messages BLOB
 );
 """
 
@@ -400,8 +397,8 @@ def _marks(n: int) -> str:
 
 _INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"
 _INSERT_TAIL = (
-    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, messages, outbox_seq)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, messages)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_DEAD = (
     "INSERT INTO dead_letters (connector, message_id, event_type, reason, at, attempts, event, message)"
@@ -420,7 +417,7 @@ _BUMP_BACKLOG = (
 _INSERT_RETRY = (
     "INSERT INTO outbox_retries (seq, item, attempts, retry_at, last_error) VALUES (?, ?, ?, ?, ?)"
 )
-_TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages, outbox_seq"
+_TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages"
 _DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, event, message"
 _SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
 
@@ -434,8 +431,6 @@ def _create_or_upgrade(db: sqlite3.Connection) -> None:
         if version >= SCHEMA_VERSION:  # another process did it meanwhile
             db.execute("COMMIT")
             return
-        if version == 2:  # the tail points at the outbox for its messages instead of keeping a copy
-            db.execute("ALTER TABLE tail ADD COLUMN outbox_seq INTEGER")
         if version == 1:
             for statement in ("DROP INDEX outbox_waiting", "DROP INDEX outbox_delivered", "DROP TABLE tail",
                               "ALTER TABLE outbox RENAME TO outbox_v1"):  # fmt: skip
@@ -496,19 +491,13 @@ def _free_from(done: int, leased: dict[int, float], now: float) -> int | None:
     return start
 
 
-def _tail_lines(
-    row: tuple, outbox_bodies: Callable[[str, int, int], bytes | None] | None = None
-) -> Iterator[TailRow]:
-    """The lines of one stored tail row. `outbox_bodies(connector, outbox_seq, size)` reads the messages
-    of the row's queued lines from the outbox (None: leave them out)."""
-    seq, _, at, connector, source, fate, reason, entries, messages, outbox_seq = row
+def _tail_lines(row: tuple) -> Iterator[TailRow]:
+    """The lines of one stored tail row."""
+    seq, _, at, connector, source, fate, reason, entries, messages = row
     if fate is None:  # received events, each with its own fate and, when queued, its message
-        lines = orjson.loads(entries)
-        if messages is None and outbox_seq is not None and outbox_bodies is not None:
-            messages = outbox_bodies(connector, outbox_seq, sum(line[6] for line in lines))
         offset = 0
         for i, (event_type, segment_event, user, line_fate, line_reason, message_id, size) in enumerate(
-            lines
+            orjson.loads(entries)
         ):
             message = None
             if size:
@@ -594,8 +583,6 @@ class Store:
                 self._db.execute("PRAGMA cache_size = -8000")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     _create_or_upgrade(self._db)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tail)")}
-            self._tail_points_at_outbox = "outbox_seq" in columns
         except sqlite3.Error as exc:
             err = _unavailable(exc, self.path, "open the store", "Nothing was changed.", busy_timeout)
             if err is None:
@@ -702,34 +689,23 @@ class Store:
         source: str | None = None,
         fate: str | None = None,
         reason: str | None = None,
-        outbox_seq: int | None = None,
+        messages: bytes | None = None,
     ) -> None:
         """One stored tail row for many lines: received events (`fate` None; each entry has its own fate
-        and the size of its message) or a later fate of messages (each entry: event type, messageId). Its
-        seq is the id of its first line: line ids count up by one with no gaps.
-
-        The messages of received events are not copied: `outbox_seq` is the first outbox segment the same
-        commit wrote for the connector, whose bodies, end to end with the next ones', are the queued
-        lines' messages in order. Finished segments keep their bodies until no tail row points at them."""
+        and the size of its message in `messages`) or a later fate of messages (each entry: event type,
+        messageId). Its seq is the id of its first line: line ids count up by one with no gaps."""
         if not entries:
             return
         row = db.execute("SELECT seq + lines FROM tail ORDER BY seq DESC LIMIT 1").fetchone()
         first = row[0] if row else 1
         db.execute(
             _INSERT_TAIL,
-            (first, len(entries), now, connector, source, fate, reason, orjson.dumps(entries), None,
-             outbox_seq),
-        )  # fmt: skip
+            (first, len(entries), now, connector, source, fate, reason, orjson.dumps(entries), messages),
+        )
         self._tail_since_prune += len(entries)
         if self._tail_since_prune >= max(100, self.tail_keep // 10):
             self._tail_since_prune = 0
             db.execute("DELETE FROM tail WHERE seq + lines <= ?", (first + len(entries) - self.tail_keep,))
-            shown = db.execute("SELECT min(outbox_seq) FROM tail").fetchone()[0]
-            db.execute(
-                "UPDATE outbox SET bodies = NULL"
-                " WHERE seq < ? AND finished_at IS NOT NULL AND bodies IS NOT NULL",
-                (shown if shown is not None else 1 << 62,),
-            )
 
     def _append_updates(
         self, db: sqlite3.Connection, now: float, connector: str, fate: str, reason: str | None, rows: list
@@ -766,23 +742,19 @@ class Store:
     def _add_segment(
         self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
         bodies: list[bytes],
-    ) -> int | None:  # fmt: skip
-        """Append queued messages as outbox segments (several when there are very many, with consecutive
-        seqs); the first one's seq. Once the transaction commits, they stay parsed in memory while there
-        is room: the next lease, in this process, then reads them from there instead of from the disk."""
+    ) -> None:  # fmt: skip
+        """Append queued messages as outbox segments (several when there are very many). Once the
+        transaction commits, they stay parsed in memory while there is room: the next lease, in this
+        process, then reads them from there instead of from the disk."""
         sizes = [entry[2] for entry in entries]
-        first = None
         for start, end in segments.cut(entries, sizes):
             part, blob = entries[start:end], b"".join(bodies[start:end])
             seq = db.execute(
                 _INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
             ).lastrowid
-            if first is None:
-                first = seq
             if len(self._segments) < _SEGMENTS_CACHED:
                 parsed = Segment.of(seq, connector, now, part, blob)
                 self._after_commit.append(partial(self._keep_segment, parsed))
-        return first
 
     def _keep_segment(self, segment: Segment) -> None:
         with self._lease_lock:
@@ -862,15 +834,16 @@ class Store:
                     new_keys.add(key)
                     segment.append((entry[5], entry[0], len(body)))
                     segment_bodies.append(body)
-                first_seq = None
                 if segment:
-                    first_seq = self._add_segment(db, connector, now, segment, segment_bodies)
+                    self._add_segment(db, connector, now, segment, segment_bodies)
                     queued += len(segment)
                     entry_backlog = backlog[connector]
                     entry_backlog[0] += len(segment)
                     entry_backlog[1] += sum(size for _, _, size in segment)
                     added[connector] = list(new_keys)
-                self._append_tail(db, now, connector, entries, source=source, outbox_seq=first_seq)
+                self._append_tail(
+                    db, now, connector, entries, source=source, messages=b"".join(segment_bodies) or None
+                )
             last = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
             self._after_commit.append(lambda: known.remember(added, last))
             if dead:
@@ -1112,8 +1085,8 @@ class Store:
         self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
     ) -> list[tuple[Segment, Sequence[int]]]:
         """Mark these waiting messages done (delivered or dead-lettered): per segment, the positions of
-        those that were waiting. A segment whose every message is done is finished: it stays as the memory
-        of its ids for the duplicate window (and keeps its bodies while the tail shows them)."""
+        those that were waiting. A segment whose every message is done drops its bodies and stays as the
+        memory of its ids for the duplicate window."""
         finished_now: list[tuple[Segment, Sequence[int]]] = []
         finished = 0
         for seq, items in segments.by_segment(seqs).items():
@@ -1129,8 +1102,7 @@ class Store:
             finished_now.append((segment, new))
             waiting -= len(new)
             if waiting <= 0:
-                # The bodies stay while the tail shows them (see _append_tail).
-                db.execute("UPDATE outbox SET finished_at = ? WHERE seq = ?", (now, seq))
+                db.execute("UPDATE outbox SET bodies = NULL, finished_at = ? WHERE seq = ?", (now, seq))
                 db.execute("DELETE FROM outbox_progress WHERE seq = ?", (seq,))
                 db.execute("DELETE FROM outbox_retries WHERE seq = ?", (seq,))
                 self._after_commit.append(partial(self._segments.pop, seq, None))
@@ -1406,8 +1378,6 @@ class Store:
         are kept. `messages=False` leaves the Segment messages out (`message` None): a live view that
         shows one on demand reads far less."""
         columns = _TAIL_COLUMNS if messages else _TAIL_COLUMNS.replace("messages", "NULL")
-        if not self._tail_points_at_outbox:  # a store of an earlier schema, opened read-only
-            columns = columns.replace("outbox_seq", "NULL")
         sql = f"SELECT {columns} FROM tail WHERE seq + lines > ?"
         params: list = [after + 1]
         if connector is not None:
@@ -1420,32 +1390,12 @@ class Store:
                 "SELECT coalesce(max(seq), 0) FROM tail WHERE seq <= ?", (after + 1,)
             ).fetchone()[0]
             cursor = db.execute(sql + " AND seq >= ? ORDER BY seq", (*params, start))
-            bodies = partial(self._outbox_bodies, db) if messages else None
             for row in cursor:
-                out.extend(line for line in _tail_lines(row, bodies) if line.seq > after)
+                out.extend(line for line in _tail_lines(row) if line.seq > after)
                 if len(out) >= limit:
                     break
             cursor.close()
         return out
-
-    @staticmethod
-    def _outbox_bodies(db: sqlite3.Connection, connector: str, outbox_seq: int, size: int) -> bytes | None:
-        """`size` bytes of message bodies from the connector's outbox segments from `outbox_seq` on (one
-        commit's segments follow each other); None once they are gone (forgotten or out of the tail)."""
-        if not size:
-            return b""
-        parts: list[bytes] = []
-        got = 0
-        for (bodies,) in db.execute(
-            "SELECT bodies FROM outbox WHERE connector = ? AND seq >= ? ORDER BY seq", (connector, outbox_seq)
-        ):
-            if bodies is None:
-                return None
-            parts.append(bodies)
-            got += len(bodies)
-            if got >= size:
-                return b"".join(parts)[:size]
-        return None
 
     def tail_last_seq(self) -> int:
         """The newest tail line's id (0 when empty): a reader that wants only what comes next starts here."""
