@@ -419,6 +419,7 @@ _INSERT_RETRY = (
 )
 _TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages"
 _DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, event, message"
+_LEASE_KEPT = "The messages stay queued and are sent later."
 _SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
 
 
@@ -623,12 +624,7 @@ class Store:
         marks, retry times, states): it skips the fsync that FULL would do for this commit. The next durable
         commit's fsync of the log covers it anyway, and a crash of the program alone loses nothing either
         way (WAL)."""
-        if self.readonly:  # SQLite would only refuse at the first change, and a lease changes nothing
-            raise StoreUnavailable(
-                f"Could not {doing} in {self.path}: it was opened read-only. {kept}",
-                cause=_CAUSES[8][0],
-                path=self.path,
-            )
+        self._refuse_if_readonly(doing, kept)  # SQLite would only refuse at the first change
         with self._lock:
             db = self._db
             relaxed = not durable and self._synchronous != "NORMAL"
@@ -658,19 +654,30 @@ class Store:
                     with suppress(sqlite3.Error):
                         db.execute(f"PRAGMA synchronous = {self._synchronous}")
 
+    def _refuse_if_readonly(self, doing: str, kept: str) -> None:
+        if self.readonly:
+            raise StoreUnavailable(
+                f"Could not {doing} in {self.path}: it was opened read-only. {kept}",
+                cause=_CAUSES[8][0],
+                path=self.path,
+            )
+
+    @contextmanager
+    def _failures_as_unavailable(self, doing: str, kept: str) -> Iterator[None]:
+        """SQLite's operational failures as StoreUnavailable, with what was being done and what was kept."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            err = _unavailable(exc, self.path, doing, kept, self.busy_timeout)
+            if err is None:
+                raise
+            raise err from exc
+
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         """The connection for reads, with SQLite's operational failures as StoreUnavailable."""
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as exc:
-                err = _unavailable(
-                    exc, self.path, "read the store", "Nothing was changed.", self.busy_timeout
-                )
-                if err is None:
-                    raise
-                raise err from exc
+        with self._lock, self._failures_as_unavailable("read the store", "Nothing was changed."):
+            yield self._db
 
     def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._reading() as db:
@@ -909,13 +916,8 @@ class Store:
         now = time.time() if now is None else now
         rows: list[OutboxRow] = []
         budget = [max(1, max_messages), max_bytes]  # what is left to take: messages, bytes
-        if self.readonly:  # a console's store: what becomes of the messages could not be recorded
-            raise StoreUnavailable(
-                f"Could not take messages to send from {self.path}: it was opened read-only. "
-                "The messages stay queued and are sent later.",
-                cause=_CAUSES[8][0],
-                path=self.path,
-            )
+        # A console's store could not record what becomes of the messages.
+        self._refuse_if_readonly("take messages to send", _LEASE_KEPT)
         # A lease only reads, on its own connection, so it never waits for a commit (and its fsync) to end.
         # It sees a snapshot: leases and done marks change in memory only once their transaction has
         # committed, under `_lease_lock`, which a lease holds from before its snapshot to its end.
@@ -935,7 +937,7 @@ class Store:
     @contextmanager
     def _leasing(self) -> Iterator[sqlite3.Connection]:
         """The lease connection in one read transaction; SQLite's failures as StoreUnavailable."""
-        try:
+        with self._failures_as_unavailable("take messages to send", _LEASE_KEPT):
             if self._reader is None:
                 self._reader = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -947,12 +949,6 @@ class Store:
                 yield db
             finally:
                 db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            kept = "The messages stay queued and are sent later."
-            err = _unavailable(exc, self.path, "take messages to send", kept, self.busy_timeout)
-            if err is None:
-                raise
-            raise err from exc
 
     def _take(
         self, db: sqlite3.Connection, connector: str, seq: int, now: float, until: float, budget: list[int],
@@ -1086,6 +1082,20 @@ class Store:
             )
             self._after_commit.append(lambda: self._unlease(connector, seqs))
 
+    def _still_waiting(
+        self, db: sqlite3.Connection, connector: str, seqs: Sequence[int]
+    ) -> Iterator[tuple[Segment, int, int, Sequence[int]]]:
+        """Per segment, those of these messages still waiting (not done): (segment, messages it still has
+        waiting, its done marks with these added, their positions). Segments with none are left out."""
+        for seq, items in segments.by_segment(seqs).items():
+            segment = self._segment(db, seq, connector)
+            if segment is None:
+                continue
+            waiting, marks = self._progress(db, seq)
+            marks, new = segments.mark(marks, items, len(segment))
+            if new:
+                yield segment, len(segment) if waiting is None else waiting, marks, new
+
     def _finish_items(
         self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
     ) -> list[tuple[Segment, Sequence[int]]]:
@@ -1094,16 +1104,8 @@ class Store:
         memory of its ids for the duplicate window."""
         finished_now: list[tuple[Segment, Sequence[int]]] = []
         finished = 0
-        for seq, items in segments.by_segment(seqs).items():
-            segment = self._segment(db, seq, connector)
-            if segment is None:
-                continue
-            waiting, marks = self._progress(db, seq)
-            if waiting is None:
-                waiting = len(segment)
-            marks, new = segments.mark(marks, items, len(segment))
-            if not new:
-                continue
+        for segment, waiting, marks, new in self._still_waiting(db, connector, seqs):
+            seq = segment.seq
             finished_now.append((segment, new))
             waiting -= len(new)
             if waiting <= 0:
@@ -1204,15 +1206,10 @@ class Store:
         with self._write("schedule a retry", kept, durable=False) as db:
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
             rows = []
-            for seq, items in segments.by_segment(seqs).items():
-                segment = self._segment(db, seq, connector)
-                if segment is None:
-                    continue
-                _, marks = self._progress(db, seq)
-                for item in items:
-                    if item < len(segment) and not marks >> item & 1:
-                        rows.append((seq, item, add, retry_at, error))
-                        counts[(connector, segment.types[item], RETRIED)] += 1
+            for segment, _, _, new in self._still_waiting(db, connector, seqs):
+                for item in new:
+                    rows.append((segment.seq, item, add, retry_at, error))
+                    counts[(connector, segment.types[item], RETRIED)] += 1
             db.executemany(
                 _INSERT_RETRY
                 + " ON CONFLICT (seq, item) DO UPDATE SET attempts = attempts + excluded.attempts,"
