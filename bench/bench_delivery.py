@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 
@@ -41,12 +42,14 @@ from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
 from tui_currents.sources.demo import DemoGenerator
 from tui_currents.sources.ingest import Ingestor
+from tui_currents.sources.intake import MappingProcess
 from tui_currents.store import Store
 
 WORKSPACE = "bench"
 CONNECTOR = "Bench"
 RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events
-FEED_CHUNK = 1_000  # events per transaction of the in-process feed (a Braze request holds 100)
+FEED_CHUNK = 1_000  # events per body of the in-process feed (a Braze request holds up to 100)
+READ_AHEAD = 2  # bodies of the in-process feed being read while the previous one is committed
 
 
 # ------------------------------------------------------------------------------------------ the stand-in
@@ -142,15 +145,26 @@ async def deliver_until(store: Store, url: str, key: str, done: threading.Event,
 # ------------------------------------------------------------------------------------------ throughput
 
 
-def ours(stand_in: StandIn, key: str, events: list[dict], folder: Path, durability: str) -> dict:
+def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durability: str) -> dict:
+    """Currents bodies (as Braze posts them, JSON) read in the mapping process and committed durably
+    here, a few ahead, while delivery runs: the receiver's path without its HTTP server."""
     store = Store(folder / "throughput.db", synchronous=durability)
     ingestor = Ingestor(bench_config(stand_in.url), store)
+    connectors = ingestor.connector_rules(WORKSPACE)
+    mapping = MappingProcess()
+    mapping.submit(WORKSPACE, connectors, b"").result()  # the worker is up before the clock starts
     done = threading.Event()
+    events = 0
 
     def receive() -> None:
-        # Like an import: chunks committed (durably) one after another while delivery runs.
-        for i in range(0, len(events), FEED_CHUNK):
-            ingestor.ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
+        nonlocal events
+        reading: deque = deque()
+        for body in bodies:
+            reading.append(mapping.submit(WORKSPACE, connectors, body))
+            while reading and (len(reading) > READ_AHEAD or body is bodies[-1]):
+                count, batch = reading.popleft().result()
+                store.commit(batch, source="bench")
+                events += count
         done.set()
 
     stand_in.reset()
@@ -159,8 +173,9 @@ def ours(stand_in: StandIn, key: str, events: list[dict], folder: Path, durabili
     feeder.start()
     asyncio.run(deliver_until(store, stand_in.url + "/v1/batch", key, done))
     feeder.join()
-    accepted, last = stand_in.wait_accepted(len(events), timeout=120)
+    accepted, last = stand_in.wait_accepted(events, timeout=120)
     elapsed = last - start
+    mapping.close()
     store.close()
     return {"accepted": accepted, "seconds": elapsed, "rate": accepted / elapsed}
 
@@ -359,6 +374,7 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
     logging.getLogger("segment").setLevel(logging.CRITICAL)  # it logs every refused event; they are counted
     events = make_events(args.events)
     messages = mapped_messages(events)
+    bodies = [orjson.dumps({"events": events[i : i + FEED_CHUNK]}) for i in range(0, len(events), FEED_CHUNK)]
     gc.collect()
     gc.freeze()  # the prepared inputs are not garbage: keep the collector off them for all senders
     print(
@@ -369,7 +385,7 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
     for n in range(1, args.repeat + 1):
         here = folder / f"round-{n}"
         here.mkdir()
-        a = ours(stand_in, key, events, here, args.durability)
+        a = ours(stand_in, key, bodies, here, args.durability)
         r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
         b = official(stand_in, key, messages, max_queue_size=None)
         c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from tui_currents import segments
 from tui_currents.segments import KeySet, KnownIds, key_of
 
@@ -73,10 +75,13 @@ def test_done_marks_round_trip():
     assert segments.marks_from(None) == 0
 
 
-def test_key_set_behaves_like_a_set_through_growth_and_removals():
+@pytest.mark.parametrize("small", [KeySet.SMALL, 2_000, 0])
+def test_key_set_behaves_like_a_set_through_growth_and_removals(small):
+    # small=2_000: it moves between a set and the packed array many times; 0: packed from the first add.
     rng = random.Random(5)
     model: set[int] = set()
-    keys = KeySet()
+    keys = KeySet(small)
+    forms = set()
     pool = [key_of(f"id-{i}") for i in range(20_000)]
     for step in range(60_000):
         key = rng.choice(pool)
@@ -86,22 +91,27 @@ def test_key_set_behaves_like_a_set_through_growth_and_removals():
         else:
             keys.discard(key)
             model.discard(key)
+        if keys:
+            forms.add(keys.packed)
         if step % 5000 == 0:
             assert len(keys) == len(model)
             assert all((k in keys) == (k in model) for k in pool[:2000])
+            assert keys.among(pool[:3000]) == model.intersection(pool[:3000])
     assert len(keys) == len(model)
     assert all((k in keys) == (k in model) for k in pool)
+    assert keys.among(pool) == model
+    assert forms == {KeySet.SMALL: {False}, 2_000: {False, True}, 0: {True}}[small]
 
 
 def test_key_set_sheds_removed_keys_instead_of_growing_for_ever():
-    keys = KeySet()
+    keys = KeySet(small=0)  # packed from the first key
     for round_ in range(50):
         batch = [key_of(f"{round_}-{i}") for i in range(1000)]
         keys.update(batch)
         for key in batch:
             keys.discard(key)
     assert len(keys) == 0
-    assert len(keys._slots) <= 4096  # removed keys' marks were dropped at a resize, not kept
+    assert keys.packed and len(keys._packed._slots) <= 4096  # removed keys' marks dropped at a resize
 
 
 def test_known_ids_per_connector():

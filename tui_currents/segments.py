@@ -168,7 +168,7 @@ def key_of(message_id: str) -> int:
     return key if key > _GONE else key + 2
 
 
-class KeySet:
+class _PackedKeys:
     """A set of 64-bit keys in one flat array (open addressing, linear probing): 16 to 32 bytes per key
     where a Python set of ints takes about 60, which matters with a million messages queued."""
 
@@ -230,11 +230,12 @@ class KeySet:
                 return
             i = (i + 1) & mask
 
+    def keys(self) -> Iterator[int]:
+        return (value for value in self._slots if value > _GONE)
+
     def _resize(self) -> None:
         """Rebuild at twice to four times the live keys (growing, or shedding the marks of removed keys)."""
-        capacity = 1024
-        while capacity < 4 * (self._live + 1):
-            capacity *= 2
+        capacity = _capacity_for(self._live)
         old = self._slots
         self._slots = array("Q", bytes(8 * capacity))
         self._mask = capacity - 1
@@ -242,6 +243,66 @@ class KeySet:
         for value in old:
             if value > _GONE:
                 self.add(value)
+
+
+class KeySet:
+    """A set of 64-bit keys: a Python set while it holds at most `small` keys (every operation then runs
+    in C, about a microsecond less per queued message), a packed array (about a quarter of the memory)
+    beyond that, such as with a million messages waiting; back to a set once it has shrunk well below."""
+
+    SMALL = 300_000
+
+    def __init__(self, small: int = SMALL):
+        self.small = small
+        self._set: set[int] | None = set()
+        self._packed: _PackedKeys | None = None
+
+    def __len__(self) -> int:
+        return len(self._set) if self._set is not None else len(self._packed)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._set if self._set is not None else key in self._packed
+
+    def among(self, keys: Iterable[int]) -> set[int]:
+        """The keys of `keys` that are in this set."""
+        if self._set is not None:
+            return self._set.intersection(keys)
+        packed = self._packed
+        return {key for key in keys if key in packed}
+
+    def add(self, key: int) -> None:
+        self.update((key,))
+
+    def update(self, keys: Iterable[int]) -> None:
+        if self._set is None:
+            self._packed.update(keys)
+            return
+        self._set.update(keys)
+        if len(self._set) > self.small:
+            packed = _PackedKeys(_capacity_for(len(self._set)))
+            packed.update(self._set)
+            self._set, self._packed = None, packed
+
+    def discard(self, key: int) -> None:
+        if self._set is not None:
+            self._set.discard(key)
+            return
+        self._packed.discard(key)
+        if len(self._packed) < self.small // 4:
+            self._set, self._packed = set(self._packed.keys()), None
+
+    @property
+    def packed(self) -> bool:
+        """Whether the keys are held in the packed array."""
+        return self._packed is not None
+
+
+def _capacity_for(keys: int) -> int:
+    """Slots for a packed array holding `keys`: a power of two, two to four times as many."""
+    capacity = 1024
+    while capacity < 4 * (keys + 1):
+        capacity *= 2
+    return capacity
 
 
 class KnownIds:
@@ -264,7 +325,7 @@ class KnownIds:
         """Remember every id of a stored segment index."""
         self.of(connector).update(key_of(entry[0]) for entry in orjson.loads(blob))
 
-    def remember(self, keys: dict[str, list[int]], upto: int) -> None:
+    def remember(self, keys: dict[str, Iterable[int]], upto: int) -> None:
         """Add keys per connector, and note that the outbox up to seq `upto` is reflected here."""
         for connector, new in keys.items():
             self.of(connector).update(new)

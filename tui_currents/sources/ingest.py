@@ -24,6 +24,7 @@ _NO_CONNECTOR_RULES = ConnectorRules(selected=frozenset())
 # the others is the normal case and reads as "queued".
 FATE_ORDER = (Fate.QUEUED, Fate.REJECTED, Fate.ANONYMOUS, Fate.NOT_SELECTED, Fate.UNSUPPORTED)
 _RANK = {fate: rank for rank, fate in enumerate(FATE_ORDER)}
+Routes = tuple[tuple[str, ConnectorRules], ...]  # a workspace's enabled connectors and their rules
 
 
 class UnknownWorkspace(LookupError):
@@ -52,12 +53,12 @@ class Ingestor:
 
     def __init__(self, config: Config, store: Store):
         self.store = store
-        self._routes: dict[str, tuple[tuple[str, ConnectorRules], ...]] = {}
+        self._routes: dict[str, Routes] = {}
         self.update_config(config)
 
     def update_config(self, config: Config) -> None:
         """Use this configuration for the batches that start from now on."""
-        routes: dict[str, tuple[tuple[str, ConnectorRules], ...]] = {}
+        routes: dict[str, Routes] = {}
         for workspace in config.workspaces:
             routes[workspace.name] = tuple(
                 (c.name, c.rules()) for c in config.connectors_of(workspace.name) if c.enabled
@@ -70,13 +71,14 @@ class Ingestor:
 
     def require_workspace(self, workspace: str) -> None:
         """Raise UnknownWorkspace, naming the workspaces there are, unless the configuration has this one."""
-        self._connector_rules(workspace)
+        self.connector_rules(workspace)
 
     def connectors_of(self, workspace: str) -> list[str]:
         """The enabled connectors events of this workspace go to (empty: counted under NO_CONNECTOR)."""
-        return [name for name, _ in self._connector_rules(workspace)]
+        return [name for name, _ in self.connector_rules(workspace)]
 
-    def _connector_rules(self, workspace: str) -> tuple[tuple[str, ConnectorRules], ...]:
+    def connector_rules(self, workspace: str) -> Routes:
+        """The workspace's enabled connectors and their rules; UnknownWorkspace if there is no such one."""
         try:
             return self._routes[workspace]
         except KeyError:
@@ -90,43 +92,7 @@ class Ingestor:
     ) -> tuple[list[tuple[str, Outcome]], IngestSummary]:
         """Map every record for every enabled connector of the workspace, without storing anything:
         the (connector, outcome) items `commit` takes, and the summary of the events' fates."""
-        connectors = self._connector_rules(workspace)
-        items: list[tuple[str, Outcome]] = []
-        append = items.append
-        tally: dict[tuple[str, str], int] = {}  # (event type, fate) -> events
-        if not connectors:
-            no_one = f"workspace {workspace!r} has no enabled connector, so the event goes nowhere"
-            for record in records:
-                outcome = map_event(normalise(record), _NO_CONNECTOR_RULES)
-                if outcome.fate is Fate.NOT_SELECTED:
-                    outcome.reason = no_one
-                append((NO_CONNECTOR, outcome))
-                key = (outcome.event.event_type, outcome.fate)
-                tally[key] = tally.get(key, 0) + 1
-        elif len(connectors) == 1:
-            [(name, rules)] = connectors
-            for record in records:
-                event = normalise(record)
-                outcome = map_event(event, rules)
-                append((name, outcome))
-                key = (event.event_type, outcome.fate)
-                tally[key] = tally.get(key, 0) + 1
-        else:
-            for record in records:
-                event = normalise(record)
-                best = None
-                for name, rules in connectors:
-                    outcome = map_event(event, rules)
-                    append((name, outcome))
-                    if best is None or _RANK[outcome.fate] < _RANK[best.fate]:
-                        best = outcome
-                key = (event.event_type, best.fate)
-                tally[key] = tally.get(key, 0) + 1
-        summary = IngestSummary(events=len(records))
-        for (event_type, fate), n in tally.items():
-            summary.by_fate[str(fate)] += n
-            summary.by_type.setdefault(event_type, Counter())[str(fate)] += n
-        return items, summary
+        return route(workspace, self.connector_rules(workspace), records)
 
     def ingest(self, workspace: str, records: Sequence[object], *, source: str) -> IngestSummary:
         """Map the records and commit them in ONE transaction; returns what happened to them.
@@ -139,3 +105,46 @@ class Ingestor:
             summary.queued = result.queued
             summary.duplicates = result.duplicates
         return summary
+
+
+def route(
+    workspace: str, connectors: Routes, records: Sequence[object]
+) -> tuple[list[tuple[str, Outcome]], IngestSummary]:
+    """Map every record for each of the connectors (a workspace's enabled ones): the (connector,
+    outcome) items the store commits, and the summary of the events' fates. Pure: runs anywhere."""
+    items: list[tuple[str, Outcome]] = []
+    append = items.append
+    tally: dict[tuple[str, str], int] = {}  # (event type, fate) -> events
+    if not connectors:
+        no_one = f"workspace {workspace!r} has no enabled connector, so the event goes nowhere"
+        for record in records:
+            outcome = map_event(normalise(record), _NO_CONNECTOR_RULES)
+            if outcome.fate is Fate.NOT_SELECTED:
+                outcome.reason = no_one
+            append((NO_CONNECTOR, outcome))
+            key = (outcome.event.event_type, outcome.fate)
+            tally[key] = tally.get(key, 0) + 1
+    elif len(connectors) == 1:
+        [(name, rules)] = connectors
+        for record in records:
+            event = normalise(record)
+            outcome = map_event(event, rules)
+            append((name, outcome))
+            key = (event.event_type, outcome.fate)
+            tally[key] = tally.get(key, 0) + 1
+    else:
+        for record in records:
+            event = normalise(record)
+            best = None
+            for name, rules in connectors:
+                outcome = map_event(event, rules)
+                append((name, outcome))
+                if best is None or _RANK[outcome.fate] < _RANK[best.fate]:
+                    best = outcome
+            key = (event.event_type, best.fate)
+            tally[key] = tally.get(key, 0) + 1
+    summary = IngestSummary(events=len(records))
+    for (event_type, fate), n in tally.items():
+        summary.by_fate[str(fate)] += n
+        summary.by_type.setdefault(event_type, Counter())[str(fate)] += n
+    return items, summary

@@ -22,7 +22,6 @@ as success never loses an event. The answers follow what Braze does with each st
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import logging
 import ssl
@@ -38,10 +37,11 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from tui_currents.config import ReceiverSettings
-from tui_currents.mapping import Outcome
+from tui_currents.received import Received
 from tui_currents.secrets import receiver_token_env_var
-from tui_currents.sources.batch_body import NotABatch, events_of
+from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
+from tui_currents.sources.intake import MappingProcess
 from tui_currents.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_currents.receiver")
@@ -149,14 +149,14 @@ class _GroupCommit:
 
     def __init__(self, executor: ThreadPoolExecutor):
         self.executor = executor
-        self._waiting: list[tuple[Store, list[tuple[str, Outcome]], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Store, Received, asyncio.Future[None]]] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def commit(self, store: Store, items: list[tuple[str, Outcome]]) -> None:
-        """Return once the items are committed; raise what the store raised otherwise."""
+    async def commit(self, store: Store, batch: Received) -> None:
+        """Return once the batch is committed; raise what the store raised otherwise."""
         done = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieved)  # the answer may be given up on; its error is not news then
-        self._waiting.append((store, items, done))
+        self._waiting.append((store, batch, done))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())
         await asyncio.shield(done)  # a request given up on still has its batch committed or failed
@@ -169,7 +169,7 @@ class _GroupCommit:
             while self._waiting and self._waiting[0][0] is store and (not group or size < self.MAX_ITEMS):
                 entry = self._waiting.pop(0)
                 group.append(entry)
-                size += len(entry[1])
+                size += entry[1].items
             try:
                 errors = await loop.run_in_executor(self.executor, self._commit_group, store, group)
             except BaseException as exc:  # the worker is gone (shutting down): no batch stays unanswered
@@ -188,9 +188,8 @@ class _GroupCommit:
 
     @staticmethod
     def _commit_group(store: Store, group: list) -> list[BaseException | None]:
-        items = group[0][1] if len(group) == 1 else [item for _, batch, _ in group for item in batch]
         try:
-            store.commit(items, source=SOURCE)
+            store.commit(Received.merged(batch for _, batch, _ in group), source=SOURCE)
             return [None] * len(group)
         except StoreUnavailable as exc:
             return [exc] * len(group)
@@ -212,18 +211,6 @@ def _retrieved(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _route_batch(ingestor: Ingestor, workspace: str, body: bytes) -> tuple[list[object], list]:
-    """The events of a request body and their (connector, outcome) items for the store."""
-    try:
-        events = events_of(body)
-    except NotABatch as exc:
-        raise _BadBody(str(exc)) from None
-    if not events:
-        return events, []
-    items, _ = ingestor.route(workspace, events)
-    return events, items
-
-
 class _Handler:
     """The request handlers, with what they need from the engine."""
 
@@ -233,14 +220,15 @@ class _Handler:
         token_provider: TokenProvider,
         settings: ReceiverSettings,
         read_timeout: float,
+        mapping_process: bool | None = None,
     ):
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
         self.max_body_bytes = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
         self.read_timeout = read_timeout
-        # Two worker threads: one parses and maps a batch while the other commits the previous ones
-        # (SQLite lets go of the GIL while it writes), and the event loop stays free for other requests.
-        self.mapping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-map")
+        # Bodies are parsed and mapped in a mapping process (see intake.py) while a worker thread commits
+        # the previous ones (SQLite lets go of the GIL while it writes): the event loop stays free.
+        self.mapping = MappingProcess(use_process=mapping_process)
         self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
         self.group_commit = _GroupCommit(self.committing)
         self._warned: set[str] = set()
@@ -254,8 +242,8 @@ class _Handler:
 
     async def close(self) -> None:
         """Wait for the worker threads to finish what they have (requests in progress are done)."""
-        for executor in (self.mapping, self.committing):
-            await asyncio.to_thread(executor.shutdown, wait=True)
+        await asyncio.to_thread(self.mapping.close)
+        await asyncio.to_thread(self.committing.shutdown, wait=True)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json(200, {"status": "ok"})
@@ -343,13 +331,14 @@ class _Handler:
             # A body that is not what its Content-Encoding says: nothing of it can be read.
             log.info("receiver: a request for %r was refused (400): its body could not be decoded", workspace)
             return _json(400, {"error": f"the body could not be decoded ({type(exc).__name__})"})
-        loop = asyncio.get_running_loop()
         try:
-            events, items = await loop.run_in_executor(
-                self.mapping, functools.partial(_route_batch, ingestor, workspace, body)
-            )
-            if items:
-                await self.group_commit.commit(ingestor.store, items)
+            connectors = ingestor.connector_rules(workspace)
+            try:
+                events, batch = await self.mapping.read(workspace, connectors, body)
+            except NotABatch as exc:
+                raise _BadBody(str(exc)) from None
+            if batch.items:
+                await self.group_commit.commit(ingestor.store, batch)
         except _BadBody as exc:
             log.info("receiver: a request for %r was refused (400): %s", workspace, exc)
             return _json(400, {"error": str(exc)})
@@ -368,7 +357,7 @@ class _Handler:
             log.exception("receiver: a batch for %r was not stored because of an unexpected error (500); "
                           "Braze will send it again", workspace)  # fmt: skip
             return _json(500, {"error": "the batch was not stored; send it again later"})
-        return _json(200, {"received": len(events)})
+        return _json(200, {"received": events})
 
     def _too_large(self, workspace: str, length: int | None) -> web.Response:
         size = f"{length:,} bytes" if length is not None else "over the limit"
@@ -388,12 +377,14 @@ def create_app(
     settings: ReceiverSettings,
     *,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    mapping_process: bool | None = None,
 ) -> web.Application:
     """The receiver's aiohttp application. `ingestor_provider()` gives the current Ingestor (the engine
     swaps it on config changes), `token_provider(workspace)` the workspace's receiver token or None.
     `settings` is the config's receiver settings (`max_body_bytes` is read from it). A body must arrive
-    within `read_timeout` seconds of its headers."""
-    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout)
+    within `read_timeout` seconds of its headers. `mapping_process`: read bodies in a mapping process
+    (None: when there is a second core for it; see intake.py)."""
+    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout, mapping_process)
     # client_max_size makes aiohttp stop reading a body (413) once it grows past the limit, whatever
     # Content-Length said (or when there is none: chunked bodies).
     app = web.Application(client_max_size=handler.max_body_bytes)
@@ -417,11 +408,13 @@ class Receiver:
         settings: ReceiverSettings,
         *,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        mapping_process: bool | None = None,
     ):
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
         self.settings = settings
         self.read_timeout = read_timeout
+        self.mapping_process = mapping_process
         self.url: str | None = None
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -444,7 +437,11 @@ class Receiver:
         if ssl_context is None:
             ssl_context = self._ssl_context()
         app = create_app(
-            self.ingestor_provider, self.token_provider, self.settings, read_timeout=self.read_timeout
+            self.ingestor_provider,
+            self.token_provider,
+            self.settings,
+            read_timeout=self.read_timeout,
+            mapping_process=self.mapping_process,
         )
         # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
         # body's own read timeout only starts once the headers are in.

@@ -1,0 +1,192 @@
+"""Reading Currents bodies in the mapping process: the same result as in this process, no batch lost when
+the worker dies, and the store's form of a batch (`Received`) committed like the mapped items it holds."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tui_currents import catalog
+from tui_currents.config import Config, Connector, Workspace
+from tui_currents.received import Received
+from tui_currents.sources.batch_body import NotABatch
+from tui_currents.sources.ingest import Ingestor
+from tui_currents.sources.intake import MappingProcess
+from tui_currents.store import Store
+
+from .fixtures.currents_events import EVENTS, event
+
+pytestmark = pytest.mark.timeout(60)
+
+WORKSPACE = "marketing"
+SUPPORTED = [e.event_type for e in catalog.CATALOG if e.supported]
+
+
+def _config() -> Config:
+    half = len(SUPPORTED) // 2
+    return Config(
+        workspaces=[Workspace(WORKSPACE)],
+        connectors=[
+            Connector(name="A", workspace=WORKSPACE, contact_email="a@example.com", events=SUPPORTED[:half]),
+            Connector(
+                name="B", workspace=WORKSPACE, contact_email="b@example.com", events=SUPPORTED[half:],
+                include_anonymous=True,
+            ),
+        ],
+    )  # fmt: skip
+
+
+def _mixed_events(prefix: str) -> list[object]:
+    """Every event type, an anonymous one, an invalid one, an unknown type, a duplicate and a non-object."""
+    events: list[object] = []
+    for number, item in enumerate(EVENTS.values()):
+        item = dict(item, id=f"{prefix}-{number}")
+        events.append(item)
+    anonymous = event(SUPPORTED[-1])
+    anonymous["id"] = f"{prefix}-anon"
+    anonymous["user"] = {"user_id": "65f1c0a2b3d4e5f601234567"}
+    no_id = event(SUPPORTED[0])
+    del no_id["id"]
+    unknown = dict(event(SUPPORTED[1]), event_type="users.something.new", id=f"{prefix}-new")
+    return [*events, anonymous, no_id, unknown, events[0], 42]
+
+
+def _body(events: list[object]) -> bytes:
+    return orjson.dumps({"events": events})
+
+
+@pytest.fixture
+def ingestor(tmp_path: Path) -> Ingestor:
+    return Ingestor(_config(), Store(tmp_path / "unused.db"))
+
+
+def _stored(path: Path, batch: Received) -> dict:
+    """What a store holds after committing the batch (its tail, counters, backlog and dead letters)."""
+    with Store(path) as store:
+        store.commit(batch, source="test", now=1_700_000_000.0)
+        return {
+            "tail": [(r.connector, r.fate, r.message_id, r.reason, r.event_type) for r in store.tail()],
+            "counters": store.counters(),
+            "backlog": {c: store.backlog(c).messages for c in ("A", "B")},
+            "dead": sorted((d.connector, d.reason) for d in store.dead_letters()),
+        }
+
+
+def test_a_body_reads_the_same_in_the_worker_process_as_in_a_thread(tmp_path: Path, ingestor) -> None:
+    body = _body(_mixed_events("same"))
+    connectors = ingestor.connector_rules(WORKSPACE)
+    in_process, in_worker = MappingProcess(use_process=False), MappingProcess(use_process=True)
+    try:
+        here = in_process.submit(WORKSPACE, connectors, body).result(timeout=30)
+        there = in_worker.submit(WORKSPACE, connectors, body).result(timeout=30)
+        pids = in_worker.worker_pids
+    finally:
+        in_process.close()
+        in_worker.close()
+
+    assert pids and os.getpid() not in pids  # it really was read in another process
+    assert here[0] == there[0] == len(_mixed_events("same"))
+    assert here[1] == there[1]
+    # Committed, both give the same store, and one that holds what the items say.
+    assert _stored(tmp_path / "here.db", here[1]) == _stored(tmp_path / "there.db", there[1])
+    items, _ = ingestor.route(WORKSPACE, _mixed_events("same"))
+    assert _stored(tmp_path / "items.db", Received.of(items)) == _stored(tmp_path / "again.db", here[1])
+
+
+def test_a_body_that_is_not_a_batch_is_refused_by_the_worker_with_the_reason(ingestor) -> None:
+    mapping = MappingProcess(use_process=True)
+    try:
+        with pytest.raises(NotABatch, match="not valid JSON"):
+            mapping.submit(WORKSPACE, ingestor.connector_rules(WORKSPACE), b"{not json").result(timeout=30)
+        count, batch = mapping.submit(WORKSPACE, (), b"").result(timeout=30)
+    finally:
+        mapping.close()
+    assert (count, batch.items) == (0, 0)
+
+
+def test_a_killed_worker_loses_no_batch_and_is_replaced(ingestor) -> None:
+    connectors = ingestor.connector_rules(WORKSPACE)
+    mapping = MappingProcess(use_process=True)
+    try:
+        assert mapping.submit(WORKSPACE, connectors, _body(_mixed_events("first"))).result(timeout=30)[0]
+        [killed] = mapping.worker_pids
+        os.kill(killed, signal.SIGKILL)
+        # Batches handed over while the worker dies, and after: each is read, here or in a new worker.
+        futures = [mapping.submit(WORKSPACE, connectors, _body(_mixed_events(f"b{n}"))) for n in range(20)]
+        results = [future.result(timeout=30) for future in futures]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            result = mapping.submit(WORKSPACE, connectors, _body(_mixed_events("later"))).result(timeout=30)
+            if mapping.worker_pids and killed not in mapping.worker_pids:
+                break
+            time.sleep(0.05)
+        replaced = mapping.worker_pids
+    finally:
+        mapping.close()
+
+    expected = len(_mixed_events("x"))
+    assert [count for count, _ in results] == [expected] * 20
+    assert all(batch.items == 2 * expected for _, batch in results)  # mapped for both connectors
+    assert result[0] == expected
+    assert replaced and killed not in replaced
+
+
+def test_committing_a_batch_leaves_it_as_it_was_so_a_failed_commit_can_be_retried(tmp_path: Path) -> None:
+    ingestor = Ingestor(_config(), Store(tmp_path / "unused.db"))
+    events = _mixed_events("retry")  # holds a duplicate of its first event
+    batch = Received.of(ingestor.route(WORKSPACE, events)[0])
+    before = copy.deepcopy(batch)
+
+    first = _stored(tmp_path / "first.db", batch)
+
+    assert batch == before
+    assert _stored(tmp_path / "second.db", batch) == first
+    assert sum(1 for line in first["tail"] if line[1] == "duplicate") == 1
+
+
+def test_merged_batches_commit_like_one_batch_of_all_their_items(tmp_path: Path, ingestor) -> None:
+    parts = [_mixed_events(f"part{n}") for n in range(3)]
+    merged = Received.merged(Received.of(ingestor.route(WORKSPACE, part)[0]) for part in parts)
+    whole = Received.of(ingestor.route(WORKSPACE, [e for part in parts for e in part])[0])
+    assert merged == whole
+    assert _stored(tmp_path / "merged.db", merged) == _stored(tmp_path / "whole.db", whole)
+
+
+ENGINE_THAT_DIES = """
+import os, signal, sys
+from tui_currents.sources.intake import MappingProcess
+if __name__ == "__main__":
+    mapping = MappingProcess(use_process=True)
+    mapping.submit("w", (), b'{"events": []}').result(timeout=30)
+    print(*mapping.worker_pids, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_the_worker_ends_when_its_engine_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "engine.py"
+    script.write_text(ENGINE_THAT_DIES)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    [worker] = [int(pid) for pid in done.stdout.split()]
+    deadline = time.monotonic() + 10
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(worker), "the mapping worker outlived its engine"
