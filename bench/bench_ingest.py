@@ -29,7 +29,7 @@ from tui_currents.config import Config, Connector, ReceiverSettings, Workspace
 from tui_currents.sources.avro_import import find_avro_files, import_path
 from tui_currents.sources.avro_schemas import write_export
 from tui_currents.sources.demo import DemoGenerator
-from tui_currents.sources.ingest import Ingestor, IngestSummary
+from tui_currents.sources.ingest import Ingestor
 from tui_currents.sources.receiver import Receiver
 from tui_currents.store import Store
 
@@ -54,10 +54,21 @@ def _config() -> Config:
 
 
 class _NothingStored(Ingestor):
-    """Routes nothing, so nothing is mapped or committed: the receiver's cost (HTTP, JSON) alone."""
+    """Gives the workspace no connector and commits nothing: the receiver's cost alone (HTTP, handing the
+    body to the mapping process, JSON; each event only looked up, since no connector selects it)."""
 
-    def route(self, workspace: str, records):
-        return [], IngestSummary(events=len(records))
+    def __init__(self, config: Config, store: Store):
+        super().__init__(config, store)
+        self.store = _Discard()
+
+    def connector_rules(self, workspace: str):
+        super().connector_rules(workspace)  # still refuses unknown workspaces
+        return ()
+
+
+class _Discard:
+    def commit(self, batch, *, source: str) -> None:
+        return None
 
 
 # ----------------------------------------------------------------------------------------- the senders
