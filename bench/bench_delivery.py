@@ -157,14 +157,20 @@ def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durabil
     events = 0
 
     def receive() -> None:
-        nonlocal events
         reading: deque = deque()
+
+        def commit_next() -> None:
+            nonlocal events
+            count, batch = reading.popleft().result()
+            store.commit(batch, source="bench")
+            events += count
+
         for body in bodies:
             reading.append(mapping.submit(WORKSPACE, connectors, body))
-            while reading and (len(reading) > READ_AHEAD or body is bodies[-1]):
-                count, batch = reading.popleft().result()
-                store.commit(batch, source="bench")
-                events += count
+            if len(reading) > READ_AHEAD:
+                commit_next()
+        while reading:
+            commit_next()
         done.set()
 
     stand_in.reset()

@@ -323,7 +323,7 @@ class KnownIds:
 
     def add_index(self, connector: str, blob: bytes) -> None:
         """Remember every id of a stored segment index."""
-        self.of(connector).update(key_of(entry[0]) for entry in orjson.loads(blob))
+        self.of(connector).update(map(key_of, index_ids(blob)))
 
     def remember(self, keys: dict[str, Iterable[int]], upto: int) -> None:
         """Add keys per connector, and note that the outbox up to seq `upto` is reflected here."""

@@ -56,16 +56,21 @@ def _exit_with(engine_pid: int) -> None:
     except ProcessLookupError:
         os._exit(0)
     except (AttributeError, OSError):  # no pidfd here: look every second
-        while True:
+        while _alive(engine_pid):
             time.sleep(1.0)
-            try:
-                os.kill(engine_pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
-    select.select([watch], [], [])
+    else:
+        select.select([watch], [], [])
     os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def processes_wanted() -> bool:
@@ -109,11 +114,13 @@ class MappingProcess:
             return self._pool
 
     def _lost(self, pool: Executor) -> None:
+        """Forget a broken worker (once, however many of its batches report it)."""
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
+            if self._pool is not pool:
+                return
+            self._pool = None
         pool.shutdown(wait=False, cancel_futures=True)
-        log.warning("mapping: the worker process stopped; its batch is read here and a new one is started")
+        log.warning("mapping: the worker process stopped; its batches are read here and a new one is started")
 
     def submit(self, workspace: str, connectors: Routes, body: bytes) -> Future[tuple[int, Received]]:
         """Read a body; the future holds what `read_batch` returns or raises."""

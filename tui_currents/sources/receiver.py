@@ -131,10 +131,6 @@ class _KeyringTrouble(Exception):
     """The workspace's token could not be read."""
 
 
-class _BadBody(Exception):
-    """The request body is not a Currents batch; the message says why (sent back with the 400)."""
-
-
 class _GroupCommit:
     """Commits the batches of concurrent requests together.
 
@@ -333,13 +329,10 @@ class _Handler:
             return _json(400, {"error": f"the body could not be decoded ({type(exc).__name__})"})
         try:
             connectors = ingestor.connector_rules(workspace)
-            try:
-                events, batch = await self.mapping.read(workspace, connectors, body)
-            except NotABatch as exc:
-                raise _BadBody(str(exc)) from None
+            events, batch = await self.mapping.read(workspace, connectors, body)
             if batch.items:
                 await self.group_commit.commit(ingestor.store, batch)
-        except _BadBody as exc:
+        except NotABatch as exc:
             log.info("receiver: a request for %r was refused (400): %s", workspace, exc)
             return _json(400, {"error": str(exc)})
         except UnknownWorkspace:
