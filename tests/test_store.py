@@ -713,7 +713,7 @@ def test_a_failed_commit_does_not_hide_what_another_process_commits_next(store: 
 def test_leasing_a_run_at_once_picks_what_leasing_one_by_one_would(tmp_path: Path, monkeypatch):
     """The usual segment is leased in one go (`_take_run`); random leases, deliveries, retries, releases
     and expired leases on two stores, one of them forced to go message by message, must agree."""
-    from tui_currents import store as store_module
+    from tui_currents.store import reader as store_module
 
     quick = Store(tmp_path / "quick.db", synchronous="NORMAL")
     slow = Store(tmp_path / "slow.db", synchronous="NORMAL")

@@ -1,0 +1,136 @@
+"""The store: one SQLite file (WAL) holding the outbox, dead letters, counters, connector states and the tail.
+
+It is the only state shared between the parts of the program and between processes: the engine writes,
+the TUI and `status` read, from the same process or another one.
+
+Choices worth knowing:
+
+- One transaction per received batch (`commit`): outbox segments, dead letters, counters and tail lines
+  land together or not at all. A source acknowledges Braze only after `commit` returned.
+- The outbox stores a batch's queued messages of one connector as ONE row, a segment (see segments.py):
+  their bodies end to end and a small index of messageIds, event types and sizes. Appending a row is far
+  cheaper than updating a b-tree per message, which is what a row per message with a unique index on
+  random ids costs. Per-message state that differs from "waiting, never tried" lives in small side
+  tables: done marks of a partly sent segment (`outbox_progress`) and attempts/retry times
+  (`outbox_retries`, written only on failures).
+- Leases are kept in memory by the engine's Store (one engine per home, by its lock file): they end when
+  it ends, and a message is never leased twice while its lease runs. A lease only reads, on a connection
+  of its own, so it never waits for a commit (or another program's write) to end; the in-memory state it
+  relies on (leases, done segments) changes only once the transaction behind the change has committed.
+- Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
+  recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
+  first use and brought up to date with what other processes (an import, a requeue) committed, inside
+  the commit's write lock. A segment whose messages are all delivered drops its bodies and stays as the
+  memory of its ids for `delivered_window_days` (7 by default: Braze retries for about 5 days at most and
+  keeps queued events for 7) and at most about `delivered_window_max` remembered ids (250,000 by default),
+  oldest segments first. A duplicate arriving later than the window is sent again under the same
+  messageId, which Segment itself drops within its ~24-hour deduplication window. Dead-lettered messages
+  are not remembered: the same event sent again is queued again.
+- Backlog size per connector is kept in a small summary table updated in the same transactions, so
+  `backlog()` costs the same with ten messages queued or ten million.
+- The tail is append-only, a stored row per commit and connector holding many lines: received events
+  (with their Segment message) or a later change of fate (delivered, dead letter, queued again) of the
+  messages it names. Lines are numbered without gaps across rows (a row's seq is its first line's
+  number), so a reader polling `tail(after=n)` gets exactly the lines after the last one it saw. About the
+  last `tail_keep` lines are kept.
+- Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
+  person can act on; the transaction is rolled back and the store works again once the cause is gone.
+- One connection per Store for writes and reads, shared by threads behind a lock (and one more for
+  leases); readers in other processes open their own (`readonly=True`). Only the engine (one per home,
+  by its lock file) leases and delivers.
+- A store of the first schema (a row per message) is upgraded in place on opening, keeping every waiting
+  message, its attempts, and the ids remembered as delivered.
+
+The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
+words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
+(leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
+`observation` (backlog, states, counters). `Store` is all of them together.
+"""
+
+from __future__ import annotations
+
+from tui_currents.outbox import (
+    ANONYMOUS,
+    COUNTER_NAMES,
+    DAY,
+    DEAD_LETTERED,
+    DELIVERED,
+    DUPLICATE,
+    DUPLICATE_REASON,
+    EXPIRED,
+    NOT_SELECTED,
+    QUEUED,
+    RECEIVED,
+    REQUEUED,
+    REQUEUED_REASON,
+    RETRIED,
+    TAIL_DEAD_LETTER,
+    TAIL_DELIVERED,
+    TAIL_DUPLICATE,
+    UNSUPPORTED,
+    Backlog,
+    CommitResult,
+    ConnectorState,
+    ConnectorStatus,
+    DeadLetter,
+    Outbox,
+    OutboxRow,
+    StoreUnavailable,
+    TailRow,
+)
+from tui_currents.store.dead_letters import DeadLetterBox
+from tui_currents.store.ledger import Ledger
+from tui_currents.store.observation import Observation
+from tui_currents.store.schema import (
+    BUSY_TIMEOUT_SECONDS,
+    DEFAULT_DELIVERED_WINDOW_DAYS,
+    DEFAULT_DELIVERED_WINDOW_MAX,
+    DEFAULT_TAIL_KEEP,
+    SCHEMA_VERSION,
+)
+
+__all__ = [
+    "ANONYMOUS",
+    "BUSY_TIMEOUT_SECONDS",
+    "Backlog",
+    "COUNTER_NAMES",
+    "CommitResult",
+    "ConnectorState",
+    "ConnectorStatus",
+    "DAY",
+    "DEAD_LETTERED",
+    "DEFAULT_DELIVERED_WINDOW_DAYS",
+    "DEFAULT_DELIVERED_WINDOW_MAX",
+    "DEFAULT_TAIL_KEEP",
+    "DELIVERED",
+    "DUPLICATE",
+    "DUPLICATE_REASON",
+    "DeadLetter",
+    "EXPIRED",
+    "NOT_SELECTED",
+    "Outbox",
+    "OutboxRow",
+    "QUEUED",
+    "RECEIVED",
+    "REQUEUED",
+    "REQUEUED_REASON",
+    "RETRIED",
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreUnavailable",
+    "TAIL_DEAD_LETTER",
+    "TAIL_DELIVERED",
+    "TAIL_DUPLICATE",
+    "TailRow",
+    "UNSUPPORTED",
+]
+
+
+class Store(Ledger, DeadLetterBox, Observation):
+    """The SQLite store. Thread-safe (one connection behind a lock); open it once per process.
+
+    `synchronous`: "FULL" makes every commit durable across power loss; "NORMAL" (in WAL mode) survives a
+    crash of the program but may lose the last commits on power loss, for more speed.
+    `readonly=True` opens an existing store for reading only (consoles in another process).
+    `busy_timeout`: how long to wait for another process's write lock before StoreUnavailable("locked").
+    """

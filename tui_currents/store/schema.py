@@ -1,0 +1,175 @@
+"""The store file's schema, its upgrade from older versions, settings and the SQL shared by its parts."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import suppress
+
+from tui_currents import segments
+
+DEFAULT_TAIL_KEEP = 20_000
+DEFAULT_DELIVERED_WINDOW_DAYS = 7.0
+DEFAULT_DELIVERED_WINDOW_MAX = 250_000
+BUSY_TIMEOUT_SECONDS = 10.0
+PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of about 1 KB
+CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
+
+
+SCHEMA_VERSION = 2
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    messages INTEGER NOT NULL,
+    ids BLOB NOT NULL,
+    bodies BLOB,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (connector, seq) WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outbox_progress (
+    seq INTEGER PRIMARY KEY,
+    waiting INTEGER NOT NULL,
+    done BLOB
+);
+
+CREATE TABLE IF NOT EXISTS outbox_retries (
+    seq INTEGER NOT NULL,
+    item INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (seq, item)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS backlog (
+    connector TEXT PRIMARY KEY,
+    messages INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    dead_letters INTEGER NOT NULL DEFAULT 0,
+    remembered INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector TEXT NOT NULL,
+    message_id TEXT,
+    event_type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    event BLOB,
+    message BLOB
+);
+CREATE INDEX IF NOT EXISTS dead_letters_connector ON dead_letters (connector, id);
+
+CREATE TABLE IF NOT EXISTS counters (
+    connector TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (connector, event_type, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS connector_states (
+    connector TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tail (
+    seq INTEGER PRIMARY KEY,
+    lines INTEGER NOT NULL,
+    at REAL NOT NULL,
+    connector TEXT NOT NULL,
+    source TEXT,
+    fate TEXT,
+    reason TEXT,
+    entries BLOB NOT NULL,
+    messages BLOB
+);
+"""
+
+
+INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"
+INSERT_TAIL = (
+    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, messages)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_DEAD = (
+    "INSERT INTO dead_letters (connector, message_id, event_type, reason, at, attempts, event, message)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+BUMP_COUNTER = (
+    "INSERT INTO counters (connector, event_type, name, n) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (connector, event_type, name) DO UPDATE SET n = n + excluded.n"
+)
+BUMP_BACKLOG = (
+    "INSERT INTO backlog (connector, messages, bytes, dead_letters, remembered) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (connector) DO UPDATE SET messages = messages + excluded.messages,"
+    " bytes = bytes + excluded.bytes, dead_letters = dead_letters + excluded.dead_letters,"
+    " remembered = remembered + excluded.remembered"
+)
+INSERT_RETRY = "INSERT INTO outbox_retries (seq, item, attempts, retry_at, last_error) VALUES (?, ?, ?, ?, ?)"
+TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages"
+DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, event, message"
+LEASE_KEPT = "The messages stay queued and are sent later."
+SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
+
+
+def create_or_upgrade(db: sqlite3.Connection) -> None:
+    """Create the tables, or bring a store of the first schema (an outbox row per message) to this one,
+    keeping every waiting message, its attempts, and the ids remembered as delivered. One transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:  # another process did it meanwhile
+            db.execute("COMMIT")
+            return
+        if version == 1:
+            for statement in ("DROP INDEX outbox_waiting", "DROP INDEX outbox_delivered", "DROP TABLE tail",
+                              "ALTER TABLE outbox RENAME TO outbox_v1"):  # fmt: skip
+                db.execute(statement)
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if version == 1:
+            _copy_v1_outbox(db)
+            db.execute("DROP TABLE outbox_v1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
+def _copy_v1_outbox(db: sqlite3.Connection) -> None:
+    connectors = [r[0] for r in db.execute("SELECT DISTINCT connector FROM outbox_v1")]
+    for connector in connectors:
+        for delivered in (False, True):
+            rows = db.execute(
+                "SELECT message_id, event_type, body, bytes, enqueued_at, attempts, retry_at, last_error,"
+                " delivered_at FROM outbox_v1 WHERE connector = ?"
+                f" AND delivered_at IS {'NOT NULL' if delivered else 'NULL'} ORDER BY seq",
+                (connector,),
+            ).fetchall()
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                index = segments.pack_index([(r[0], r[1], r[3]) for r in chunk])
+                if delivered:
+                    db.execute(
+                        "INSERT INTO outbox (connector, enqueued_at, messages, ids, finished_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (connector, chunk[0][4], len(chunk), index, max(r[8] for r in chunk)),
+                    )
+                    continue
+                seq = db.execute(
+                    INSERT_OUTBOX, (connector, chunk[0][4], len(chunk), index, b"".join(r[2] for r in chunk))
+                ).lastrowid
+                db.executemany(
+                    INSERT_RETRY,
+                    [(seq, i, r[5], r[6], r[7]) for i, r in enumerate(chunk) if r[5] or r[6]],
+                )

@@ -1,0 +1,178 @@
+"""Committing received batches: outbox segments, dead letters for rejected events, counters, tail lines."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from tui_currents import segments
+from tui_currents.outbox import (
+    ANONYMOUS,
+    DEAD_LETTERED,
+    DUPLICATE,
+    DUPLICATE_REASON,
+    NOT_SELECTED,
+    QUEUED,
+    RECEIVED,
+    TAIL_DUPLICATE,
+    UNSUPPORTED,
+    CommitResult,
+)
+from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
+from tui_currents.segments import KnownIds, Segment, key_of
+from tui_currents.store.base import BacklogChange
+from tui_currents.store.schema import BUMP_BACKLOG, INSERT_DEAD, INSERT_OUTBOX, SEGMENTS_CACHED
+from tui_currents.store.tail import TailLog
+
+if TYPE_CHECKING:
+    from tui_currents.mapping import Outcome
+
+
+# mapping.Fate value -> counter name (a queued message found to be a duplicate moves to DUPLICATE).
+_FATE_COUNTER = {
+    "queued": QUEUED,
+    "not selected": NOT_SELECTED,
+    "anonymous": ANONYMOUS,
+    "unsupported": UNSUPPORTED,
+    "rejected": DEAD_LETTERED,
+}
+
+
+class Writer(TailLog):
+    """Commits: the only way events enter the outbox."""
+
+    def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
+        """The duplicate check, built from the store on first use and brought up to date with segments
+        other processes (an import, a requeue) committed since. Call inside a write transaction."""
+        known = self._known
+        building = known is None
+        if building:
+            known = KnownIds()
+        for seq, connector, ids in db.execute(
+            "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
+        ):
+            known.add_index(connector, ids)
+            known.upto = seq
+        if building:
+            # Dead-lettered messages are not remembered: the same event sent again is queued again.
+            for connector, message_id in db.execute(
+                "SELECT connector, message_id FROM dead_letters WHERE message IS NOT NULL"
+            ):
+                known.forget(connector, (message_id,))
+            self._known = known
+        return known
+
+    def _add_segment(
+        self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
+        bodies: list[bytes],
+    ) -> None:  # fmt: skip
+        """Append queued messages as outbox segments (several when there are very many). Once the
+        transaction commits, they stay parsed in memory while there is room: the next lease, in this
+        process, then reads them from there instead of from the disk."""
+        sizes = [size for _, _, size in entries]
+        for start, end in segments.cut(entries, sizes):
+            part, blob = entries[start:end], b"".join(bodies[start:end])
+            seq = db.execute(
+                INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
+            ).lastrowid
+            if len(self._segments) < SEGMENTS_CACHED:
+                parsed = Segment.of(seq, connector, now, part, blob)
+                self._after_commit.append(partial(self._keep_segment, parsed))
+
+    def commit(
+        self,
+        batch: Sequence[tuple[str, Outcome]] | Received,
+        *,
+        source: str,
+        now: float | None = None,
+    ) -> CommitResult:
+        """Store one received batch in ONE transaction: outbox segments for queued events (a messageId
+        already queued or recently delivered for that connector collapses into a duplicate), dead letters
+        for rejected ones, counters and tail lines for all. The batch is (connector, outcome) items or
+        the same already in the store's form (`Received`, e.g. built by a mapping worker). Raises
+        StoreUnavailable (nothing kept) when the disk is full or failing; the caller must then not
+        acknowledge the batch."""
+        now = time.time() if now is None else now
+        received = batch if isinstance(batch, Received) else Received.of(batch)
+        tails = received.tails
+        dead = [
+            (connector, event_id, event_type, reason, now, 0, record, None)
+            for connector, event_id, event_type, reason, record in received.dead
+        ]
+        kept = (
+            "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
+        )
+        with self._write("save received events", kept) as db:
+            known = self._known_ids(db)
+            added: dict[str, set[int]] = {}  # keys remembered once the transaction commits
+            counts: dict[tuple[str, str, str], int] = defaultdict(int)
+            backlog: dict[str, BacklogChange] = defaultdict(BacklogChange)
+            queued = duplicates = 0
+            for connector, (entries, bodies) in tails.items():
+                at = [index for index, entry in enumerate(entries) if entry[FATE] == "queued"]
+                message_keys = [
+                    key_of(entries[index][MESSAGE_ID]) for index in at
+                ]  # in the order of `bodies`
+                seen = known.of(connector).among(message_keys)
+                new_keys = set(message_keys)
+                if not seen and len(new_keys) == len(message_keys):  # the usual batch: no duplicate
+                    segment = [
+                        (entries[i][MESSAGE_ID], entries[i][TYPE], len(body))
+                        for i, body in zip(at, bodies, strict=True)
+                    ]
+                    segment_bodies = bodies
+                    lines = entries
+                else:
+                    new_keys = set()
+                    segment, segment_bodies = [], []
+                    lines = list(entries)  # a copy is marked: a failed commit may be retried with `entries`
+                    for index, key, body in zip(at, message_keys, bodies, strict=True):
+                        entry = entries[index]
+                        if key in seen or key in new_keys:
+                            lines[index] = [
+                                *entry[:FATE],
+                                TAIL_DUPLICATE,
+                                DUPLICATE_REASON,
+                                entry[MESSAGE_ID],
+                                0,
+                            ]
+                            counts[(connector, entry[TYPE], QUEUED)] -= 1
+                            counts[(connector, entry[TYPE], DUPLICATE)] += 1
+                            duplicates += 1
+                            continue
+                        new_keys.add(key)
+                        segment.append((entry[MESSAGE_ID], entry[TYPE], len(body)))
+                        segment_bodies.append(body)
+                if segment:
+                    self._add_segment(db, connector, now, segment, segment_bodies)
+                    queued += len(segment)
+                    change = backlog[connector]
+                    change.messages += len(segment)
+                    change.bytes += sum(size for _, _, size in segment)
+                    added[connector] = new_keys
+                self._append_tail(
+                    db, now, connector, lines, source=source, messages=b"".join(segment_bodies) or None
+                )
+            last = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+            self._after_commit.append(lambda: known.remember(added, last))
+            if dead:
+                db.executemany(INSERT_DEAD, dead)
+                for row in dead:
+                    backlog[row[0]].dead_letters += 1
+            if backlog:
+                db.executemany(BUMP_BACKLOG, [change.row(c) for c, change in backlog.items()])
+            for (connector, event_type, fate), n in received.fates.items():
+                counts[(connector, event_type, RECEIVED)] += n
+                counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            self._bump(db, counts)
+        return CommitResult(
+            received=received.items,
+            queued=queued,
+            duplicates=duplicates,
+            filtered=received.items - queued - duplicates - len(dead),
+            dead_lettered=len(dead),
+        )
