@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -325,7 +325,7 @@ class KnownIds:
         """Remember every id of a stored segment index."""
         self.of(connector).update(map(key_of, index_ids(blob)))
 
-    def remember(self, keys: dict[str, Iterable[int]], upto: int) -> None:
+    def remember(self, keys: Mapping[str, Iterable[int]], upto: int) -> None:
         """Add keys per connector, and note that the outbox up to seq `upto` is reflected here."""
         for connector, new in keys.items():
             self.of(connector).update(new)

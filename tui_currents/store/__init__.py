@@ -49,6 +49,8 @@ words), `base` (connection, transactions, in-memory delivery state), `writer` (c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tui_currents.outbox import (
     ANONYMOUS,
     COUNTER_NAMES,
@@ -134,3 +136,9 @@ class Store(Ledger, DeadLetterBox, Observation):
     `readonly=True` opens an existing store for reading only (consoles in another process).
     `busy_timeout`: how long to wait for another process's write lock before StoreUnavailable("locked").
     """
+
+
+if TYPE_CHECKING:  # the type checker holds Store to the contract
+
+    def _is_an_outbox(store: Store) -> Outbox:
+        return store

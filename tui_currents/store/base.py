@@ -231,6 +231,9 @@ class StoreBase:
         row = db.execute("SELECT waiting, done FROM outbox_progress WHERE seq = ?", (seq,)).fetchone()
         return (None, 0) if row is None else (row[0], segments.marks_from(row[1]))
 
+    def _drop_segment(self, seq: int) -> None:
+        self._segments.pop(seq, None)
+
     def _keep_segment(self, segment: Segment) -> None:
         with self._lease_lock:
             if len(self._segments) >= SEGMENTS_CACHED:

@@ -106,6 +106,8 @@ class DeadLetterBox(Writer):
         fresh: dict[str, tuple[list, list[bytes]]] = defaultdict(lambda: ([], []))
         waiting: dict[str, set[str]] = {}
         for d in letters:
+            # requeue() passes only letters with both (a rejected event has no Segment message)
+            assert d.message_id is not None and d.message is not None
             if db.execute("DELETE FROM dead_letters WHERE id = ?", (d.id,)).rowcount == 0:
                 continue  # requeued meanwhile by someone else
             change = backlog[d.connector]

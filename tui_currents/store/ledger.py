@@ -73,7 +73,7 @@ class Ledger(Writer, Reader):
                 db.execute("UPDATE outbox SET bodies = NULL, finished_at = ? WHERE seq = ?", (now, seq))
                 db.execute("DELETE FROM outbox_progress WHERE seq = ?", (seq,))
                 db.execute("DELETE FROM outbox_retries WHERE seq = ?", (seq,))
-                self._after_commit.append(partial(self._segments.pop, seq, None))
+                self._after_commit.append(partial(self._drop_segment, seq))
                 finished += len(segment)
             else:
                 db.execute(

@@ -48,10 +48,8 @@ class Writer(TailLog):
     def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
         """The duplicate check, built from the store on first use and brought up to date with segments
         other processes (an import, a requeue) committed since. Call inside a write transaction."""
-        known = self._known
-        building = known is None
-        if building:
-            known = KnownIds()
+        building = self._known is None
+        known = KnownIds() if self._known is None else self._known
         for seq, connector, ids in db.execute(
             "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
         ):
@@ -79,6 +77,7 @@ class Writer(TailLog):
             seq = db.execute(
                 INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
             ).lastrowid
+            assert seq is not None  # an INSERT into a rowid table always gives one
             if len(self._segments) < SEGMENTS_CACHED:
                 parsed = Segment.of(seq, connector, now, part, blob)
                 self._after_commit.append(partial(self._keep_segment, parsed))
