@@ -49,4 +49,25 @@ def home(_isolated_home: Path) -> Home:
     return Home.at(_isolated_home).ensure()
 
 
+# --- the everyday loop ----------------------------------------------------------------------------------
+# Tests that start processes, drive a terminal or run load are marked `slow`, by where they live, so that
+# `pytest -m "not slow"` is a quick loop while the README's command (what CI runs) still runs everything.
+SLOW = (
+    "tests/reliability/",
+    "tests/security/",
+    "tests/e2e/",
+    "tests/test_cli.py",
+    "tests/tui/test_engine_in_process.py",
+    "tests/tui/test_themes.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    for item in items:
+        where = Path(item.path).relative_to(root).as_posix()
+        if where.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 # --- more shared fixtures below -------------------------------------------------------------------------
