@@ -197,7 +197,7 @@ def test_anonymous_and_invalid_records_are_counted_and_kept(tmp_path, store, ing
     }
     unsupported = {
         **flat(event("users.messages.email.Open")),
-        "event_type": "users.behaviors.app.SessionStart",
+        "event_type": "users.behaviors.app.SessionHologram",
     }
     write_export(tmp_path, [anonymous, nobody, unsupported])
 
@@ -205,7 +205,7 @@ def test_anonymous_and_invalid_records_are_counted_and_kept(tmp_path, store, ing
 
     opens = summary.by_type["users.messages.email.Open"]
     assert (opens.read, opens.anonymous, opens.rejected, opens.queued) == (2, 1, 1, 0)
-    assert summary.by_type["users.behaviors.app.SessionStart"].unsupported == 1
+    assert summary.by_type["users.behaviors.app.SessionHologram"].unsupported == 1
     [letter] = store.dead_letters(CONNECTOR)
     assert letter.message_id == "nobody"
     assert "external_user_id" in letter.reason

@@ -168,18 +168,21 @@ def _token_change(properties: dict[str, object], context: dict[str, object]) -> 
         del properties[key]
 
 
-_DEVICE_SENTENCE = (
-    "device fields into context (ad_id -> device.advertisingId, ad_tracking_enabled -> "
-    "device.adTrackingEnabled, device_model -> device.model, platform -> device.type, os_version -> "
-    "os.version)"
+# Said once in docs/EVENTS.md's header; each rule's sentence refers to it.
+DEVICE_SENTENCE = (
+    "On every type beyond Braze's connector, device fields go where Segment's Common Fields spec names them: "
+    "`ad_id` -> `context.device.advertisingId`, `ad_tracking_enabled` -> `context.device.adTrackingEnabled`, "
+    "`device_model` -> `context.device.model`, `platform` -> `context.device.type`, `os_version` -> "
+    "`context.os.version`."
 )
+_DEVICE_SENTENCE = "device fields into context"
 
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
         Rule(
             "custom event",
-            "Segment track (the custom event's own name)",
+            "Segment track, named by the event",
             "event = `name`; `custom_properties` become the properties, Braze's fields beside them "
             "(a colliding Braze field is renamed `braze_<name>`); " + _DEVICE_SENTENCE,
             _custom_event,
