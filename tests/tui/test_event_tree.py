@@ -123,16 +123,16 @@ async def test_all_selects_what_the_all_spec_selects_and_the_summary_counts_both
         # The tree and `--events all` agree: Braze's 51, nothing beyond them.
         assert tree.selected == SUPPORTED == set(catalog.resolve_events("all"))
         text = str(summary.render())
-        assert f"51/51 from Braze's connector · 0/{len(EXTENDED)} beyond it" in text
+        assert f"51/51 of Braze's connector · 0/{len(EXTENDED)} beyond it" in text
         tree.move_cursor(node_for(tree, catalog.EXTENDED))
         await pilot.press("space")
         assert tree.selected == set(catalog.resolve_events("all,extended"))
-        assert f"51/51 from Braze's connector · {len(EXTENDED)}/{len(EXTENDED)} beyond it" in str(
+        assert f"51/51 of Braze's connector · {len(EXTENDED)}/{len(EXTENDED)} beyond it" in str(
             summary.render()
         )
         await pilot.press("n")
         assert tree.selected == frozenset()
-        assert "0/51 from Braze's connector · 0/" in str(summary.render())
+        assert "0/51 of Braze's connector · 0/" in str(summary.render())
 
 
 async def test_types_beyond_the_connector_are_their_own_labelled_closed_branch_off_by_default():

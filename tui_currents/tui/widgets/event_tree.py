@@ -487,10 +487,10 @@ class EventPicker(Vertical):
     def _update_summary(self) -> None:
         tree = self.tree
         (braze, braze_total), (beyond, beyond_total) = tree.counts()
-        parts = [f"{braze}/{braze_total} from Braze's connector", f"{beyond}/{beyond_total} beyond it"]
+        parts = [f"{braze}/{braze_total} of Braze's connector", f"{beyond}/{beyond_total} beyond it"]
         if tree.filter_text.strip():
             parts.append(f'filter "{tree.filter_text.strip()}"')
-        parts.append("space toggle · a all of Braze's · n none · / filter")
+        parts.append("a all · n none · / filter")
         self.query_one("#event-summary", Label).update(" · ".join(parts))
 
     @on(EventTree.Changed)
