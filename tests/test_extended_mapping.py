@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -22,8 +23,10 @@ from tests.fixtures.currents_events import (
     event,
 )
 from tests.test_mapping import ALL, ALL_WITH_ANONYMOUS, EXPECTED, flat, queued, rejection, track
+from tests.test_sandbox import KEY, basic, body
 from tui_currents import catalog
 from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
+from tui_currents.sandbox import SegmentSandbox
 from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
 
 EVENTS_DOC = Path(__file__).parents[1] / "docs" / "EVENTS.md"
@@ -678,3 +681,24 @@ def test_purchase_without_a_usable_price_has_no_revenue():
     properties = queued(record).message["properties"]
     assert "revenue" not in properties
     assert properties["products"][0]["price"] == "free"
+
+
+# --- through a Segment stand-in -----------------------------------------------------------------------------
+
+
+async def test_every_forwardable_type_is_accepted_by_the_segment_stand_in():
+    # The sandbox drops (with a recorded violation) what Segment would silently drop.
+    encoded = [map_event(normalise(event(t)), ALL).encoded for t in catalog.resolve_events("all,extended")]
+    batch = [orjson.loads(item) for item in encoded]
+    async with SegmentSandbox({KEY}, reject_unknown_keys=True) as sandbox, httpx.AsyncClient() as client:
+        response = await client.post(
+            sandbox.url + "/v1/batch",
+            content=orjson.dumps(body(batch, key=KEY)),
+            headers={"Content-Type": "application/json", **basic(KEY)},
+        )
+        assert response.status_code == 200
+        assert sandbox.violations == []
+        assert sandbox.accepted_count == len(batch) == 90
+        assert {"Order Completed", "Added To Wishlist", "Install Attributed"} <= {
+            m["event"] for m in sandbox.recent(100)
+        }
