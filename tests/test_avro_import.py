@@ -197,15 +197,18 @@ def test_anonymous_and_invalid_records_are_counted_and_kept(tmp_path, store, ing
     }
     unsupported = {
         **flat(event("users.messages.email.Open")),
-        "event_type": "users.behaviors.app.SessionStart",
+        "event_type": "users.behaviors.app.SessionHologram",
     }
-    write_export(tmp_path, [anonymous, nobody, unsupported])
+    deletion = {**flat(event("users.UserDeleteRequest")), "event_type": "users.UserDeleteRequest"}
+    write_export(tmp_path, [anonymous, nobody, unsupported, deletion])
 
     summary = import_path(tmp_path, WORKSPACE, ingestor)
 
     opens = summary.by_type["users.messages.email.Open"]
     assert (opens.read, opens.anonymous, opens.rejected, opens.queued) == (2, 1, 1, 0)
-    assert summary.by_type["users.behaviors.app.SessionStart"].unsupported == 1
+    assert summary.by_type["users.behaviors.app.SessionHologram"].unsupported == 1
+    assert summary.by_type["users.UserDeleteRequest"].not_forwardable == 1
+    assert store.counter_totals(CONNECTOR)["not_forwardable"] == 1
     [letter] = store.dead_letters(CONNECTOR)
     assert letter.message_id == "nobody"
     assert "external_user_id" in letter.reason

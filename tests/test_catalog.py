@@ -36,14 +36,76 @@ ADDITIONAL = [
 ]
 
 
-def test_catalog_has_the_reference_table_then_the_additional_events():
+# The event types beyond Braze's Segment connector, as the reference (section 4.4) lists them.
+BEYOND_THE_CONNECTOR = {
+    "users.behaviors.CustomEvent",
+    "users.behaviors.Purchase",
+    "users.behaviors.app.FirstSession",
+    "users.behaviors.app.SessionStart",
+    "users.behaviors.app.SessionEnd",
+    "users.behaviors.Location",
+    "users.behaviors.InstallAttribution",
+    "users.behaviors.pushnotification.TokenStateChange",
+    "users.behaviors.liveactivity.PushToStartTokenChange",
+    "users.behaviors.liveactivity.UpdateTokenChange",
+    "users.profile.Update",
+    "users.UserDeleteRequest",
+    "users.UserOrphan",
+    "users.RandomBucketNumberUpdate",
+    *(f"users.messages.banner.{name}" for name in ("Abort", "Click", "Dismiss", "Impression")),
+    *(f"users.messages.line.{name}" for name in ("Abort", "Click", "InboundReceive", "Retry", "Send")),
+    *(
+        f"users.messages.rcs.{name}"
+        for name in ("Abort", "Click", "Delivery", "InboundReceive", "Read", "Rejection", "Send")
+    ),
+    "users.messages.liveactivity.Outcome",
+    "users.messages.liveactivity.Send",
+    *(
+        f"users.messages.{channel}.Retry"
+        for channel in ("email", "pushnotification", "sms", "webhook", "whatsapp")
+    ),
+    "users.canvas.costep.Send",
+    "agentconsole.AgentExecuted",
+    "agentconsole.ToolInvocation",
+}
+NOT_FORWARDABLE = {
+    "users.profile.Update",
+    "users.UserDeleteRequest",
+    "users.UserOrphan",
+    "users.RandomBucketNumberUpdate",
+    "agentconsole.AgentExecuted",
+    "agentconsole.ToolInvocation",
+}
+
+
+def test_catalog_has_the_reference_table_then_everything_beyond_it():
     names = [e.event_type for e in catalog.CATALOG]
-    assert len(names) == len(set(names)) == 56
+    assert len(names) == len(set(names)) == 96
     assert names[0] == "users.behaviors.Uninstall"
     assert names[50] == "users.messages.whatsapp.Send"
-    assert names[51:] == ADDITIONAL
-    assert all(e.supported for e in catalog.CATALOG[:51])
-    assert all(not e.supported and e.category == "Additional events" for e in catalog.CATALOG[51:])
+    assert set(names[51:]) == set(ADDITIONAL) | BEYOND_THE_CONNECTOR
+    assert all(e.supported and e.forwardable for e in catalog.CATALOG[:51])
+    assert all(not e.supported and e.category == catalog.EXTENDED for e in catalog.CATALOG[51:])
+    assert catalog.EXTENDED == "Beyond Braze's Segment connector"
+    assert list(catalog.ADDITIONAL_TYPES) == ADDITIONAL
+
+
+def test_every_extended_type_is_forwardable_with_a_rule_or_has_a_reason():
+    for entry in catalog.CATALOG[51:]:
+        if entry.event_type in NOT_FORWARDABLE:
+            assert not entry.forwardable and entry.reason and not entry.segment_event, entry
+            assert catalog.not_forwardable_reason(entry.event_type) == entry.reason
+        else:
+            assert entry.forwardable and entry.reason is None and entry.segment_event, entry
+            assert entry.rule != "braze", entry
+            assert catalog.not_forwardable_reason(entry.event_type) is None
+    assert all(e.rule == "braze" for e in catalog.CATALOG[:51])
+    assert catalog.not_forwardable_reason("users.messages.hologram.Send") is None
+
+
+def test_a_deletion_request_says_what_to_do_instead():
+    reason = catalog.not_forwardable_reason("users.UserDeleteRequest")
+    assert "never be a track call" in reason and "delete the user in Segment" in reason
 
 
 @pytest.mark.parametrize(
@@ -68,10 +130,19 @@ def test_catalog_has_the_reference_table_then_the_additional_events():
         ("users.messages.contentcard.Impression", "Messages", "Content Card", "Content Card Viewed"),
         (
             "users.messages.featureflag.Impression",
-            "Additional events",
+            catalog.EXTENDED,
             "Feature flag",
             "Feature Flag Experiment Impressed",
         ),
+        # Segment's semantic specs where one applies.
+        ("users.behaviors.Purchase", catalog.EXTENDED, "Purchases", "Order Completed"),
+        ("users.behaviors.app.FirstSession", catalog.EXTENDED, "Sessions", "Application Installed"),
+        ("users.behaviors.app.SessionStart", catalog.EXTENDED, "Sessions", "Application Opened"),
+        ("users.behaviors.app.SessionEnd", catalog.EXTENDED, "Sessions", "Application Backgrounded"),
+        ("users.behaviors.InstallAttribution", catalog.EXTENDED, "Install attribution", "Install Attributed"),
+        ("users.messages.line.Send", catalog.EXTENDED, "LINE", "LINE Message Sent"),
+        ("users.messages.rcs.Read", catalog.EXTENDED, "RCS", "RCS Message Read"),
+        ("users.messages.banner.Impression", catalog.EXTENDED, "Banner", "Banner Viewed"),
     ],
 )
 def test_entries(event_type, category, group, segment_event):
@@ -81,7 +152,7 @@ def test_entries(event_type, category, group, segment_event):
 
 def test_categories_tree_keeps_table_order():
     tree = catalog.categories()
-    assert list(tree) == ["Behaviors", "Campaigns", "Canvas", "Messages", "Additional events"]
+    assert list(tree) == ["Behaviors", "Campaigns", "Canvas", "Messages", catalog.EXTENDED]
     assert list(tree["Canvas"]) == ["Canvas", "Exit", "Experiment step"]
     assert list(tree["Messages"]) == [
         "Content Card",
@@ -106,7 +177,8 @@ def test_find_and_canonical_name():
     assert catalog.find("users.messages.email.Send").segment_event == "Email Sent"
     assert catalog.find("users_campaigns_abort").event_type == "users.campaigns.Abort"
     assert catalog.find("users_canvas_abort").event_type == "users.canvas.Abort"
-    assert catalog.find("users.behaviors.app.SessionStart") is None
+    assert catalog.find("users.behaviors.app.SessionStart").segment_event == "Application Opened"
+    assert catalog.find("users.messages.hologram.Send") is None
     assert catalog.find("USERS.MESSAGES.EMAIL.SEND") is None  # Braze's names are exact
     assert catalog.find(None) is None
     assert catalog.canonical_name("users_canvas_abort") == "users.canvas.Abort"
@@ -170,11 +242,38 @@ def test_resolve_deduplicates():
 
 def test_resolve_all_is_every_supported_type():
     assert catalog.resolve_events("all") == catalog.supported_types()
-    # In catalog order, Deferral sits with the Additional events, after every supported type.
+    assert len(catalog.supported_types()) == 51
+    # In catalog order, Deferral sits with the extended types, after every supported type.
     assert catalog.resolve_events("ALL,users.messages.email.Deferral") == [
         *catalog.supported_types(),
         "users.messages.email.Deferral",
     ]
+
+
+def test_extended_is_every_forwardable_type_beyond_the_connector_and_never_part_of_all():
+    extended = catalog.resolve_events("extended")
+    assert extended == catalog.extended_types()
+    assert set(extended) == (set(ADDITIONAL) | BEYOND_THE_CONNECTOR) - NOT_FORWARDABLE
+    assert not set(extended) & set(catalog.resolve_events("all"))
+    assert catalog.resolve_events("all,extended") == [e.event_type for e in catalog.CATALOG if e.forwardable]
+    assert catalog.resolve_events("Beyond Braze's Segment connector") == extended
+    assert catalog.resolve_events("Sessions") == [
+        "users.behaviors.app.FirstSession",
+        "users.behaviors.app.SessionStart",
+        "users.behaviors.app.SessionEnd",
+    ]
+
+
+@pytest.mark.parametrize("spec", ["users.UserDeleteRequest", "all,users.userdeleterequest"])
+def test_naming_a_type_that_is_never_sent_says_why(spec):
+    with pytest.raises(ValueError) as error:
+        catalog.resolve_events(spec)
+    assert str(error.value).startswith("`users.UserDeleteRequest` is not forwardable: a deletion request")
+
+
+def test_naming_a_group_of_types_that_are_never_sent_says_so():
+    with pytest.raises(ValueError, match="no event type of the group `Agent console` is forwardable"):
+        catalog.resolve_events("agent console")
 
 
 def test_canvas_means_the_category_which_contains_the_group():

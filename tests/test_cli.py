@@ -54,12 +54,25 @@ def test_events_json_lists_the_whole_catalog(home: Home) -> None:
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
     assert len(entries) == len(catalog.CATALOG)
-    assert set(entries[0]) == {"event_type", "category", "group", "segment_event", "supported"}
+    assert set(entries[0]) == {"event_type", "category", "group", "segment_event", "supported", "forwardable"}
     by_type = {e["event_type"]: e for e in entries}
     assert by_type["users.messages.email.Click"]["segment_event"] == "Email Link Clicked"
     assert by_type["users.messages.email.Deferral"]["supported"] is False
+    # `supported`: Braze's Segment connector exports it; `forwardable`: tui-currents sends it.
+    assert sum(e["supported"] for e in entries) == 51
+    purchase = by_type["users.behaviors.Purchase"]
+    assert (purchase["supported"], purchase["forwardable"], purchase["segment_event"]) == (
+        False,
+        True,
+        "Order Completed",
+    )
+    assert purchase["category"] == "Beyond Braze's Segment connector" and "reason" not in purchase
+    deletion = by_type["users.UserDeleteRequest"]
+    assert deletion["forwardable"] is False
+    assert deletion["reason"] == catalog.not_forwardable_reason("users.UserDeleteRequest")
     table = cli(home.root, "events")
-    assert "Push Notification Tapped" in table.stdout
+    assert "Push Notification Tapped" in table.stdout and "Application Opened" in table.stdout
+    assert f"users.UserDeleteRequest: {deletion['reason']}" in table.stdout
 
 
 def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -> None:

@@ -36,7 +36,8 @@ TOKENLESS = "tokenless"  # a connector, no token
 MAIN = "Marketing main"
 EXTRAS = "Marketing extras"
 SUPPORTED = [e.event_type for e in catalog.CATALOG if e.supported]
-ADDITIONAL = [e.event_type for e in catalog.CATALOG if not e.supported]
+ADDITIONAL = [e.event_type for e in catalog.CATALOG if not e.supported and e.forwardable]
+NOT_FORWARDABLE = [e.event_type for e in catalog.CATALOG if not e.forwardable]
 KEYRING_PASSPHRASE = "receiver tests (not a secret)"
 
 
@@ -163,11 +164,18 @@ async def test_every_event_type_is_stored_for_the_connector_that_selects_it(star
     main = _leased(running.store, MAIN)
     extras = _leased(running.store, EXTRAS)
     assert {m["event"] for m in main} == {catalog.find(t).segment_event for t in SUPPORTED}
-    assert {m["event"] for m in extras} == {catalog.find(t).segment_event for t in ADDITIONAL}
+    assert sorted(m["messageId"] for m in extras) == sorted(EVENTS[t]["id"] for t in ADDITIONAL)
+    assert {m["event"] for m in extras} >= {"Order Completed", "Application Opened", "Added To Wishlist"}
     assert sorted(m["messageId"] for m in main) == sorted(EVENTS[t]["id"] for t in SUPPORTED)
     totals = running.store.counter_totals(MAIN)
     assert totals["received"] == len(batch)
     assert totals["not_selected"] == len(ADDITIONAL)
+    # Types with no meaningful Segment call are counted as such, with the reason in the tail.
+    assert totals["not_forwardable"] == len(NOT_FORWARDABLE)
+    tail = {row.event_type: row for row in running.store.tail(connector=MAIN)}
+    deletion = tail["users.UserDeleteRequest"]
+    assert deletion.fate == "not forwardable"
+    assert deletion.reason == catalog.not_forwardable_reason("users.UserDeleteRequest")
 
 
 async def test_invalid_events_become_dead_letters_and_the_batch_is_accepted(start, client) -> None:
@@ -198,7 +206,7 @@ async def test_invalid_events_become_dead_letters_and_the_batch_is_accepted(star
 async def test_unknown_event_types_and_fields_are_accepted_and_counted(start, client) -> None:
     running = await start()
     session = event("users.messages.email.Send")
-    session.update(event_type="users.behaviors.app.SessionStart", id="session-1")
+    session.update(event_type="users.behaviors.app.SessionHologram", id="session-1")
     future = event("users.messages.email.Send")
     future.update(event_type="users.messages.hologram.Send", id="future-1", brand_new_top_level={"x": 1})
     known = event("users.messages.email.Send")
@@ -207,7 +215,7 @@ async def test_unknown_event_types_and_fields_are_accepted_and_counted(start, cl
 
     assert response.status_code == 200
     counters = running.store.counters(MAIN)[MAIN]
-    assert counters["users.behaviors.app.SessionStart"]["unsupported"] == 1
+    assert counters["users.behaviors.app.SessionHologram"]["unsupported"] == 1
     assert counters["users.messages.hologram.Send"]["unsupported"] == 1
     [message] = _leased(running.store, MAIN)
     assert message["properties"]["field_added_next_month"] == "kept"

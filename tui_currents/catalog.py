@@ -18,17 +18,176 @@ class EventType:
     """One Braze Currents event type and the Segment `track` event it becomes."""
 
     event_type: str  # "users.messages.email.Send"
-    category: str  # "Messages" | ... | "Additional events"
+    category: str  # "Messages" | ... | EXTENDED
     group: str  # "Email"
-    segment_event: str  # "Email Sent"
-    supported: bool  # False for the "Additional events"
+    segment_event: str  # "Email Sent"; "" when the type is not forwardable
+    supported: bool  # Braze's Segment connector exports it (the 51); False for the EXTENDED category
+    forwardable: bool = True  # tui-currents can send it to Segment
+    reason: str | None = None  # why it is deliberately not sent (only when not forwardable)
+    rule: str = "braze"  # the mapping rule (extended_mapping.RULES); "braze" = Braze's connector's mapping
 
 
+# Every Currents event type Braze documents beyond the 51 its Segment connector exports. Off by default, and
+# never part of `all`: selected with `extended`, a group or a type name.
+EXTENDED = "Beyond Braze's Segment connector"
+# The category the five types of Braze's with Segment names (but not in its Segment list) were in before
+# EXTENDED held them; still understood by `--events`.
 ADDITIONAL_EVENTS = "Additional events"
+ADDITIONAL_TYPES = (
+    "users.messages.email.Deferral",
+    "users.messages.webhook.Failure",
+    "users.messages.whatsapp.Click",
+    "users.messages.featureflag.Impression",
+    "users.canvasstep.Progression",
+)
 
 
 def _supported(category: str, group: str, rows: tuple[tuple[str, str], ...]) -> list[EventType]:
     return [EventType(name, category, group, segment, True) for name, segment in rows]
+
+
+def _extended(group: str, rule: str, rows: tuple[tuple[str, str], ...]) -> list[EventType]:
+    return [EventType(name, EXTENDED, group, segment, False, rule=rule) for name, segment in rows]
+
+
+def _not_forwardable(group: str, event_type: str, reason: str) -> EventType:
+    return EventType(event_type, EXTENDED, group, "", False, forwardable=False, reason=reason, rule="")
+
+
+# The custom event's own `name` is its Segment event name.
+CUSTOM_EVENT_NAME = "(the custom event's name)"
+_AGENT_REASON = (
+    "it records Braze's AI agents at work, not something a user did; analyse it from Braze's storage exports"
+)
+
+# The types Braze documents beyond its Segment connector, in the tree's order. Segment's semantic specs
+# name them where one applies (Native Mobile, E-commerce v2); the rest follow the catalog's style.
+EXTENDED_TYPES: tuple[EventType, ...] = (
+    *_extended("Custom events", "custom event", (("users.behaviors.CustomEvent", CUSTOM_EVENT_NAME),)),
+    *_extended("Purchases", "purchase", (("users.behaviors.Purchase", "Order Completed"),)),
+    *_extended(
+        "Sessions",
+        "app lifecycle",
+        (
+            ("users.behaviors.app.FirstSession", "Application Installed"),
+            ("users.behaviors.app.SessionStart", "Application Opened"),
+            ("users.behaviors.app.SessionEnd", "Application Backgrounded"),
+        ),
+    ),
+    *_extended(
+        "Install attribution",
+        "install attribution",
+        (("users.behaviors.InstallAttribution", "Install Attributed"),),
+    ),
+    *_extended("Location", "location", (("users.behaviors.Location", "Location Recorded"),)),
+    *_extended(
+        "Push and live activity tokens",
+        "token change",
+        (
+            ("users.behaviors.pushnotification.TokenStateChange", "Push Token State Changed"),
+            (
+                "users.behaviors.liveactivity.PushToStartTokenChange",
+                "Live Activity Push To Start Token Changed",
+            ),
+            ("users.behaviors.liveactivity.UpdateTokenChange", "Live Activity Update Token Changed"),
+        ),
+    ),
+    *_extended(
+        "Banner",
+        "message",
+        (
+            ("users.messages.banner.Abort", "Banner Aborted"),
+            ("users.messages.banner.Click", "Banner Clicked"),
+            ("users.messages.banner.Dismiss", "Banner Dismissed"),
+            ("users.messages.banner.Impression", "Banner Viewed"),
+        ),
+    ),
+    *_extended(
+        "LINE",
+        "message",
+        (
+            ("users.messages.line.Abort", "LINE Message Aborted"),
+            ("users.messages.line.Click", "LINE Message Clicked"),
+            ("users.messages.line.InboundReceive", "LINE Inbound Received"),
+            ("users.messages.line.Retry", "LINE Message Retried"),
+            ("users.messages.line.Send", "LINE Message Sent"),
+        ),
+    ),
+    *_extended(
+        "RCS",
+        "message",
+        (
+            ("users.messages.rcs.Abort", "RCS Message Aborted"),
+            ("users.messages.rcs.Click", "RCS Message Clicked"),
+            ("users.messages.rcs.Delivery", "RCS Message Delivered"),
+            ("users.messages.rcs.InboundReceive", "RCS Inbound Received"),
+            ("users.messages.rcs.Read", "RCS Message Read"),
+            ("users.messages.rcs.Rejection", "RCS Message Rejected"),
+            ("users.messages.rcs.Send", "RCS Message Sent"),
+        ),
+    ),
+    *_extended(
+        "Live activity",
+        "message",
+        (
+            ("users.messages.liveactivity.Outcome", "Live Activity Outcome Recorded"),
+            ("users.messages.liveactivity.Send", "Live Activity Sent"),
+        ),
+    ),
+    *_extended(
+        "Retries",
+        "message",
+        (
+            ("users.messages.email.Retry", "Email Retried"),
+            ("users.messages.pushnotification.Retry", "Push Notification Retried"),
+            ("users.messages.sms.Retry", "SMS Retried"),
+            ("users.messages.webhook.Retry", "Webhook Retried"),
+            ("users.messages.whatsapp.Retry", "WhatsApp Retried"),
+        ),
+    ),
+    # Braze has Segment names for these five but leaves them out of its Segment connector.
+    *_extended("Email", "message", (("users.messages.email.Deferral", "Email Deferred"),)),
+    *_extended("Webhook", "message", (("users.messages.webhook.Failure", "Webhook Failed"),)),
+    *_extended("WhatsApp", "message", (("users.messages.whatsapp.Click", "WhatsApp Tracked Link Clicked"),)),
+    *_extended(
+        "Feature flag",
+        "message",
+        (("users.messages.featureflag.Impression", "Feature Flag Experiment Impressed"),),
+    ),
+    *_extended(
+        "Canvas step",
+        "message",
+        (
+            ("users.canvasstep.Progression", "Canvas Step Progression"),
+            ("users.canvas.costep.Send", "Canvas Step Sent"),
+        ),
+    ),
+    _not_forwardable(
+        "Users",
+        "users.profile.Update",
+        "a profile change is a Segment identify, not a track, and tui-currents sends track calls only; "
+        "send profile attributes to Segment from where they are set",
+    ),
+    _not_forwardable(
+        "Users",
+        "users.UserDeleteRequest",
+        "a deletion request can never be a track call (it would store the user again); delete the user in "
+        "Segment too, with a deletion request for the same userId in Segment's privacy settings or its API",
+    ),
+    _not_forwardable(
+        "Users",
+        "users.UserOrphan",
+        "Braze merged this profile into another one, and Segment has no track event for that; link the two "
+        "ids in Segment with an alias or identify call from your own code if it needs to know",
+    ),
+    _not_forwardable(
+        "Users",
+        "users.RandomBucketNumberUpdate",
+        "the random bucket number is Braze's own sampling aid, not something a user did",
+    ),
+    _not_forwardable("Agent console", "agentconsole.AgentExecuted", _AGENT_REASON),
+    _not_forwardable("Agent console", "agentconsole.ToolInvocation", _AGENT_REASON),
+)
 
 
 # Where Braze's event glossary (Segment tab) and Segment's older Braze-source page disagree on a Segment
@@ -159,23 +318,7 @@ CATALOG: tuple[EventType, ...] = (
             ("users.messages.whatsapp.Send", "WhatsApp Sent"),
         ),
     ),
-    # Braze has Segment names for these but does not list them for Segment for Currents: offered, off by
-    # default, and forwarded only when a connector selects them explicitly.
-    EventType("users.messages.email.Deferral", ADDITIONAL_EVENTS, "Email", "Email Deferred", False),
-    EventType("users.messages.webhook.Failure", ADDITIONAL_EVENTS, "Webhook", "Webhook Failed", False),
-    EventType(
-        "users.messages.whatsapp.Click", ADDITIONAL_EVENTS, "WhatsApp", "WhatsApp Tracked Link Clicked", False
-    ),
-    EventType(
-        "users.messages.featureflag.Impression",
-        ADDITIONAL_EVENTS,
-        "Feature flag",
-        "Feature Flag Experiment Impressed",
-        False,
-    ),
-    EventType(
-        "users.canvasstep.Progression", ADDITIONAL_EVENTS, "Canvas step", "Canvas Step Progression", False
-    ),
+    *EXTENDED_TYPES,
 )
 
 # Braze's glossary lists the two Abort events under these names.
@@ -216,6 +359,17 @@ _IAM_DEVICE = ("card_id", "button_id", "platform", "os_version", "device_model")
 _SMS_OUT = ("to_phone_number", "subscription_group_id")
 _EXPERIMENT = ("experiment_step_id", "experiment_split_id", "experiment_split_name")
 
+# The app and device fields of behaviour events (Braze's glossary, customer behavior events).
+_APP_DEVICE = (
+    "app_id",
+    "platform",
+    "os_version",
+    "device_model",
+    "ad_id",
+    "ad_id_type",
+    "ad_tracking_enabled",
+)
+_SESSION_DEVICE = ("platform", "os_version", "device_model")
 # Extra fields each event type carries besides COMMON_FIELDS and TRACKING_FIELDS, as the glossary lists them.
 REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -289,11 +443,19 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "users.messages.whatsapp.InboundReceive": ("inbound_phone_number", "action"),
         "users.messages.whatsapp.Read": ("from_phone_number",),
         "users.messages.whatsapp.Send": ("from_phone_number",),
+        # EXTENDED: the fields the mapping rules read and the glossary's usual ones (abort reasons, email
+        # address); every other field is forwarded as it comes.
+        **{e.event_type: () for e in EXTENDED_TYPES},
+        **{e.event_type: _ABORT for e in EXTENDED_TYPES if e.event_type.endswith(".Abort")},
+        "users.behaviors.CustomEvent": ("name", "custom_properties"),
+        "users.behaviors.Purchase": ("product_id", "price", "currency", "purchase_properties"),
+        "users.behaviors.app.FirstSession": ("session_id", "app_id"),
+        "users.behaviors.app.SessionStart": ("session_id", "app_id"),
+        "users.behaviors.app.SessionEnd": ("session_id", "app_id"),
+        "users.behaviors.InstallAttribution": ("source",),
+        "users.behaviors.Location": ("latitude", "longitude"),
         "users.messages.email.Deferral": _EMAIL,
-        "users.messages.webhook.Failure": (),
-        "users.messages.whatsapp.Click": (),
-        "users.messages.featureflag.Impression": (),
-        "users.canvasstep.Progression": (),
+        "users.messages.email.Retry": _EMAIL,
     }
 )
 
@@ -329,6 +491,12 @@ OPTIONAL_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "users.messages.whatsapp.InboundReceive": ("user_phone_number",),
         "users.messages.whatsapp.Read": ("to_phone_number",),
         "users.messages.whatsapp.Send": ("to_phone_number",),
+        "users.behaviors.CustomEvent": _APP_DEVICE,
+        "users.behaviors.Purchase": ("quantity", *_APP_DEVICE),
+        "users.behaviors.app.FirstSession": _SESSION_DEVICE,
+        "users.behaviors.app.SessionStart": _SESSION_DEVICE,
+        "users.behaviors.app.SessionEnd": ("duration", *_SESSION_DEVICE),
+        "users.behaviors.Location": ("altitude", "ll_accuracy", "alt_accuracy", *_APP_DEVICE),
     }
 )
 
@@ -359,6 +527,21 @@ PHONE_TRAIT_FIELD: Mapping[str, str] = MappingProxyType(
             for name in ("Abort", "Delivery", "Failure", "Read", "Send")
         },
         "users.messages.whatsapp.InboundReceive": "user_phone_number",
+        # EXTENDED: the same rule on the newer channels and the retries.
+        **{
+            f"users.messages.{channel}": "to_phone_number"
+            for channel in (
+                "sms.Retry",
+                "whatsapp.Retry",
+                "rcs.Abort",
+                "rcs.Delivery",
+                "rcs.Read",
+                "rcs.Rejection",
+                "rcs.Send",
+            )
+        },
+        "users.messages.rcs.Click": "user_phone_number",
+        "users.messages.rcs.InboundReceive": "user_phone_number",
     }
 )
 # Event types whose `device_model` becomes context.device.model and `platform` context.device.type.
@@ -397,8 +580,21 @@ def canonical_name(event_type: str) -> str:
 
 
 def supported_types() -> list[str]:
-    """The names of every event type Segment for Currents forwards (what `all` selects), in catalog order."""
+    """The names of every event type Braze's Segment connector exports (what `all` selects), in catalog
+    order."""
     return [e.event_type for e in CATALOG if e.supported]
+
+
+def extended_types() -> list[str]:
+    """The forwardable event types beyond Braze's Segment connector (what `extended` selects), in catalog
+    order."""
+    return [e.event_type for e in CATALOG if e.category == EXTENDED and e.forwardable]
+
+
+def not_forwardable_reason(event_type: str) -> str | None:
+    """Why tui-currents deliberately does not send an event type; None when it can or does not know it."""
+    entry = find(event_type)
+    return entry.reason if entry is not None and not entry.forwardable else None
 
 
 def categories() -> dict[str, dict[str, list[EventType]]]:
@@ -420,25 +616,29 @@ def optional_fields(event_type: str) -> tuple[str, ...]:
 
 
 def _build_selectors() -> dict[str, tuple[str, ...]]:
-    """Every name `resolve_events` understands, lower-cased, with the event types it stands for."""
+    """Every name `resolve_events` understands, lower-cased, with the event types it stands for. Types
+    that are not forwardable are in none of them (see resolve_events)."""
     selectors: dict[str, list[str]] = {}
+    forwardable = [e for e in CATALOG if e.forwardable]
     # Group names first, so that category names (added later) win a clash: "Canvas" the category contains
-    # "Canvas" the group. A group name shared by a supported group and an Additional-events group ("Email")
-    # means the supported one; the Additional-events category or the type's own name selects the others.
+    # "Canvas" the group. A group name shared by a supported group and an extended group ("Email") means
+    # the supported one; `extended` or the type's own name selects the others.
     supported_groups = {e.group.lower() for e in CATALOG if e.supported}
-    for entry in CATALOG:
+    for entry in forwardable:
         key = entry.group.lower()
         if entry.supported or key not in supported_groups:
             selectors.setdefault(key, []).append(entry.event_type)
     categories_seen: dict[str, list[str]] = {}
-    for entry in CATALOG:
+    for entry in forwardable:
         categories_seen.setdefault(entry.category.lower(), []).append(entry.event_type)
     selectors.update(categories_seen)
-    for entry in CATALOG:
+    for entry in forwardable:
         selectors[entry.event_type.lower()] = [entry.event_type]
     for alias, name in ALIASES.items():
         selectors[alias] = [name]
     selectors["all"] = supported_types()
+    selectors["extended"] = extended_types()
+    selectors[ADDITIONAL_EVENTS.lower()] = list(ADDITIONAL_TYPES)
     return {key: tuple(names) for key, names in selectors.items()}
 
 
@@ -450,15 +650,31 @@ _DISPLAY_NAMES: dict[str, str] = {
     **{e.event_type.lower(): e.event_type for e in CATALOG},
     **{alias: alias for alias in ALIASES},
     "all": "all",
+    "extended": "extended",
 }
+# Names of the types that are never sent, and of the groups holding only such types, so that naming one
+# says why rather than "unknown".
+_NOT_FORWARDABLE: dict[str, str] = {
+    e.event_type.lower(): f"`{e.event_type}` is not forwardable: {e.reason}"
+    for e in CATALOG
+    if not e.forwardable
+}
+_NOT_FORWARDABLE.update(
+    {
+        group.lower(): f"no event type of the group `{group}` is forwardable (`tui-currents events` says why)"
+        for group in {e.group for e in CATALOG if not e.forwardable}
+        if group.lower() not in _SELECTORS
+    }
+)
 
 
 def resolve_events(spec: str) -> list[str]:
-    """Resolve a comma-separated list of event types, group names and category names (or `all`, every
-    supported type) to event type names, without duplicates, in catalog order.
+    """Resolve a comma-separated list of event types, group names and category names to event type names,
+    without duplicates, in catalog order. `all` is every type Braze's Segment connector exports (the 51);
+    `extended` every forwardable type beyond them; `all,extended` both.
 
     Names are matched case-insensitively. Raises ValueError naming the first unknown part, with the closest
-    known name as a hint.
+    known name as a hint, or the reason a named type is never forwarded.
     """
     parts = [part.strip() for part in str(spec).split(",")]
     parts = [part for part in parts if part]
@@ -467,6 +683,8 @@ def resolve_events(spec: str) -> list[str]:
     chosen: set[str] = set()
     for part in parts:
         names = _SELECTORS.get(part.lower())
+        if names is None and part.lower() in _NOT_FORWARDABLE:
+            raise ValueError(_NOT_FORWARDABLE[part.lower()])
         if names is None:
             close = difflib.get_close_matches(part.lower(), _DISPLAY_NAMES, n=1, cutoff=0.6)
             hint = f"; did you mean `{_DISPLAY_NAMES[close[0]]}`?" if close else ""

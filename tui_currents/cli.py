@@ -88,25 +88,52 @@ def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool) -> None:
 # ----------------------------------------------------------------------------- events
 
 
+EVENTS_HELP = (
+    "SPEC: event types, groups or categories, comma-separated. 'all' = the 51 types Braze's Segment "
+    "connector exports; 'extended' = the types beyond it (custom events, purchases, sessions...), off "
+    "unless named; 'all,extended' = everything forwardable. See `tui-currents events`."
+)
+
+
+def _event_entry(entry: catalog.EventType) -> dict[str, object]:
+    """One catalog entry as `events --json` gives it: `supported` = Braze's Segment connector exports it,
+    `forwardable` = tui-currents can send it, `reason` (only when it cannot) = why not and what to do."""
+    item: dict[str, object] = {
+        "event_type": entry.event_type,
+        "category": entry.category,
+        "group": entry.group,
+        "segment_event": entry.segment_event,
+        "supported": entry.supported,
+        "forwardable": entry.forwardable,
+    }
+    if not entry.forwardable:
+        item["reason"] = entry.reason
+    return item
+
+
 def cmd_events(args: argparse.Namespace) -> int:
-    entries = [
-        {
-            "event_type": e.event_type,
-            "category": e.category,
-            "group": e.group,
-            "segment_event": e.segment_event,
-            "supported": e.supported,
-        }
-        for e in catalog.CATALOG
-    ]
     if args.json:
-        _print_json(entries)
+        _print_json([_event_entry(e) for e in catalog.CATALOG])
         return 0
     rows = [
-        [e["category"], e["group"], e["event_type"], e["segment_event"], "yes" if e["supported"] else "no"]
-        for e in entries
+        [
+            e.category,
+            e.group,
+            e.event_type,
+            e.segment_event if e.forwardable else "(not forwardable)",
+            "yes" if e.supported else "no",
+        ]
+        for e in catalog.CATALOG
     ]
-    print(_table(rows, ["Category", "Group", "Braze event type", "Segment event", "Supported"]))
+    print(_table(rows, ["Category", "Group", "Braze event type", "Segment event", "In Braze's connector"]))
+    print(
+        f"\n`all` selects the {len(catalog.supported_types())} types Braze's Segment connector exports; "
+        f"`extended` the {len(catalog.extended_types())} forwardable types beyond them (off unless selected)."
+    )
+    print("Not forwardable (counted, never sent):")
+    for entry in catalog.CATALOG:
+        if not entry.forwardable:
+            print(f"  {entry.event_type}: {entry.reason}")
     return 0
 
 
@@ -628,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest = p.add_mutually_exclusive_group()
         dest.add_argument("--region", choices=["us", "eu"])
         dest.add_argument("--endpoint", help="custom Segment endpoint URL (https; http only on loopback)")
-        p.add_argument("--events", help="SPEC: event types, groups or categories, comma-separated, or 'all'")
+        p.add_argument("--events", help=EVENTS_HELP)
         p.add_argument("--write-key-stdin", action="store_true", help="read the Segment write key from stdin")
         anon = p.add_mutually_exclusive_group()
         anon.add_argument("--include-anonymous", dest="include_anonymous", action="store_true", default=None)

@@ -5,8 +5,10 @@ Pure functions, no I/O, and neither function ever raises: a source hands every r
 catalog's tables at import time, so mapping an event costs a few microseconds.
 
 Decisions this module makes (beyond the catalog's mapping tables):
-- An "Additional events" type (not listed by Braze for Segment) is forwarded when a connector selects it:
-  selecting it is the user's opt-in. Event types outside the catalog are always "unsupported".
+- A type beyond Braze's Segment connector (catalog.EXTENDED) is forwarded when a connector selects it:
+  selecting it is the user's opt-in. Its catalog rule (extended_mapping) reshapes the message. A type the
+  catalog marks not forwardable is "not forwardable", selected or not, with the catalog's reason. Event
+  types outside the catalog are always "unsupported".
 - `device_id` is a property. Braze's Segment mapping lists no context field for it, and its rule is that
   every field without one stays in `properties`.
 - `time` may be an int, a float (milliseconds kept) or text holding a number (hand-made test posts send
@@ -33,7 +35,7 @@ from enum import StrEnum
 
 import orjson
 
-from tui_currents import LIBRARY_NAME, __version__, catalog
+from tui_currents import LIBRARY_NAME, __version__, catalog, extended_mapping
 from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
 
 
@@ -71,6 +73,7 @@ class Fate(StrEnum):
     NOT_SELECTED = "not selected"
     ANONYMOUS = "anonymous"
     UNSUPPORTED = "unsupported"
+    NOT_FORWARDABLE = "not forwardable"
     REJECTED = "rejected"
 
 
@@ -201,6 +204,8 @@ class _TypePlan:
     renamed: tuple[tuple[str, str], ...]  # (field, new property name)
     traits: tuple[tuple[str, str], ...]  # (field, key in context.traits)
     device: tuple[tuple[str, str], ...]  # (field, key in context.device)
+    # The type's own rule, applied last (extended_mapping); None for Braze's connector's mapping.
+    rule: extended_mapping.RuleFunction | None = None
 
 
 def _plan(entry: catalog.EventType) -> _TypePlan:
@@ -225,10 +230,11 @@ def _plan(entry: catalog.EventType) -> _TypePlan:
         tuple(renamed.items()),
         tuple(traits.items()),
         tuple(device.items()),
+        extended_mapping.RULES[entry.rule].apply if entry.rule in extended_mapping.RULES else None,
     )
 
 
-_PLANS = {entry.event_type: _plan(entry) for entry in catalog.CATALOG}
+_PLANS = {entry.event_type: _plan(entry) for entry in catalog.CATALOG if entry.forwardable}
 # Every message shares this one `context.library` object: it never changes, and nothing changes a message's
 # nested objects once it is mapped (the store keeps `encoded`; readers decode their own copy).
 _LIBRARY = {"name": LIBRARY_NAME, "version": __version__}
@@ -384,6 +390,9 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
         return Outcome(_REJECTED, event, reason=_unusable_reason(event))
     plan = _PLANS.get(event_type)
     if plan is None:
+        reason = catalog.not_forwardable_reason(event_type)
+        if reason is not None:
+            return Outcome(Fate.NOT_FORWARDABLE, event, reason=reason)
         return Outcome(
             _UNSUPPORTED, event, reason=f"`{event_type}` is not an event type forwarded to Segment"
         )
@@ -481,6 +490,13 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
     for key, name in plan.device:
         if key in properties:
             context.setdefault("device", {})[name] = properties.pop(key)
+    if plan.rule is not None:
+        try:
+            named = plan.rule(properties, context)
+        except extended_mapping.NotMappable as problem:
+            return _rejected(event, segment_event, str(problem))
+        if named is not None and not override:
+            segment_event = named
     message: dict[str, object] = {
         "type": "track",
         "event": segment_event,

@@ -27,6 +27,7 @@ RECEIVED = "received"
 NOT_SELECTED = "not_selected"
 ANONYMOUS = "anonymous"
 UNSUPPORTED = "unsupported"
+NOT_FORWARDABLE = "not_forwardable"  # a known type sent deliberately never (catalog reason)
 QUEUED = "queued"
 DUPLICATE = "duplicate"
 DELIVERED = "delivered"
@@ -35,7 +36,7 @@ DEAD_LETTERED = "dead_lettered"
 EXPIRED = "expired"
 REQUEUED = "requeued"
 COUNTER_NAMES = (
-    RECEIVED, NOT_SELECTED, ANONYMOUS, UNSUPPORTED, QUEUED, DUPLICATE,
+    RECEIVED, NOT_SELECTED, ANONYMOUS, UNSUPPORTED, NOT_FORWARDABLE, QUEUED, DUPLICATE,
     DELIVERED, RETRIED, DEAD_LETTERED, EXPIRED, REQUEUED,
 )  # fmt: skip
 
@@ -111,7 +112,7 @@ class CommitResult:
     received: int = 0
     queued: int = 0
     duplicates: int = 0
-    filtered: int = 0  # not selected, anonymous, unsupported
+    filtered: int = 0  # not selected, anonymous, unsupported, not forwardable
     dead_lettered: int = 0  # rejected by the mapping
 
 

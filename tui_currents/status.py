@@ -20,6 +20,7 @@ COUNTER_NAMES = (
     "not_selected",
     "anonymous",
     "unsupported",
+    "not_forwardable",
     "delivered",
     "retried",
     "dead_lettered",

@@ -6,13 +6,22 @@ import pytest
 from textual.app import App, ComposeResult
 
 from tui_currents import catalog
-from tui_currents.tui.widgets.event_tree import CHECK_GLYPHS, Branch, Check, EventPicker, EventTree
+from tui_currents.tui.widgets.event_tree import (
+    CHECK_GLYPHS,
+    EXTENDED_NOTE,
+    NOT_FORWARDABLE_GLYPH,
+    Branch,
+    Check,
+    EventPicker,
+    EventTree,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 EMAIL = [e.event_type for e in catalog.CATALOG if e.category == "Messages" and e.group == "Email"]
 SUPPORTED = {e.event_type for e in catalog.CATALOG if e.supported}
-ADDITIONAL = {e.event_type for e in catalog.CATALOG if not e.supported}
+EXTENDED = set(catalog.extended_types())
+NOT_FORWARDABLE = {e.event_type for e in catalog.CATALOG if not e.forwardable}
 
 
 class PickerApp(App):
@@ -105,28 +114,62 @@ async def test_keys_move_expand_and_toggle_leaves():
         assert not email.is_expanded
 
 
-async def test_all_and_none_and_the_count_in_the_summary():
+async def test_all_selects_what_the_all_spec_selects_and_the_summary_counts_both_parts():
     app = PickerApp()
     async with app.run_test(size=(100, 40)) as pilot:
         tree = app.query_one(EventTree)
         summary = app.query_one("#event-summary")
         await pilot.press("a")
-        assert tree.selected == SUPPORTED | ADDITIONAL
-        assert f"{tree.total} of {tree.total} event types selected" in str(summary.render())
+        # The tree and `--events all` agree: Braze's 51, nothing beyond them.
+        assert tree.selected == SUPPORTED == set(catalog.resolve_events("all"))
+        text = str(summary.render())
+        assert f"51/51 of Braze's connector · 0/{len(EXTENDED)} beyond it" in text
+        tree.move_cursor(node_for(tree, catalog.EXTENDED))
+        await pilot.press("space")
+        assert tree.selected == set(catalog.resolve_events("all,extended"))
+        assert f"51/51 of Braze's connector · {len(EXTENDED)}/{len(EXTENDED)} beyond it" in str(
+            summary.render()
+        )
         await pilot.press("n")
         assert tree.selected == frozenset()
-        assert f"0 of {tree.total} event types selected" in str(summary.render())
+        assert "0/51 of Braze's connector · 0/" in str(summary.render())
 
 
-async def test_additional_events_are_their_own_closed_category_and_off_by_default():
+async def test_types_beyond_the_connector_are_their_own_labelled_closed_branch_off_by_default():
     app = PickerApp(selected=sorted(SUPPORTED))
-    async with app.run_test(size=(100, 40)):
+    async with app.run_test(size=(160, 40)):
         tree = app.query_one(EventTree)
-        extra = node_for(tree, catalog.ADDITIONAL_EVENTS)
-        assert not extra.is_expanded
-        assert tree.state_of(extra) is Check.NONE
-        leaves = {leaf.event_type for leaf in extra.data.leaves}
-        assert leaves == ADDITIONAL
+        beyond = node_for(tree, catalog.EXTENDED)
+        assert not beyond.is_expanded
+        assert tree.state_of(beyond) is Check.NONE
+        label = label_text(tree, beyond)
+        assert f"Beyond Braze's Segment connector  0/{len(EXTENDED)}" in label and EXTENDED_NOTE in label
+        leaves = {leaf.event_type for leaf in beyond.data.leaves}
+        assert leaves == EXTENDED | NOT_FORWARDABLE
+        # Braze's own categories count only Braze's types.
+        assert not any(catalog.EXTENDED in label_text(tree, n) for n in tree.root.children[:-1])
+
+
+async def test_types_never_sent_show_the_reason_and_cannot_be_ticked():
+    app = PickerApp(selected=["users.UserDeleteRequest", "users.messages.email.Send"])
+    async with app.run_test(size=(200, 40)) as pilot:
+        tree = app.query_one(EventTree)
+        assert tree.selected == {"users.messages.email.Send"}
+        users = node_for(tree, f"{catalog.EXTENDED}/Users")
+        tree.move_cursor(node_for(tree, catalog.EXTENDED))
+        await pilot.press("enter")
+        tree.move_cursor(users)
+        await pilot.press("enter")
+        deletion = node_for(tree, "users.UserDeleteRequest")
+        label = label_text(tree, deletion)
+        assert label.startswith(f"{NOT_FORWARDABLE_GLYPH} not forwardable")
+        assert catalog.not_forwardable_reason("users.UserDeleteRequest") in label
+        assert label_text(tree, users).endswith(f"{NOT_FORWARDABLE_GLYPH} Users  not forwardable")
+        tree.move_cursor(deletion)
+        await pilot.press("space")
+        tree.move_cursor(users)
+        await pilot.press("space")
+        assert tree.selected == {"users.messages.email.Send"}
 
 
 async def test_filter_by_braze_type_or_segment_name_keeps_the_selection():

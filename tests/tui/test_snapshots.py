@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui_currents import config
+from tui_currents import catalog, config
 from tui_currents.tui.widgets.event_tree import Branch, EventTree
 
 from .helpers import make_app, ready, write_connectors
@@ -76,3 +76,33 @@ def test_terminal_colours_theme(snap_compare, home, monkeypatch):
     cfg.ui.theme = "currents-terminal"
     config.save(home, cfg)
     assert snap_compare(make_app(home), terminal_size=(80, 24), run_before=settle())
+
+
+def test_editor_types_beyond_braze_connector(snap_compare, seeded):
+    # The extended branch open under its own label, off by default.
+    async def run_before(pilot) -> None:
+        await settle("down", "e")(pilot)
+        tree = pilot.app.screen.query_one(EventTree)
+        tree.focus()
+        beyond = next(
+            n for n in tree._walk_nodes() if isinstance(n.data, Branch) and n.data.key == catalog.EXTENDED
+        )
+        tree.move_cursor(beyond)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        tree.scroll_to(y=beyond.line, animate=False)  # the branch's label at the top, its groups below
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(seeded.home), terminal_size=(100, 32), run_before=run_before)
+
+
+def test_editor_type_never_sent_shows_why(snap_compare, seeded):
+    # Filtered to the user-deletion request: n/a, and what to do instead.
+    async def run_before(pilot) -> None:
+        await settle("down", "e")(pilot)
+        tree = pilot.app.screen.query_one(EventTree)
+        tree.focus()
+        await pilot.press("slash", *"Delete", "enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(seeded.home), terminal_size=(160, 32), run_before=run_before)

@@ -81,6 +81,7 @@ class TypeCounts:
     not_selected: int = 0
     anonymous: int = 0
     unsupported: int = 0
+    not_forwardable: int = 0  # a known type never sent (the catalog says why)
     rejected: int = 0  # invalid: kept as dead letters with the reason
     outside_time: int = 0  # before --since or not before --until
     not_chosen: int = 0  # not among the --event-type choices
@@ -100,6 +101,7 @@ _FATE_FIELD = {
     Fate.NOT_SELECTED: "not_selected",
     Fate.ANONYMOUS: "anonymous",
     Fate.UNSUPPORTED: "unsupported",
+    Fate.NOT_FORWARDABLE: "not_forwardable",
     Fate.REJECTED: "rejected",
 }
 

@@ -409,12 +409,47 @@ class DemoGenerator:
                     experiment_split_id=self._uuid(),
                     experiment_split_name=rng.choice(("Path 1", "Path 2", "Control")),
                 )
+        elif event_type.startswith("users.behaviors."):
+            self._behaviour(event_type, user, props)
         else:
             props.update(self._tracking())
             builder = _MESSAGE_BUILDERS.get(group)
+            if group == "Retries":  # a retry carries its channel's fields
+                builder = _MESSAGE_BUILDERS.get(_RETRY_GROUPS.get(event_type.split(".")[2], ""))
+                step = "Send"
             if builder is not None:
                 builder(self, step, user, props)
+            elif step == "Abort":
+                props.update(self._abort())
         return props
+
+    def _behaviour(self, event_type: str, user: _User, props: dict[str, Any]) -> None:
+        """The behaviour events beyond Braze's Segment connector (catalog.EXTENDED)."""
+        rng = self._rng
+        props.update(self._device(user))
+        kind = event_type.removeprefix("users.behaviors.")
+        if kind == "CustomEvent":
+            name, custom = rng.choice(_CUSTOM_EVENTS)
+            props.update(name=name, custom_properties=dict(custom))
+        elif kind == "Purchase":
+            props.update(
+                product_id=f"sku-{rng.randrange(1000, 9999)}",
+                price=rng.choice((4.99, 9.99, 19.0, 49.5)),
+                currency=rng.choice(("USD", "EUR", "GBP")),
+                purchase_properties={"category": rng.choice(("shoes", "books", "music"))},
+            )
+        elif kind.startswith("app."):
+            props["session_id"] = self._uuid()
+            if kind == "app.SessionEnd":
+                props["duration"] = round(rng.uniform(5, 900), 1)
+        elif kind == "InstallAttribution":
+            props["source"] = rng.choice(("Facebook Ads", "Google Ads", "Organic", "TikTok"))
+        elif kind == "Location":
+            props.update(
+                latitude=round(rng.uniform(-60, 70), 6),
+                longitude=round(rng.uniform(-180, 180), 6),
+                ll_accuracy=round(rng.uniform(5, 50), 1),
+            )
 
     def _email(self, step: str, user: _User, props: dict[str, Any]) -> None:
         rng = self._rng
@@ -670,6 +705,20 @@ class DemoGenerator:
             await asyncio.sleep(max(min(full_at, next_at) - now, 0.001))
 
 
+# The channel of a retry event (users.messages.<channel>.Retry) -> its message group.
+_RETRY_GROUPS = {
+    "email": "Email",
+    "pushnotification": "Push notification",
+    "sms": "SMS",
+    "webhook": "Webhook",
+    "whatsapp": "WhatsApp",
+}
+# Custom events a shop's app logs, with their properties.
+_CUSTOM_EVENTS = (
+    ("Added To Wishlist", {"sku": "sku-4411", "size": "M"}),
+    ("Viewed Product", {"sku": "sku-2045", "list": "summer"}),
+    ("Started Checkout", {"items": 2, "coupon": None}),
+)
 _MESSAGE_BUILDERS: dict[str, Callable[[DemoGenerator, str, _User, dict[str, Any]], None]] = {
     "Email": DemoGenerator._email,
     "Push notification": DemoGenerator._push,

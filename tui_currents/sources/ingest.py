@@ -22,7 +22,9 @@ _NO_CONNECTOR_RULES = ConnectorRules(selected=frozenset())
 # The one fate that describes an event across its workspace's connectors: the first that applies.
 # Connectors of a workspace never select the same event type, so "queued" by one and "not selected" by
 # the others is the normal case and reads as "queued".
-FATE_ORDER = (Fate.QUEUED, Fate.REJECTED, Fate.ANONYMOUS, Fate.NOT_SELECTED, Fate.UNSUPPORTED)
+FATE_ORDER = (
+    Fate.QUEUED, Fate.REJECTED, Fate.ANONYMOUS, Fate.NOT_SELECTED, Fate.NOT_FORWARDABLE, Fate.UNSUPPORTED,
+)  # fmt: skip
 _RANK = {fate: rank for rank, fate in enumerate(FATE_ORDER)}
 Routes = tuple[tuple[str, ConnectorRules], ...]  # a workspace's enabled connectors and their rules
 

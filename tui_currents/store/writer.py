@@ -15,6 +15,7 @@ from tui_currents.outbox import (
     DEAD_LETTERED,
     DUPLICATE,
     DUPLICATE_REASON,
+    NOT_FORWARDABLE,
     NOT_SELECTED,
     QUEUED,
     RECEIVED,
@@ -38,6 +39,7 @@ _FATE_COUNTER = {
     "not selected": NOT_SELECTED,
     "anonymous": ANONYMOUS,
     "unsupported": UNSUPPORTED,
+    "not forwardable": NOT_FORWARDABLE,
     "rejected": DEAD_LETTERED,
 }
 

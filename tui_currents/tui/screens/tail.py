@@ -23,7 +23,7 @@ FATE_CYCLE = (
     frozenset({"delivered"}),
     frozenset({"queued"}),
     frozenset({"dead letter", "rejected"}),
-    frozenset({"not selected", "anonymous", "unsupported", "duplicate"}),
+    frozenset({"not selected", "anonymous", "unsupported", "not forwardable", "duplicate"}),
 )
 FATE_CYCLE_NAMES = ("all fates", "delivered", "queued", "dead letters", "filtered")
 

@@ -3,6 +3,10 @@
 The selection lives in a set of event-type names, apart from the tree's nodes, so a filter can rebuild the
 visible tree without losing what was chosen. Check marks are text ("[x]", "[-]", "[ ]") so they read in any
 terminal, with or without colour.
+
+The types beyond Braze's Segment connector are one closed branch of their own, labelled as such; `a`
+selects what `all` selects (Braze's 51), never them. Types that are never sent show "n/a" and the reason,
+and cannot be ticked.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class Check(StrEnum):
 
 
 CHECK_GLYPHS = {Check.NONE: "[ ]", Check.SOME: "[-]", Check.ALL: "[x]"}
+NOT_FORWARDABLE_GLYPH = "n/a"
+NOT_FORWARDABLE_LABEL = "not forwardable"
+# Beside the extended category's name, so that nobody takes it for Braze's own list.
+EXTENDED_NOTE = "not Braze's list · not in `all`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,7 @@ class EventTree(Tree[NodeData]):
         & > .event-tree--segment { color: $text; }
         & > .event-tree--type { color: $text-muted; }
         & > .event-tree--count { color: $text-muted; }
+        & > .event-tree--note { color: $text-warning; }
     }
     """
     COMPONENT_CLASSES = {
@@ -81,6 +90,7 @@ class EventTree(Tree[NodeData]):
         "event-tree--segment",
         "event-tree--type",
         "event-tree--count",
+        "event-tree--note",
     }
     BINDINGS = [
         Binding("space", "toggle_check", "Toggle", id="event_tree.toggle"),
@@ -89,7 +99,7 @@ class EventTree(Tree[NodeData]):
         Binding("enter", "enter", "Expand", show=False, id="event_tree.enter"),
         Binding("right,l", "expand", "Expand", show=False, id="event_tree.expand"),
         Binding("left,h", "collapse", "Collapse", show=False, id="event_tree.collapse"),
-        Binding("a", "select_all", "All", id="event_tree.all"),
+        Binding("a", "select_all", "All of Braze's", id="event_tree.all"),
         Binding("n", "select_none", "None", id="event_tree.none"),
         Binding("slash", "filter", "Filter", id="event_tree.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="event_tree.clear_filter"),
@@ -127,13 +137,18 @@ class EventTree(Tree[NodeData]):
         self.set_reactive(Tree.auto_expand, False)
         self.set_reactive(Tree.guide_depth, 3)
         self._categories = catalog.categories()
+        # What can be ticked: every type tui-currents can send.
         self._all_types = frozenset(
-            e.event_type for groups in self._categories.values() for g in groups.values() for e in g
+            e.event_type
+            for groups in self._categories.values()
+            for g in groups.values()
+            for e in g
+            if e.forwardable
         )
         self._selected: set[str] = {catalog.canonical_name(name) for name in selected} & self._all_types
         self._name_overrides: dict[str, str] = dict(name_overrides or {})
         self._filter = ""
-        # Categories of supported events start open; the "Additional events" category starts closed.
+        # Categories of Braze's connector's types start open; the extended category starts closed.
         self._expanded: set[str] = {
             category for category, groups in self._categories.items() if self._branch_supported(groups)
         }
@@ -152,8 +167,14 @@ class EventTree(Tree[NodeData]):
 
     @property
     def total(self) -> int:
-        """How many event types the tree offers."""
+        """How many event types the tree offers to tick."""
         return len(self._all_types)
+
+    def counts(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(selected, offered) among Braze's connector's types, and among the types beyond it."""
+        supported = {e.event_type for e in catalog.CATALOG if e.supported}
+        chosen = len(self._selected & supported)
+        return (chosen, len(supported)), (len(self._selected) - chosen, len(self._all_types) - len(supported))
 
     @property
     def filter_text(self) -> str:
@@ -180,6 +201,7 @@ class EventTree(Tree[NodeData]):
         """The check state of any node: a leaf is all or none; a branch counts its whole branch."""
         data = node.data
         leaves = data.leaves if isinstance(data, Branch) else (data,) if data is not None else ()
+        leaves = tuple(e for e in leaves if e.forwardable)
         chosen = sum(1 for e in leaves if e.event_type in self._selected)
         if chosen == 0:
             return Check.NONE
@@ -276,22 +298,37 @@ class EventTree(Tree[NodeData]):
         text = Text(no_wrap=True, end="")
         if node.allow_expand:
             text.append(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE, base_style)
-        text.append(CHECK_GLYPHS[state], self._style(state.value, styled))
+        never_sent = not any(e.forwardable for e in (data.leaves if isinstance(data, Branch) else (data,)))
+        if never_sent:
+            text.append(NOT_FORWARDABLE_GLYPH, self._style("none", styled))
+        else:
+            text.append(CHECK_GLYPHS[state], self._style(state.value, styled))
         text.append(" ")
         if isinstance(data, Branch):
             text.append(data.title)
-            chosen = sum(1 for e in data.leaves if e.event_type in self._selected)
-            text.append(f"  {chosen}/{len(data.leaves)}", self._style("count", styled))
+            offered = [e for e in data.leaves if e.forwardable]
+            chosen = sum(1 for e in offered if e.event_type in self._selected)
+            if offered:
+                text.append(f"  {chosen}/{len(offered)}", self._style("count", styled))
+            else:
+                text.append(f"  {NOT_FORWARDABLE_LABEL}", self._style("count", styled))
+            if data.key == catalog.EXTENDED:
+                text.append(f"  {EXTENDED_NOTE}", self._style("note", styled))
         elif isinstance(data, EventType):
             width = self._segment_column_width(node)
-            text.append(self.segment_name(data).ljust(width), self._style("segment", styled))
+            text.append(self._leaf_name(data).ljust(width), self._style("segment", styled))
             text.append("  ")
             text.append(data.event_type, self._style("type", styled))
+            if not data.forwardable:
+                text.append(f"  {data.reason}", self._style("count", styled))
         return text
+
+    def _leaf_name(self, event: EventType) -> str:
+        return self.segment_name(event) if event.forwardable else NOT_FORWARDABLE_LABEL
 
     def _segment_column_width(self, node: TreeNode[NodeData]) -> int:
         siblings = node.parent.children if node.parent is not None else [node]
-        return max(len(self.segment_name(s.data)) for s in siblings if isinstance(s.data, EventType))
+        return max(len(self._leaf_name(s.data)) for s in siblings if isinstance(s.data, EventType))
 
     def _refresh_all(self) -> None:
         for node in self._walk_nodes():
@@ -314,8 +351,9 @@ class EventTree(Tree[NodeData]):
     # ------------------------------------------------------------------ actions
 
     def toggle(self, node: TreeNode[NodeData]) -> None:
-        """Toggle a leaf, or a whole (visible) branch: all on unless all are already on."""
-        leaves = {e.event_type for e in self._visible_leaves(node)}
+        """Toggle a leaf, or a whole (visible) branch: all on unless all are already on. Types that are
+        never sent are left alone."""
+        leaves = {e.event_type for e in self._visible_leaves(node) if e.forwardable}
         if not leaves:
             return
         if leaves <= self._selected:
@@ -368,8 +406,10 @@ class EventTree(Tree[NodeData]):
                 self._expanded.discard(key)
 
     def action_select_all(self) -> None:
-        """Select every event type shown (all of them, or all that match the filter)."""
-        self._selected |= {e.event_type for e in self._visible_leaves(self.root)}
+        """Select what `all` selects (Braze's connector's types), or, under a filter, every forwardable type
+        that matches it. The extended branch is ticked on its own."""
+        shown = [e for e in self._visible_leaves(self.root) if e.forwardable]
+        self._selected |= {e.event_type for e in shown if e.supported or self._filter.strip()}
         self._selection_changed(None)
 
     def action_select_none(self) -> None:
@@ -446,10 +486,11 @@ class EventPicker(Vertical):
 
     def _update_summary(self) -> None:
         tree = self.tree
-        parts = [f"{len(tree.selected)} of {tree.total} event types selected"]
+        (braze, braze_total), (beyond, beyond_total) = tree.counts()
+        parts = [f"{braze}/{braze_total} of Braze's connector", f"{beyond}/{beyond_total} beyond it"]
         if tree.filter_text.strip():
             parts.append(f'filter "{tree.filter_text.strip()}"')
-        parts.append("space toggle · a all · n none · / filter")
+        parts.append("a all · n none · / filter")
         self.query_one("#event-summary", Label).update(" · ".join(parts))
 
     @on(EventTree.Changed)

@@ -33,6 +33,7 @@ FATE_KINDS = {
     "not selected": "filtered",
     "anonymous": "filtered",
     "unsupported": "filtered",
+    "not forwardable": "filtered",
     "duplicate": "filtered",
 }
 FATE_WIDTH = 12
