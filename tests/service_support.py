@@ -61,10 +61,10 @@ class Service:
 
 def service_env(**extra: str) -> dict[str, str]:
     """The product's environment for a service run (no TUI_CURRENTS_* of the test, no OS keyring)."""
-    env = subprocess_env(**extra)
-    env.pop("NOTIFY_SOCKET", None)
-    env.pop("WATCHDOG_USEC", None)
-    env.pop("CREDENTIALS_DIRECTORY", None)
+    env = subprocess_env()
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"):
+        env.pop(name, None)  # this test run's own, should it run under systemd
+    env.update(extra)
     return env
 
 
