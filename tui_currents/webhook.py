@@ -176,7 +176,7 @@ class WebhookPoster:
             response = await client.post(url, json=body, timeout=REQUEST_TIMEOUT)
         except httpx.TimeoutException:
             return f"no answer within {REQUEST_TIMEOUT:g} s"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # httpx's errors may quote the URL: only their type is said
             return f"could not reach it ({type(exc).__name__})"
         if 200 <= response.status_code < 300:
             return None
@@ -227,6 +227,8 @@ class WebhookPoster:
                     raise
                 except sqlite3.Error as exc:
                     log.warning("alert webhook: the store cannot be read (%s); tried again shortly", exc)
+                except Exception as exc:  # posting alerts must never end: the next round tries again
+                    log.error("alert webhook: unexpected %s; tried again shortly", type(exc).__name__)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
