@@ -200,3 +200,19 @@ def test_a_metrics_port_in_use_is_one_line_and_forwarding_goes_on(home: Home) ->
     text = service.stderr()
     assert f"the metrics listener could not listen on 127.0.0.1:{busy}" in text
     assert "Traceback" not in text
+
+
+async def test_the_metrics_listener_takes_its_address_from_the_config(home: Home) -> None:
+    config.add_workspace(home, config.Workspace(name=WORKSPACE))
+    metrics_port = free_port()
+    home.config_file.write_text(home.config_file.read_text() + f"\n[metrics]\nport = {metrics_port}\n")
+    env = service_env(TUI_CURRENTS_KEYRING="file", **{receiver_token_env_var(WORKSPACE): TOKEN})
+    service = Service(home.root, "--port", str(free_port()), env=env)
+    try:
+        response = await asyncio.to_thread(service.wait_http, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert response.status_code == 200
+        samples = scrape(response.text)
+        assert one(samples, "tui_currents_all_backlog_events") == 0
+        assert "tui_currents_build_info" in samples
+    finally:
+        assert await asyncio.to_thread(service.stop) == 0

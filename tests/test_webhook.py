@@ -246,3 +246,32 @@ def test_a_url_written_in_the_config_file_is_refused_without_quoting_it(home: Ho
     message = str(error.value)
     assert "the webhook's URL is a secret" in message and "tui-currents alerts webhook" in message
     assert "webhook-path-secret" not in message
+
+
+async def test_webhook_on_without_a_url_says_how_to_fix_it_and_posts_once_it_is_stored(
+    home: Home, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_connector(home, "http://127.0.0.1:9/")
+    cfg = config.load(home)
+    store = Store(home.store_file)
+    monitor = AlertMonitor(home.store_file, sender=None, store=store)
+    stored: dict[str, str | None] = {"url": None}
+    try:
+        async with Hook() as hook:
+            poster = WebhookPoster(
+                home.store_file, lambda: stored["url"], poll_seconds=0.05, backoff_seconds=0.1
+            )
+            task = asyncio.create_task(poster.run(lambda: True))
+            await asyncio.sleep(0.3)  # the cursor starts at the newest alert
+            record_rejection(store, monitor, cfg, "Marketing")
+            assert await wait_for(lambda: "no URL is stored in the keyring" in caplog.text, timeout=5)
+            assert "tui-currents alerts webhook" in caplog.text
+            stored["url"] = hook.url
+            poster.url_changed()
+            assert await wait_for(lambda: len(hook.accepted) == 1, timeout=5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert hook.accepted[0]["kind"] == "credentials rejected"
+    finally:
+        monitor.close()
+        store.close()

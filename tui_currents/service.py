@@ -66,9 +66,12 @@ async def run_service(
 
 async def _feed_watchdog(engine: Engine, notifier: Notifier, interval: float) -> None:
     """WATCHDOG=1 while the loop turns and the engine's own tasks live; silence lets systemd restart it."""
+    said = False
     while True:
         if engine.healthy():
             notifier.watchdog()
-        else:
-            log.error("the engine is not healthy; systemd's watchdog is no longer fed")
+            said = False
+        elif not said:
+            said = True
+            log.error("the engine is not healthy; systemd's watchdog is no longer fed (it will restart it)")
         await asyncio.sleep(interval)

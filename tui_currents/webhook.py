@@ -35,6 +35,9 @@ REQUEST_TIMEOUT = 10.0
 BATCH = 50  # alerts read per round
 _SCHEMA = "CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER)"
 _ALERT_COLUMNS = "id, at, connector, kind, phase, since, subject, body"
+NO_URL = (
+    "[alerts] webhook is on but no URL is stored in the keyring; store it with `tui-currents alerts webhook`"
+)
 
 
 def check_webhook_url(url: str) -> str | None:
@@ -187,10 +190,10 @@ class WebhookPoster:
         body = payload(row, self.host_name)
         delay = self.backoff_seconds
         while True:
-            url = await self._current_url() if enabled() else None
-            if url is None:
-                return  # turned off (or no URL): the cursor passes over it at the next round
-            problem = await self._post(client, url, body)
+            if not enabled():
+                return  # turned off: the cursor passes over it at the next round
+            url = await self._current_url()
+            problem = NO_URL if url is None else await self._post(client, url, body)
             if problem is None:
                 self.posted += 1
                 if self._failing is not None:
