@@ -107,6 +107,7 @@ class WebhookPoster:
         self.max_backoff_seconds = max_backoff_seconds
         self.give_up_after = give_up_after
         self.clock = clock
+        self._started_at = clock()
         self._url: str | None = None
         self._url_read = False
         self._failing: str | None = None
@@ -129,11 +130,14 @@ class WebhookPoster:
         """The alerts after the cursor (none while disabled: the cursor then follows the newest)."""
         db = self._db()
         try:
-            newest = db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0]
             row = db.execute("SELECT last FROM webhook_cursor WHERE id = 1").fetchone()
-            if row is None or not enabled:
-                self._save(db, newest)
+            if not enabled:
+                self._save(db, db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
                 return []
+            if row is None:  # the first run ever: alerts from before this run are old news
+                before = "SELECT coalesce(max(id), 0) FROM alerts WHERE at < ?"
+                row = (db.execute(before, (self._started_at,)).fetchone()[0],)
+                self._save(db, row[0])
             return db.execute(
                 f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id > ? ORDER BY id LIMIT ?", (row[0], BATCH)
             ).fetchall()
