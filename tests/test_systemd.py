@@ -149,6 +149,7 @@ def test_service_unit_runs_this_installation_confined_to_the_home(tmp_path: Path
     assert values["WantedBy"] == ["default.target" if user else "multi-user.target"]
     assert "WatchdogSec" in values
     assert ("User" in values) == (not user and os.geteuid() != 0)
+    assert home.data.is_dir() and home.root.is_dir()  # ReadWritePaths= must exist when the service starts
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -177,3 +178,34 @@ def test_the_keyring_passphrase_comes_from_the_systemd_credential(
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     secrets = Secrets(home, backend="file")
     assert secrets.get_webhook_url() == "https://hooks.example.com/services/T0/B0/secret0"
+
+
+def test_a_unit_for_the_default_home_finds_the_same_config_and_data_folders(tmp_path: Path) -> None:
+    from tui_currents.service_unit import render
+
+    home = Home(root=tmp_path / "conf dir" / "tui-currents", data=tmp_path / "data" / "tui-currents")
+    values = unit_values(render(home, user=False))
+    assert "--home" not in values["ExecStart"][0] and values["ExecStart"][0].endswith(" run")
+    env = dict(v.strip('"').split("=", 1) for v in values["Environment"])
+    assert env["XDG_CONFIG_HOME"] == str(tmp_path / "conf dir")
+    assert env["XDG_DATA_HOME"] == str(tmp_path / "data")
+    # The service resolves the very same home from them.
+    resolved = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from tui_currents.paths import Home; h = Home.resolve(); print(h.root); print(h.data)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **service_env(),
+            "XDG_CONFIG_HOME": env["XDG_CONFIG_HOME"],
+            "XDG_DATA_HOME": env["XDG_DATA_HOME"],
+        },
+    )
+    assert resolved.stdout.splitlines() == [str(home.root), str(home.data)], resolved.stderr
+    assert values["ReadWritePaths"] == [
+        " ".join(f'"{p}"' if " " in str(p) else str(p) for p in sorted([str(home.root), str(home.data)]))
+    ]

@@ -424,7 +424,7 @@ def cmd_smtp(args: argparse.Namespace) -> int:
 def cmd_service(args: argparse.Namespace) -> int:
     from tui_currents.service_unit import render
 
-    home = _home(args)
+    home = _home(args).ensure()  # ReadWritePaths= must exist when the service starts
     credential = Path(args.passphrase_file).absolute() if args.passphrase_file else None
     sys.stdout.write(render(home, user=args.user, credential=credential))
     return 0

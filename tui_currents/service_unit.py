@@ -50,7 +50,14 @@ def quote(word: str) -> str:
 def render(home: Home, *, user: bool, credential: Path | None = None) -> str:
     """The unit's text for `home`: a system unit run as the current user, or a user unit (`user=True`)."""
     credential = credential or (user_credential_file() if user else SYSTEM_CREDENTIAL)
-    command = [*executable(), "--home", str(home.root), "run"]
+    if home.root == home.data:  # one folder: --home names it
+        command, environment = [*executable(), "--home", str(home.root), "run"], []
+    else:  # the user's config and data folders: the same ones, whatever $HOME the service gets
+        command = [*executable(), "run"]
+        environment = [
+            f"Environment={quote(f'XDG_CONFIG_HOME={home.root.parent}')}",
+            f"Environment={quote(f'XDG_DATA_HOME={home.data.parent}')}",
+        ]
     writable = sorted({str(home.root), str(home.data)})
     account = getpass.getuser()
     lines = [
@@ -70,6 +77,7 @@ def render(home: Home, *, user: bool, credential: Path | None = None) -> str:
         f"WatchdogSec={WATCHDOG_SECONDS}",
         "TimeoutStopSec=30",
         f"Environment={BACKEND_ENV}=file",
+        *environment,
         f"LoadCredential={PASSPHRASE_CREDENTIAL}:{quote(str(credential))}",
         "UMask=0077",
         "NoNewPrivileges=yes",
