@@ -78,10 +78,22 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool) -> None:
+def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool, log_format: str | None = None) -> None:
+    """Logging as [logs] says (format, rotation); `log_format` overrides the format for this run."""
     from tui_currents.logs import setup_logging
 
-    setup_logging(home, verbose=verbose, to_stderr=to_stderr)
+    try:
+        logs = config.load(home).logs
+    except config.ConfigError:
+        logs = config.LogSettings()  # the app reports the config's problem itself
+    setup_logging(
+        home,
+        verbose=verbose,
+        to_stderr=to_stderr,
+        log_format=log_format or logs.format,
+        max_bytes=logs.max_bytes,
+        keep=logs.keep,
+    )
 
 
 # ----------------------------------------------------------------------------- events
@@ -504,19 +516,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tui_currents.engine import Engine, EngineOptions
-    from tui_currents.logs import setup_logging
     from tui_currents.service import run_service
 
     home, secrets = _engine_home_and_secrets(args)
-    logs = config.load(home).logs
-    setup_logging(
-        home,
-        verbose=args.verbose,
-        to_stderr=True,
-        log_format=args.log_format or logs.format,
-        max_bytes=logs.max_bytes,
-        keep=logs.keep,
-    )
+    config.load(home)  # a config with problems stops here, in one message, before anything starts
+    _setup_logging(home, verbose=args.verbose, to_stderr=True, log_format=args.log_format)
     options = EngineOptions(
         receiver_host=args.host,
         receiver_port=args.port,
