@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.service_support import Service, free_port, service_env
@@ -209,3 +210,26 @@ def test_a_unit_for_the_default_home_finds_the_same_config_and_data_folders(tmp_
     assert values["ReadWritePaths"] == [
         " ".join(f'"{p}"' if " " in str(p) else str(p) for p in sorted([str(home.root), str(home.data)]))
     ]
+
+
+def test_the_service_unlocks_the_keyring_with_the_credential_alone(home: Home, tmp_path: Path) -> None:
+    config.add_workspace(home, config.Workspace(name=WORKSPACE))
+    Secrets(home, backend="file").set_receiver_token(WORKSPACE, TOKEN)  # only in the encrypted file
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "keyring-passphrase").write_text(os.environ[PASSPHRASE_ENV] + "\n")
+    port = free_port()
+    env = service_env(TUI_CURRENTS_KEYRING="file", CREDENTIALS_DIRECTORY=str(credentials))
+    assert PASSPHRASE_ENV not in env
+    service = Service(home.root, "--port", str(port), "--metrics-port", "0", env=env)
+    try:
+        service.wait_http(f"http://127.0.0.1:{port}/healthz")
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/currents/{WORKSPACE}",
+            json={"events": []},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        assert service.stop() == 0, service.stderr()
