@@ -11,7 +11,6 @@ import asyncio
 import getpass
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,10 +78,22 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool) -> None:
+def _setup_logging(home: Home, *, verbose: bool, to_stderr: bool, log_format: str | None = None) -> None:
+    """Logging as [logs] says (format, rotation); `log_format` overrides the format for this run."""
     from tui_currents.logs import setup_logging
 
-    setup_logging(home, verbose=verbose, to_stderr=to_stderr)
+    try:
+        logs = config.load(home).logs
+    except config.ConfigError:
+        logs = config.LogSettings()  # the app reports the config's problem itself
+    setup_logging(
+        home,
+        verbose=verbose,
+        to_stderr=to_stderr,
+        log_format=log_format or logs.format,
+        max_bytes=logs.max_bytes,
+        keep=logs.keep,
+    )
 
 
 # ----------------------------------------------------------------------------- events
@@ -446,6 +457,37 @@ def cmd_smtp(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- service, alerts
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from tui_currents.service_unit import render
+
+    home = _home(args).ensure()  # ReadWritePaths= must exist when the service starts
+    credential = Path(args.passphrase_file).absolute() if args.passphrase_file else None
+    sys.stdout.write(render(home, user=args.user, credential=credential))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from tui_currents.webhook import check_webhook_url
+
+    home = _home(args)
+    if args.action == "webhook":
+        url = _read_secret_from_stdin("webhook URL")
+        if problem := check_webhook_url(url):
+            raise UsageError(f"webhook URL: {problem}")
+        _secrets(home, interactive=False).set_webhook_url(url)
+        config.set_webhook(home, True)
+        print("Alert webhook stored in the keyring and turned on ([alerts] webhook = true).")
+    else:
+        config.set_webhook(home, False)
+        _secrets(home, interactive=False).delete_webhook_url()
+        print("Alert webhook URL removed from the keyring and turned off.")
+    _notify_engine(home)
+    return 0
+
+
 # ----------------------------------------------------------------------------- status
 
 
@@ -501,9 +543,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tui_currents.engine import Engine, EngineOptions
+    from tui_currents.service import run_service
 
     home, secrets = _engine_home_and_secrets(args)
-    _setup_logging(home, verbose=args.verbose, to_stderr=True)
+    config.load(home)  # a config with problems stops here, in one message, before anything starts
+    _setup_logging(home, verbose=args.verbose, to_stderr=True, log_format=args.log_format)
     options = EngineOptions(
         receiver_host=args.host,
         receiver_port=args.port,
@@ -511,15 +555,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo_rate=args.demo_rate if args.demo else None,
     )
     engine = Engine(home, secrets, options)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await engine.run_until(stop)
-
-    asyncio.run(main())
+    asyncio.run(run_service(engine, metrics_port=args.metrics_port))
     return 0
 
 
@@ -615,6 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo-rate", type=float, default=50.0, help="demo events per second (default 50)")
     run.add_argument("--host", help="receiver address for this run (default from config: 127.0.0.1)")
     run.add_argument("--port", type=int, help="receiver port for this run")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port for this run (default from config: 9750; 0 picks one)",
+    )
+    run.add_argument(
+        "--log-format", choices=["human", "json"], help="log lines as text or JSON objects (default: [logs])"
+    )
     run.set_defaults(func=cmd_run)
 
     imp = sub.add_parser("import", help="import Currents Avro files (exports copied or synced to a folder)")
@@ -693,6 +737,25 @@ def build_parser() -> argparse.ArgumentParser:
     smtp_sub.add_parser("password", help="store the SMTP password, read from stdin")
     smtp_sub.add_parser("forget-password", help="remove the stored SMTP password")
     smtp.set_defaults(func=cmd_smtp)
+
+    service = sub.add_parser("service", help="run tui-currents as a systemd service")
+    service_sub = service.add_subparsers(dest="action", required=True, metavar="ACTION")
+    unit = service_sub.add_parser(
+        "unit", help="print a systemd unit (Type=notify) for this installation and home"
+    )
+    unit.add_argument(
+        "--user", action="store_true", help="a user unit (systemctl --user) rather than a system one"
+    )
+    unit.add_argument(
+        "--passphrase-file", help="where systemd reads the keyring passphrase from (LoadCredential=)"
+    )
+    service.set_defaults(func=cmd_service)
+
+    alerts = sub.add_parser("alerts", help="where alerts go besides e-mail (settings are in [alerts])")
+    alerts_sub = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    alerts_sub.add_parser("webhook", help="store the alert webhook's URL, read from stdin, and turn it on")
+    alerts_sub.add_parser("forget-webhook", help="remove the stored webhook URL and turn the webhook off")
+    alerts.set_defaults(func=cmd_alerts)
 
     status = sub.add_parser("status", help="connector states, counters, backlog and last errors")
     status.add_argument("--json", action="store_true")

@@ -40,6 +40,7 @@ TRANSFORMS = ("redact", "hash")
 UNTRANSFORMABLE_FIELDS = ("id", "time")  # Segment needs them intact to deduplicate and to date events
 DURABILITY = ("full", "normal")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+LOG_FORMATS = ("human", "json")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # Braze batches of 100 events stay far below this
 MAX_NAME_CHARS = 64
@@ -162,6 +163,32 @@ class SmtpSettings:
 
 
 @dataclass
+class MetricsSettings:
+    """The Prometheus /metrics listener of `tui-currents run`, on its own port (never the receiver's)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9750
+
+
+@dataclass
+class LogSettings:
+    """The service's log lines: "human" (the default) or "json" (one object per line), and the rotation
+    of the home's log file."""
+
+    format: str = "human"
+    max_bytes: int = 5_000_000  # the log file is rotated past this size
+    keep: int = 3  # rotated files kept beside it
+
+
+@dataclass
+class AlertSettings:
+    """Where alerts go besides e-mail. The webhook's URL is a secret: it is kept in the keyring."""
+
+    webhook: bool = False
+
+
+@dataclass
 class UiSettings:
     theme: str = "currents-dark"
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, as Textual's set_keymap
@@ -174,6 +201,9 @@ class Config:
     receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
     smtp: SmtpSettings | None = None
     ui: UiSettings = field(default_factory=UiSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     durability: str = "full"  # "full" | "normal": SQLite's synchronous setting for the store
 
     def connector(self, name: str) -> Connector:
@@ -545,8 +575,42 @@ def _settings_errors(config: Config) -> list[str]:
         if empty:
             problems.append(f"[ui.keymap] {_name_list(empty)}: no keys given")
 
+    problems += _ops_settings_errors(config)
     if config.durability not in DURABILITY:
         problems.append(f"durability: must be 'full' or 'normal', not {config.durability!r}")
+    return problems
+
+
+def _ops_settings_errors(config: Config) -> list[str]:
+    """[metrics], [logs] and [alerts]."""
+    problems: list[str] = []
+    metrics, logs = config.metrics, config.logs
+    type_errors = _type_errors(metrics)
+    problems += [f"[metrics] {e}" for e in type_errors]
+    if not type_errors:
+        if not metrics.host.strip():
+            problems.append("[metrics] host: is empty; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+        if problem := _in_range(metrics.port, 0, 65535, "(0 picks a free port)"):
+            problems.append(f"[metrics] port: {problem}")
+        elif metrics.enabled and metrics.port and metrics.port == config.receiver.port:
+            problems.append("[metrics] port: is the receiver's port; metrics need a port of their own")
+    type_errors = _type_errors(logs)
+    problems += [f"[logs] {e}" for e in type_errors]
+    if not type_errors:
+        if logs.format not in LOG_FORMATS:
+            problems.append(f"[logs] format: must be 'human' or 'json', not {logs.format!r}")
+        if problem := _in_range(logs.max_bytes, 10_000, 10**10, "bytes"):
+            problems.append(f"[logs] max_bytes: {problem}")
+        if problem := _in_range(logs.keep, 0, 100, "files"):
+            problems.append(f"[logs] keep: {problem}")
+    if isinstance(config.alerts.webhook, str):
+        problems.append(
+            "[alerts] webhook: the webhook's URL is a secret and is not kept in this file; store it in "
+            "the keyring with `tui-currents alerts webhook` (it reads the URL from stdin), which also "
+            "writes webhook = true"
+        )
+    else:
+        problems += [f"[alerts] {e}" for e in _type_errors(config.alerts)]
     return problems
 
 
@@ -632,7 +696,7 @@ def _entries(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[s
 
 def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     problems: list[str] = []
-    known = ["durability", "receiver", "smtp", "ui", "workspaces", "connectors"]
+    known = ["durability", "receiver", "smtp", "ui", "metrics", "logs", "alerts", "workspaces", "connectors"]
     for key in data:
         if key not in known:
             problems.append(f"unknown setting {key!r}{_suggest(key, known)}")
@@ -650,6 +714,16 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
         config.smtp = _build(SmtpSettings, data["smtp"], "[smtp]", problems)
     if "ui" in data:
         config.ui = _build(UiSettings, data["ui"], "[ui]", problems) or UiSettings()
+    if "metrics" in data:
+        config.metrics = _build(MetricsSettings, data["metrics"], "[metrics]", problems) or MetricsSettings()
+    if "logs" in data:
+        config.logs = _build(LogSettings, data["logs"], "[logs]", problems) or LogSettings()
+    if "alerts" in data:
+        alerts = data["alerts"]
+        if isinstance(alerts, dict) and isinstance(alerts.get("webhook"), str):
+            config.alerts = AlertSettings(webhook=alerts["webhook"])  # refused by validation, in words
+        else:
+            config.alerts = _build(AlertSettings, alerts, "[alerts]", problems) or AlertSettings()
     for i, entry in enumerate(_entries(data, "workspaces", problems)):
         name = entry.get("name")
         where = f"workspace {name!r}" if isinstance(name, str) else f"workspace #{i + 1}"
@@ -922,6 +996,13 @@ def _merge(doc: tomlkit.TOMLDocument, config: Config, renames: Mapping[str, str]
     _merge_section(doc, "smtp", config.smtp)
     if "ui" in doc or config.ui != UiSettings():
         _merge_section(doc, "ui", config.ui)
+    for key, default in (
+        ("metrics", MetricsSettings()),
+        ("logs", LogSettings()),
+        ("alerts", AlertSettings()),
+    ):
+        if key in doc or getattr(config, key) != default:
+            _merge_section(doc, key, getattr(config, key))
     _merge_entries(doc, "workspaces", config.workspaces, {})
     _merge_entries(doc, "connectors", config.connectors, renames)
 
@@ -1088,5 +1169,13 @@ def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bo
     with _editing(home) as (home, config):
         _require(config, "connector", name)
         config.connector(name).paused = bool(paused)
+        _write(home, config)
+        return config
+
+
+def set_webhook(home: Home | str | os.PathLike[str] | None, enabled: bool) -> Config:
+    """Turn the alert webhook on or off ([alerts] webhook); its URL is kept in the keyring."""
+    with _editing(home) as (home, config):
+        config.alerts = AlertSettings(webhook=enabled)
         _write(home, config)
         return config

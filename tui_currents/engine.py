@@ -11,11 +11,13 @@ import fcntl
 import functools
 import logging
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -29,6 +31,10 @@ from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
 from tui_currents.store import ConnectorState, Store
+from tui_currents.webhook import WebhookPoster
+
+if TYPE_CHECKING:
+    from tui_currents.metrics import ServiceMetrics
 
 log = logging.getLogger("tui_currents.engine")
 
@@ -99,6 +105,7 @@ class Engine:
         self._http: httpx.AsyncClient | None = None
         self._receiver = None
         self._alerts: AlertMonitor | None = None
+        self._webhook: WebhookPoster | None = None
         self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -109,6 +116,8 @@ class Engine:
         self._started_at = 0.0
         self._stopping = False
         self.on_config_applied: Callable[[Config], None] | None = None
+        # Set by the headless service before start: times deliveries and counts receiver answers.
+        self.metrics: ServiceMetrics | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -141,8 +150,17 @@ class Engine:
             await self._start_receiver()
         self._config_mtime = self._mtime()
         self._alerts = AlertMonitor(self.home.store_file, sender=None, store=self.store)
+        self._webhook = WebhookPoster(
+            self.home.store_file,
+            self.secrets.get_webhook_url,
+            client=self._http,
+            host_name=socket.gethostname(),
+        )
         self._apply(self.config)
         self._tasks.append(asyncio.create_task(self._watch(), name="engine-watch"))
+        self._tasks.append(
+            asyncio.create_task(self._webhook.run(lambda: self.config.alerts.webhook), name="alert-webhook")
+        )
         self._tasks.append(
             asyncio.create_task(
                 self._alerts.run(lambda: self.config, self.options.alert_interval), name="alerts"
@@ -184,6 +202,10 @@ class Engine:
         self._lock.release()
         log.info("engine stopped")
 
+    def healthy(self) -> bool:
+        """True while started and not stopping, with the watcher and alert tasks still running."""
+        return self.store is not None and not self._stopping and all(not t.done() for t in self._tasks)
+
     async def run_until(self, stop: asyncio.Event) -> None:
         await self.start()
         try:
@@ -208,6 +230,7 @@ class Engine:
             ingestor_provider=lambda: self._ingestor,
             token_provider=self.secrets.get_receiver_token,
             settings=settings,
+            middlewares=(self.metrics.receiver_middleware(),) if self.metrics else (),
         )
         self.receiver_url = await self._receiver.start(host, port)
 
@@ -305,6 +328,8 @@ class Engine:
             self._ingestor.update_config(new)
         if self._alerts is not None:
             self._alerts.sender = smtp_sender_for(new, self.secrets)
+        if self._webhook is not None:
+            self._webhook.url_changed()
         wanted = {c.name: c for c in new.connectors}
         for name in list(self._deliveries):
             if name not in wanted:
@@ -345,8 +370,9 @@ class Engine:
 
     def _start_delivery(self, connector: Connector, signature: tuple) -> None:
         name = connector.name
+        store = self.metrics.timed(self.store, name) if self.metrics else self.store
         delivery = ConnectorDelivery(
-            self.store,
+            store,
             name,
             connector.batch_url(),
             functools.partial(self._write_key_off_loop, name),

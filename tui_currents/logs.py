@@ -10,14 +10,21 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import threading
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 from tui_currents.paths import Home
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMATS = ("human", "json")
+DEFAULT_MAX_BYTES = 5_000_000
+DEFAULT_KEEP = 3
 
 
 def register_secret(value: str | None) -> None:
@@ -54,6 +61,11 @@ class LogFile(logging.handlers.RotatingFileHandler):
         super().__init__(*args, **kwargs)
         self._failing = False
 
+    def _open(self):  # noqa: ANN202 - logging's own hook
+        # Files made at rotation are private too, whatever the process's umask.
+        fd = os.open(self.baseFilename, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             super().emit(record)
@@ -80,8 +92,102 @@ class LogFile(logging.handlers.RotatingFileHandler):
         self.stream = None
 
 
-def setup_logging(home: Home, *, verbose: bool = False, to_stderr: bool = True) -> None:
-    """Log to home/tui-currents.log (0600, rotated) and, for the headless service, to stderr."""
+class MaskedFormatter(logging.Formatter):
+    """The human format, with every registered secret masked in the whole line (tracebacks included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
+
+
+# A %-placeholder of a log message, and the words before and after it that say what its value is.
+_PLACEHOLDER = re.compile(r"%(?:\(\w+\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?([diouxXeEfFgGcrsa%])")
+_NAMED_BEFORE = re.compile(r"\b(connector|workspace)\s*$", re.IGNORECASE)
+_COUNT_AFTER = re.compile(r"^\s+(?:[a-z-]+\s+){0,2}(events?|messages?|dead letters?)\b", re.IGNORECASE)
+
+
+def message_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The connector, workspace and event count a log line names, as fields: from `extra=` when given,
+    else read from the message's own wording ("connector %r", "%d events")."""
+    fields: dict[str, object] = {}
+    args = record.args if isinstance(record.args, tuple) else ()
+    if args and isinstance(record.msg, str):
+        index = 0
+        for match in _PLACEHOLDER.finditer(record.msg):
+            if match.group(1) == "%":
+                continue
+            if index >= len(args):
+                break
+            value = args[index]
+            index += 1
+            named = _NAMED_BEFORE.search(record.msg, 0, match.start())
+            if named and isinstance(value, str):
+                fields.setdefault(named.group(1).lower(), value)
+            elif (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and _COUNT_AFTER.match(record.msg[match.end() :])
+            ):
+                fields.setdefault("events", value)
+    for key in ("connector", "workspace", "events"):
+        if key in record.__dict__:
+            fields[key] = record.__dict__[key]
+    return fields
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line: time (ISO-8601, UTC), level, logger, message, and the connector, workspace
+    and event count when the line names them; every registered secret masked in every value."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message: dict) -> None:
+        super().add_fields(log_data, record, message)
+        log_data.update(message_fields(record))
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _masked(value) for key, value in log_data.items()}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))  # a second line of defence, over the encoded line
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    """The formatter of "human" or "json" log lines."""
+    if log_format == "json":
+        return JsonLineFormatter()
+    if log_format == "human":
+        return MaskedFormatter(FORMAT)
+    raise ValueError(f"the log format must be 'human' or 'json', not {log_format!r}")
+
+
+def setup_logging(
+    home: Home,
+    *,
+    verbose: bool = False,
+    to_stderr: bool = True,
+    log_format: str = "human",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    keep: int = DEFAULT_KEEP,
+) -> None:
+    """Log to home/tui-currents.log (0600, rotated past `max_bytes`, `keep` old files kept) and, for the
+    headless service, to stderr; as human lines or JSON objects (`log_format`)."""
+    formatter = formatter_for(log_format)
     root = logging.getLogger("tui_currents")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in list(root.handlers):
@@ -91,12 +197,12 @@ def setup_logging(home: Home, *, verbose: bool = False, to_stderr: bool = True) 
     fd = os.open(home.log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
     os.close(fd)
     os.chmod(home.log_file, 0o600)
-    file_handler = LogFile(home.log_file, maxBytes=5_000_000, backupCount=3, delay=True)
+    file_handler = LogFile(home.log_file, maxBytes=max_bytes, backupCount=keep, delay=True)
     handlers: list[logging.Handler] = [file_handler]
     if to_stderr:
         handlers.append(logging.StreamHandler())
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(formatter)
         handler.addFilter(SecretMask())
         root.addHandler(handler)
     root.propagate = False

@@ -42,6 +42,9 @@ PASSPHRASE_ENV = "TUI_CURRENTS_KEYRING_PASSPHRASE"
 WRITE_KEY_ENV_PREFIX = "TUI_CURRENTS_WRITE_KEY_"
 RECEIVER_TOKEN_ENV_PREFIX = "TUI_CURRENTS_RECEIVER_TOKEN_"
 SMTP_PASSWORD_USER = "smtp-password"
+WEBHOOK_URL_USER = "alert-webhook-url"
+# systemd's LoadCredential= puts the passphrase in a file of this name in $CREDENTIALS_DIRECTORY.
+PASSPHRASE_CREDENTIAL = "keyring-passphrase"
 
 # How long a value read from the OS keyring is trusted before it is read again (another process may
 # change it; the OS keyring is cheap to ask, unlike the encrypted file, whose changes show in its mtime).
@@ -81,6 +84,18 @@ def receiver_token_env_var(workspace: str) -> str:
 def generate_receiver_token() -> str:
     """A new random receiver token (URL-safe Base64, 256 bits), in the alphabet Braze accepts."""
     return token_source.token_urlsafe(32)
+
+
+def credential_passphrase() -> str | None:
+    """The keyring passphrase systemd passed with `LoadCredential=keyring-passphrase:...`, if any."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    try:
+        text = (Path(folder) / PASSPHRASE_CREDENTIAL).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text.rstrip("\r\n") or None
 
 
 def read_secret_from_stdin(stream: IO[str] | None = None) -> str:
@@ -353,6 +368,8 @@ class Secrets:
             raise SecretsUnavailable(f"{source} must be 'os' or 'file' (or unset to choose), not {chosen!r}.")
         self.choice = chosen
         given = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+        if given is None:
+            given = credential_passphrase()
         self._passphrase = _Concealed(given or None)
         register_secret(given)
         self._vault: _Vault | None = None
@@ -633,3 +650,15 @@ class Secrets:
 
     def has_smtp_password(self) -> bool:
         return self.get_smtp_password() is not None
+
+    # ------------------------------------------------------------------ alert webhook
+
+    def get_webhook_url(self) -> str | None:
+        """The alert webhook's URL (it holds its own credential, as Slack's do); None if unset."""
+        return self._get(WEBHOOK_URL_USER, None, "alert webhook URL")
+
+    def set_webhook_url(self, value: str) -> None:
+        self._set(WEBHOOK_URL_USER, value, "alert webhook URL")
+
+    def delete_webhook_url(self) -> None:
+        self._require_vault().delete(WEBHOOK_URL_USER, "alert webhook URL")

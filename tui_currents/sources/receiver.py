@@ -27,7 +27,7 @@ import logging
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,6 +57,7 @@ SHUTDOWN_SECONDS = 10.0  # how long stop() lets requests in progress finish
 
 IngestorProvider = Callable[[], Ingestor | None]
 TokenProvider = Callable[[str], str | None]
+Middleware = Callable  # an aiohttp middleware (web.middleware)
 _WARNINGS_KEPT = 256  # distinct warnings remembered, so that a prober cannot flood the log or the memory
 
 
@@ -371,6 +372,7 @@ def create_app(
     *,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     mapping_process: bool | None = None,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
     """The receiver's aiohttp application. `ingestor_provider()` gives the current Ingestor (the engine
     swaps it on config changes), `token_provider(workspace)` the workspace's receiver token or None.
@@ -380,7 +382,7 @@ def create_app(
     handler = _Handler(ingestor_provider, token_provider, settings, read_timeout, mapping_process)
     # client_max_size makes aiohttp stop reading a body (413) once it grows past the limit, whatever
     # Content-Length said (or when there is none: chunked bodies).
-    app = web.Application(client_max_size=handler.max_body_bytes)
+    app = web.Application(client_max_size=handler.max_body_bytes, middlewares=middlewares)
     app.router.add_get("/healthz", handler.healthz)
     app.router.add_post(PATH_PREFIX + "{workspace}", handler.currents)
 
@@ -402,7 +404,9 @@ class Receiver:
         *,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         mapping_process: bool | None = None,
+        middlewares: Sequence[Middleware] = (),  # e.g. the service's metrics
     ):
+        self.middlewares = tuple(middlewares)
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
         self.settings = settings
@@ -435,6 +439,7 @@ class Receiver:
             self.settings,
             read_timeout=self.read_timeout,
             mapping_process=self.mapping_process,
+            middlewares=self.middlewares,
         )
         # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
         # body's own read timeout only starts once the headers are in.
