@@ -59,6 +59,11 @@ SLOW = (
     "tests/test_cli.py",
     "tests/tui/test_engine_in_process.py",
     "tests/tui/test_themes.py",
+    "tests/test_metrics.py",
+    "tests/test_systemd.py",
+    "tests/test_logs.py",
+    "tests/test_webhook.py",
+    "tests/test_wheel.py",
 )
 
 
