@@ -446,6 +446,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Engine: running (pid {engine['pid']}, receiver {engine['receiver'] or 'off'})")
     else:
         print("Engine: not running (start it with: tui-currents run)")
+    if engine.get("store_problem"):
+        print(f"Store: {engine['store_problem']}")
     if not report["connectors"]:
         print("No connectors.")
         return 0

@@ -7,7 +7,9 @@ leave a command in a small table of the store's database and the engine picks it
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -120,3 +122,24 @@ class Control:
         return Presence(
             pid=row[0], started_at=row[1], heartbeat_at=row[2], receiver=row[3], demo=bool(row[4])
         )
+
+
+def engine_lock_holder(lock_file: Path) -> int | None:
+    """The pid written in the home's engine lock file while an engine holds the lock, else None.
+
+    A live engine whose heartbeat cannot be written (a full disk) still holds its lock: this tells it
+    apart from a stopped one. The probe takes a shared lock for an instant and lets it go at once."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
