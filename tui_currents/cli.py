@@ -354,14 +354,20 @@ def cmd_connector(args: argparse.Namespace) -> int:
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from tui_currents.store import Store
+    from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
     home = _home(args)
     if not home.store_file.exists():
         print("No dead letters: the store is created when the engine first runs.")
         return 0
     if args.action == "list":
-        store = Store(home.store_file, readonly=True)
+        try:
+            store = Store(home.store_file, readonly=True)
+        except StoreUnavailable as exc:
+            if exc.cause != NOT_CREATED:
+                raise
+            print("No dead letters: the store is created when the engine first runs.")
+            return 0
         try:
             letters = store.dead_letters(args.connector, limit=args.limit)
         finally:
@@ -476,8 +482,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tui_currents.engine import Engine, EngineOptions
+    from tui_currents.store import Store
 
     home, secrets = _engine_home_and_secrets(args)
+    # A damaged, empty or read-only store is said in one line (StoreUnavailable) before the engine starts.
+    Store(home.store_file).close()
     _setup_logging(home, verbose=args.verbose, to_stderr=True)
     options = EngineOptions(
         receiver_host=args.host,
@@ -684,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = "tui"
         args.func = cmd_tui
     from tui_currents.secrets import SecretsUnavailable
+    from tui_currents.store import StoreUnavailable
 
     try:
         return int(args.func(args) or 0)
@@ -694,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tui-currents: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     except SecretsUnavailable as exc:
+        print(f"tui-currents: {exc}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:  # damaged, empty, read-only, a full disk: what happened, kept, to do
         print(f"tui-currents: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -67,10 +67,28 @@ class Control:
     """Post and take engine commands through the store's SQLite file."""
 
     def __init__(self, db_path: Path):
-        touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
-        self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        """Open the command table in the store's file; StoreUnavailable (one line for people) when the file
+        cannot be opened or written (read-only, damaged, a full disk)."""
+        from tui_currents.store import StoreUnavailable, _unavailable
+
+        try:
+            touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"Could not open the store {db_path}: {exc.strerror or exc} (read-only, or another user's). "
+                "Nothing was changed. Make the file and its folder writable by this user.",
+                cause="read-only",
+                path=db_path,
+            ) from None
+        try:
+            self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            err = _unavailable(exc, db_path, "open the engine's command table", "Nothing was changed.")
+            if err is None:
+                raise
+            raise err from exc
 
     def close(self) -> None:
         self._db.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from tui_currents.config import Config
 from tui_currents.control import Control, engine_lock_holder
 from tui_currents.paths import Home
-from tui_currents.store import Store, StoreUnavailable
+from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
 # Less free space than this on the store's disk reads as "full": SQLite needs room for a few pages per write.
 LOW_SPACE_BYTES = 1 << 20
@@ -38,11 +38,14 @@ COUNTER_NAMES = (
 
 
 def connector_status(home: Home) -> dict[str, dict]:
-    """Per connector name: state, detail, backlog, oldest queued age, counters, last error."""
+    """Per connector name: state, detail, backlog, oldest queued age, counters, last error.
+    Empty when no engine created the store yet; StoreUnavailable when it cannot be read."""
     try:
         store = Store(home.store_file, readonly=True)
-    except StoreUnavailable:
-        return {}
+    except StoreUnavailable as exc:
+        if exc.cause == NOT_CREATED:
+            return {}
+        raise  # damaged, empty, unreadable: the caller says so in one line
     try:
         now = time.time()
         states = store.states()

@@ -197,7 +197,8 @@ class StoreUnavailable(Exception):
     """The store could not be written or read (disk full, read-only, I/O error, locked too long).
 
     `cause` is a short name of what went wrong ("disk full", "I/O error", "read-only", "locked",
-    "cannot open", "damaged", "out of memory"); the message says what was kept and what to do.
+    "cannot open", "damaged", "empty" (a truncated file), "out of memory", or NOT_CREATED: no engine created
+    it yet, which is no fault); the message says what was kept and what to do.
     """
 
     def __init__(self, message: str, *, cause: str, path: Path):
@@ -231,10 +232,40 @@ _CAUSES = {
         "the file could not be opened",
         "Check that the folder exists and belongs to this user.",
     ),
-    11: ("damaged", "the file is damaged", "Restore it from a backup or move it aside to start afresh."),
-    26: ("damaged", "the file is not a database", "Move it aside to start afresh."),
+    11: (
+        "damaged",
+        "the file is damaged",
+        "Restore it from a backup, or move it aside (it is kept for recovery) "
+        "and run again to start a fresh store.",
+    ),
+    26: (
+        "damaged",
+        "the file is not a tui-currents store (damaged or overwritten)",
+        "Move it aside (it is kept for recovery) and run again to start a fresh "
+        "store.",
+    ),
     7: ("out of memory", "the system ran out of memory", "Free some memory and retry."),
 }
+
+
+NOT_CREATED = "not created"  # StoreUnavailable.cause for a store no engine has created yet (not a fault)
+
+
+def _refuse_if_empty(path: Path) -> None:
+    """A store file of zero bytes was truncated (a store is never empty once created): say so rather than
+    start afresh over it, or read it as a store with no tables."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return
+    if empty:
+        raise StoreUnavailable(
+            f"The store {path} is empty (0 bytes): it was truncated, so the events it held are gone. It "
+            "was left as it is. Move it aside (or restore it from a backup) and run again to start a fresh "
+            "store.",
+            cause="empty",
+            path=path,
+        )
 
 
 def _unavailable(
@@ -544,12 +575,22 @@ class Store:
                 if not self.path.exists():
                     raise StoreUnavailable(
                         f"There is no store at {self.path} yet: the engine creates it when it first runs.",
-                        cause="cannot open",
+                        cause=NOT_CREATED,
                         path=self.path,
                     )
                 target: str | Path = f"{self.path.absolute().as_uri()}?mode=ro"
             else:
-                touch_private(self.path)  # SQLite gives its -wal and -shm files the database file's mode
+                _refuse_if_empty(self.path)
+                try:
+                    touch_private(self.path)  # SQLite gives its -wal and -shm files the database file's mode
+                except OSError as exc:
+                    raise StoreUnavailable(
+                        f"Could not open the store {self.path}: {exc.strerror or exc} (the file or its "
+                        "folder is read-only, or belongs to another user). Nothing was changed. Make the "
+                        "file and its folder writable by this user.",
+                        cause="read-only",
+                        path=self.path,
+                    ) from None
                 target = self.path
             self._db = sqlite3.connect(
                 target,
@@ -573,6 +614,14 @@ class Store:
                 self._db.execute("PRAGMA secure_delete = FAST")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     _create_or_upgrade(self._db)
+            elif self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                _refuse_if_empty(self.path)
+                self._db.close()
+                raise StoreUnavailable(
+                    f"There is no store at {self.path} yet: the engine creates it when it first runs.",
+                    cause=NOT_CREATED,
+                    path=self.path,
+                )
         except sqlite3.Error as exc:
             err = _unavailable(exc, self.path, "open the store", "Nothing was changed.", busy_timeout)
             if err is None:
