@@ -474,6 +474,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         _table(rows, ["Connector", "State", "Backlog", "Oldest", "Delivered", "Dead letters", "Last error"])
     )
+    for c in report["connectors"]:
+        if c.get("warning"):
+            print(f"Warning ({c['name']}): {c['warning']}")
     return 0
 
 

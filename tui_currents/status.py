@@ -34,6 +34,7 @@ COUNTER_NAMES = (
     "retried",
     "dead_lettered",
     "expired",
+    "dead_letters_dropped",
 )
 
 
@@ -59,12 +60,21 @@ def connector_status(home: Home) -> dict[str, dict]:
                 for counter, n in per_type.items():
                     totals[counter] = totals.get(counter, 0) + n
             backlog = store.backlog(name)
+            dropped = totals.get("dead_letters_dropped", 0)
+            warning = state.warning if state else None
+            if dropped:
+                # Said here, from the counter: it stays visible whether or not an engine runs.
+                note = (
+                    f"{dropped:,} dead letters were dropped (over the caps in config.toml's "
+                    "[dead_letters]; the oldest go first): export or retry dead letters sooner to keep them."
+                )
+                warning = f"{warning} {note}" if warning else note
             view[name] = {
                 "state": state.state if state else "not running",
                 "detail": state.detail if state else "",
                 "since": state.since if state else None,
                 "paused_until": state.paused_until if state else None,
-                "warning": state.warning if state else None,
+                "warning": warning,
                 "last_error": state.last_error if state else None,
                 "last_error_at": state.last_error_at if state else None,
                 "backlog": backlog.messages,
@@ -73,6 +83,7 @@ def connector_status(home: Home) -> dict[str, dict]:
                 if backlog.oldest_enqueued_at is None
                 else max(0.0, now - backlog.oldest_enqueued_at),
                 "dead_letters": backlog.dead_letters,
+                "dead_letters_dropped": dropped,
                 "delivered": totals.get("delivered", 0),
                 "counters": {counter: totals.get(counter, 0) for counter in COUNTER_NAMES},
             }

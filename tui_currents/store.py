@@ -44,6 +44,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -69,6 +70,8 @@ from tui_currents.segments import KnownIds, Segment, key_of
 if TYPE_CHECKING:
     from tui_currents.mapping import Outcome
 
+log = logging.getLogger("tui_currents.store")
+
 # Counter names, per (connector, event type). `dead_lettered` includes the expired ones; `expired` says
 # how many of them were dead-lettered for age. `received` counts every event handed to a connector.
 RECEIVED = "received"
@@ -82,9 +85,10 @@ RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 EXPIRED = "expired"
 REQUEUED = "requeued"
+DEAD_LETTERS_DROPPED = "dead_letters_dropped"  # dead letters not kept: over a cap (see DeadLetterCaps)
 COUNTER_NAMES = (
     RECEIVED, NOT_SELECTED, ANONYMOUS, UNSUPPORTED, QUEUED, DUPLICATE,
-    DELIVERED, RETRIED, DEAD_LETTERED, EXPIRED, REQUEUED,
+    DELIVERED, RETRIED, DEAD_LETTERED, EXPIRED, REQUEUED, DEAD_LETTERS_DROPPED,
 )  # fmt: skip
 
 # Fates in the tail beyond mapping's Fate values ("queued", "not selected", "anonymous", "unsupported",
@@ -109,6 +113,10 @@ DEFAULT_TAIL_KEEP = 20_000
 DEFAULT_DELIVERED_WINDOW_DAYS = 7.0
 DEFAULT_DELIVERED_WINDOW_MAX = 250_000
 BUSY_TIMEOUT_SECONDS = 10.0
+DEFAULT_DEAD_LETTERS_PER_REQUEST = 1_000
+DEFAULT_DEAD_LETTERS_MAX = 100_000
+DEFAULT_DEAD_LETTER_EVENT_BYTES = 16_384
+_TRIM_PER_WRITE = 5_000  # dead letters dropped in one transaction at most (a lowered cap catches up)
 PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of about 1 KB
 _CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
 
@@ -241,8 +249,7 @@ _CAUSES = {
     26: (
         "damaged",
         "the file is not a tui-currents store (damaged or overwritten)",
-        "Move it aside (it is kept for recovery) and run again to start a fresh "
-        "store.",
+        "Move it aside (it is kept for recovery) and run again to start a fresh store.",
     ),
     7: ("out of memory", "the system ran out of memory", "Free some memory and retry."),
 }
@@ -394,6 +401,33 @@ class DeadLetter:
     message: bytes | None  # the Segment message (JSON), when the event was mapped
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterCaps:
+    """Bounds on the dead letters (config.toml's [dead_letters]): a flood of bad events must not fill the
+    disk. `per_request`: dead letters one commit keeps of its rejected events (the rest are dropped);
+    `total`: dead letters kept in all (the oldest are dropped); `event_bytes`: a raw event stored larger
+    than this is cut and marked (see `bounded_event`). Every drop is counted (DEAD_LETTERS_DROPPED)."""
+
+    per_request: int = DEFAULT_DEAD_LETTERS_PER_REQUEST
+    total: int = DEFAULT_DEAD_LETTERS_MAX
+    event_bytes: int = DEFAULT_DEAD_LETTER_EVENT_BYTES
+
+
+def bounded_event(record: bytes | None, limit: int) -> bytes | None:
+    """A raw event's JSON as stored with its dead letter: as received up to `limit` bytes; beyond, a JSON
+    object marking the cut, {"truncated": true, "original_bytes": N, "head": "<its first bytes>"}, itself
+    at most `limit` bytes (still valid JSON, so exports stay readable)."""
+    if record is None or len(record) <= limit:
+        return record
+    head = max(0, limit - 100)
+    while True:
+        text = record[:head].decode("utf-8", errors="ignore")
+        cut = orjson.dumps({"truncated": True, "original_bytes": len(record), "head": text})
+        if len(cut) <= limit or head == 0:
+            return cut
+        head = head * limit // len(cut) if head * limit // len(cut) < head else head - 1
+
+
 # -------------------------------------------------------------------------------------------------- store
 
 
@@ -536,6 +570,7 @@ class Store:
     crash of the program but may lose the last commits on power loss, for more speed.
     `readonly=True` opens an existing store for reading only (consoles in another process).
     `busy_timeout`: how long to wait for another process's write lock before StoreUnavailable("locked").
+    `dead_letter_caps`: bounds on the dead letters (see DeadLetterCaps).
     """
 
     def __init__(
@@ -548,8 +583,10 @@ class Store:
         delivered_window_days: float = DEFAULT_DELIVERED_WINDOW_DAYS,
         delivered_window_max: int = DEFAULT_DELIVERED_WINDOW_MAX,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        dead_letter_caps: DeadLetterCaps | None = None,
     ):
         self.path = Path(path)
+        self.dead_letter_caps = dead_letter_caps or DeadLetterCaps()  # may be replaced on a config reload
         self.busy_timeout = busy_timeout
         self.readonly = readonly
         self.tail_keep = max(1, tail_keep)
@@ -825,10 +862,12 @@ class Store:
         now = time.time() if now is None else now
         received = batch if isinstance(batch, Received) else Received.of(batch)
         tails = received.tails
+        caps = self.dead_letter_caps
         dead = [
-            (connector, event_id, event_type, reason, now, 0, record, None)
-            for connector, event_id, event_type, reason, record in received.dead
+            (connector, event_id, event_type, reason, now, 0, bounded_event(record, caps.event_bytes), None)
+            for connector, event_id, event_type, reason, record in received.dead[: caps.per_request]
         ]
+        over_cap = received.dead[caps.per_request :]  # rejected events beyond the cap: counted, not kept
         kept = (
             "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
         )
@@ -885,13 +924,57 @@ class Store:
             for (connector, event_type, fate), n in received.fates.items():
                 counts[(connector, event_type, RECEIVED)] += n
                 counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            if over_cap:
+                for connector, _, event_type, _, _ in over_cap:
+                    counts[(connector, event_type, DEAD_LETTERS_DROPPED)] += 1
+                self._after_commit.append(
+                    partial(
+                        log.warning,
+                        "%d rejected events of one batch were not kept as dead letters: over the cap of %d "
+                        "per request ([dead_letters] max_per_request in config.toml); they are counted",
+                        len(over_cap),
+                        caps.per_request,
+                    )
+                )
+            if dead:
+                self._trim_dead_letters(db, counts)
             self._bump(db, counts)
         return CommitResult(
             received=received.items,
             queued=queued,
             duplicates=duplicates,
-            filtered=received.items - queued - duplicates - len(dead),
-            dead_lettered=len(dead),
+            filtered=received.items - queued - duplicates - len(received.dead),
+            dead_lettered=len(received.dead),
+        )
+
+    def _trim_dead_letters(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
+        """Drop the oldest dead letters beyond the total cap (a bounded number per call), counting each in
+        `counts` and saying so in the log once the transaction commits."""
+        cap = self.dead_letter_caps.total
+        kept = db.execute("SELECT coalesce(sum(dead_letters), 0) FROM backlog").fetchone()[0]
+        excess = min(kept - cap, _TRIM_PER_WRITE)
+        if excess <= 0:
+            return
+        dropped = db.execute(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?)"
+            " RETURNING connector, event_type",
+            (excess,),
+        ).fetchall()
+        per_connector: Counter[str] = Counter()
+        for connector, event_type in dropped:
+            counts[(connector, event_type, DEAD_LETTERS_DROPPED)] = (
+                counts.get((connector, event_type, DEAD_LETTERS_DROPPED), 0) + 1
+            )
+            per_connector[connector] += 1
+        db.executemany(_BUMP_BACKLOG, [(c, 0, 0, -n, 0) for c, n in per_connector.items()])
+        self._after_commit.append(
+            partial(
+                log.warning,
+                "%d oldest dead letters dropped: over the cap of %d kept in all ([dead_letters] max_total in "
+                "config.toml); export or retry them sooner to keep them",
+                len(dropped),
+                cap,
+            )
         )
 
     # -------------------------------------------------------------------------------------- delivery
@@ -1274,8 +1357,9 @@ class Store:
         counts = {(connector, t, DEAD_LETTERED): n for t, n in Counter(types).items()}
         if expired:
             counts.update({(connector, t, EXPIRED): n for t, n in Counter(types).items()})
-        self._bump(db, counts)
         db.execute(_BUMP_BACKLOG, (connector, -len(ids), -size, len(ids), 0))
+        self._trim_dead_letters(db, counts)
+        self._bump(db, counts)
         lines = list(zip(types, ids, strict=True))
         self._append_tail(db, now, connector, lines, fate=TAIL_DEAD_LETTER, reason=reason)
         # Not remembered any more: the same event sent again is queued again.
