@@ -103,6 +103,11 @@ class Control:
         )
         return int(cur.lastrowid)
 
+    def taken(self, command_id: int) -> bool:
+        """Whether the engine has taken this command (a command gone from the table was taken long ago)."""
+        row = self._db.execute("SELECT taken_at FROM engine_commands WHERE id = ?", (command_id,)).fetchone()
+        return row is None or row[0] is not None
+
     def take(self) -> list[Command]:
         """Claim every command not yet taken (engine side)."""
         now = time.time()

@@ -1375,9 +1375,26 @@ class Store:
         per transaction. Returns how many were moved."""
         now = time.time() if now is None else now
         reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
+        return self._bury_waiting(connector, older_than, reason, now, limit, expired=True)
+
+    def dead_letter_queued(self, connector: str, *, reason: str, now: float | None = None) -> int:
+        """Move every message waiting in the connector's outbox (and not leased by this Store) to the dead
+        letters with `reason`, e.g. when the connector is removed: nothing is left behind unseen. A few
+        hundred messages per transaction. Returns how many were moved."""
+        now = time.time() if now is None else now
+        return self._bury_waiting(connector, float("inf"), reason, now, None, expired=False)
+
+    def _bury_waiting(
+        self, connector: str, older_than: float, reason: str, now: float, limit: int | None, *, expired: bool
+    ) -> int:
+        """`expire` and `dead_letter_queued`: bury the waiting messages queued before `older_than`."""
         moved = 0
-        kept = "The messages stay queued; expiry is tried again later."
-        doing = "move expired messages to the dead letters"
+        if expired:
+            kept = "The messages stay queued; expiry is tried again later."
+            doing = "move expired messages to the dead letters"
+        else:
+            kept = "The messages not yet moved stay queued."
+            doing = "move queued messages to the dead letters"
         no_leases: dict[int, float] = {}
         after = 0
         while limit is None or moved < limit:
@@ -1408,7 +1425,7 @@ class Store:
                 if len(due) < room:
                     after = seq  # nothing more to take from this one
                 if due:
-                    moved += self._bury(db, connector, due, reason, now, expired=True)
+                    moved += self._bury(db, connector, due, reason, now, expired=expired)
         return moved
 
     def backlog(self, connector: str) -> Backlog:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tui_currents import config as config_module
-from tui_currents import control
+from tui_currents import connector_removal, control
 from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -307,10 +307,16 @@ class Backend:
             self.secrets.set_write_key(connector.name, write_key)
         return added_workspace
 
-    async def delete_connector(self, name: str) -> None:
-        """Remove a connector from the config; its queued events and write key are kept."""
-        await asyncio.to_thread(config_module.remove_connector, self.home, name)
+    async def queued_events(self, name: str) -> int:
+        """How many events wait in a connector's outbox."""
+        return await asyncio.to_thread(connector_removal.queued_events, self.home, name)
+
+    async def delete_connector(self, name: str) -> int:
+        """Remove a connector from the config once the engine let go of it; events still queued for it move to
+        the dead letters (reason "connector removed"). Its write key is kept. Returns how many moved."""
+        moved, _ = await asyncio.to_thread(connector_removal.remove, self.home, name)
         self._engine_reload()
+        return moved
 
     async def set_paused(self, name: str, paused: bool) -> None:
         await asyncio.to_thread(config_module.set_paused, self.home, name, paused)
