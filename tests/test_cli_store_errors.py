@@ -94,3 +94,32 @@ def test_status_before_any_engine_ran_twice_is_not_an_error(home: Home) -> None:
     for _ in range(2):
         result = cli(home.root, "status", timeout=30)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_live_engine_whose_heartbeat_is_stale_shows_as_running_and_says_why(home: Home) -> None:
+    # A full disk stops the heartbeat, not the engine: the engine's lock (held while it lives) tells.
+    import json
+    import sqlite3
+
+    from tui_currents.control import Control
+    from tui_currents.engine import EngineLock
+
+    Store(home.store_file).close()
+    ctl = Control(home.store_file)
+    ctl.beat(pid=os.getpid(), started_at=1.0, receiver="http://127.0.0.1:8750", demo=False)
+    ctl.close()
+    with sqlite3.connect(home.store_file) as db:
+        db.execute("UPDATE engine_presence SET heartbeat_at = heartbeat_at - 60")
+    lock = EngineLock(home.lock_file)
+    lock.acquire()
+    try:
+        held = json.loads(cli(home.root, "status", "--json").stdout)
+        text = cli(home.root, "status").stdout
+    finally:
+        lock.release()
+    released = json.loads(cli(home.root, "status", "--json").stdout)
+    assert held["engine"]["running"] is True and held["engine"]["pid"] == os.getpid()
+    assert "has not written to the store for 6" in held["engine"]["store_problem"]
+    assert "Engine: running" in text and "Store: the engine has not written to the store" in text
+    # Without the lock the stale heartbeat is a stopped engine, as before.
+    assert released["engine"]["running"] is False and released["engine"]["store_problem"] is None
