@@ -198,13 +198,14 @@ class Backend:
     def _open_store(self) -> None:
         if self._reader is not None or not self.home.store_file.exists():
             return
-        from tui_currents.store import Store, StoreUnavailable
+        from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
         try:
             self._reader = Store(self.home.store_file, readonly=True)
             self._control = control.Control(self.home.store_file)
         except StoreUnavailable as exc:
-            self.engine_problem = self.engine_problem or str(exc)
+            if exc.cause != NOT_CREATED:  # no engine ran yet: nothing is wrong, it is tried again later
+                self.engine_problem = self.engine_problem or str(exc)
 
     async def stop(self) -> None:
         """Stop the in-process engine (queued events stay in the store) and close connections."""
