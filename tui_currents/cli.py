@@ -811,6 +811,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `tui-currents events | head`: the reader left; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC) or not exc.filename:
+            raise
+        # A file of the home cannot be written (a read-only filesystem, another user's folder, a full disk).
+        print(
+            f"tui-currents: could not write {exc.filename}: {exc.strerror}. Nothing was changed; make the "
+            "home folder writable by this user, with free space (or choose another with --home).",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as exc:
         from tui_currents.engine import EngineLocked
 

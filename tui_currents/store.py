@@ -663,6 +663,14 @@ class Store:
             err = _unavailable(exc, self.path, "open the store", "Nothing was changed.", busy_timeout)
             if err is None:
                 raise
+            if err.cause == "cannot open" and not os.access(self.path.parent, os.W_OK):
+                # SQLite cannot make its -wal/-shm files: the folder (or its filesystem) is read-only.
+                raise StoreUnavailable(
+                    f"Could not open the store {self.path}: its folder is read-only (a read-only filesystem, "
+                    "or another user's folder). Nothing was changed. Make the folder writable by this user.",
+                    cause="read-only",
+                    path=self.path,
+                ) from exc
             raise err from exc
 
     def __repr__(self) -> str:
