@@ -125,3 +125,20 @@ def test_a_live_engine_whose_heartbeat_is_stale_shows_as_running_and_says_why(ho
     assert "Engine: running" in text and "Store: the engine has not written to the store" in text
     # Without the lock the stale heartbeat is a stopped engine, as before.
     assert released["engine"]["running"] is False and released["engine"]["store_problem"] is None
+
+
+def test_an_engine_that_is_starting_is_running_with_no_problem(home: Home) -> None:
+    # The lock is taken before the first heartbeat: no heartbeat yet is no fault.
+    import json
+
+    from tui_currents.engine import EngineLock
+
+    Store(home.store_file).close()
+    lock = EngineLock(home.lock_file)
+    lock.acquire()
+    try:
+        report = json.loads(cli(home.root, "status", "--json").stdout)
+    finally:
+        lock.release()
+    assert report["engine"]["running"] is True and report["engine"]["pid"] == os.getpid()
+    assert report["engine"]["store_problem"] is None

@@ -103,7 +103,7 @@ def free_bytes(folder: Path) -> int | None:
 
 def store_problem(home: Home, *, heartbeat_age: float | None, running: bool) -> str | None:
     """Why a running engine cannot write the store, in words, or None when nothing says it cannot.
-    `heartbeat_age`: how old its heartbeat is when stale (infinite when it never wrote one), else None."""
+    `heartbeat_age`: how old the engine's own heartbeat is when it is stale, else None."""
     if not running:
         return None
     free = free_bytes(home.store_file.parent)
@@ -114,9 +114,8 @@ def store_problem(home: Home, *, heartbeat_age: float | None, running: bool) -> 
             "Braze sends them again; free some space and delivery resumes by itself."
         )
     if heartbeat_age is not None:
-        since = "since it started" if heartbeat_age == float("inf") else f"for {heartbeat_age:.0f} s"
         return (
-            f"the engine has not written to the store {since}: it cannot write the "
+            f"the engine has not written to the store for {heartbeat_age:.0f} s: it cannot write the "
             "store (see the engine's log for why). Events already stored are kept."
         )
     return None
@@ -137,9 +136,10 @@ def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
     holder = None if alive else engine_lock_holder(home.lock_file)
     # A live engine that cannot write its heartbeat (a full disk) still holds the home's lock.
     running = alive or holder is not None
-    problem = store_problem(
-        home, heartbeat_age=None if alive else heartbeat_age or float("inf"), running=running
-    )
+    # A stale heartbeat of this very engine means it cannot write; none yet (or a previous run's) means it
+    # is starting. The free space on the disk is looked at either way.
+    stale = not alive and presence is not None and holder == presence.pid
+    problem = store_problem(home, heartbeat_age=heartbeat_age if stale else None, running=running)
     pid = presence.pid if alive else (holder or (presence.pid if presence else None))
     connectors = []
     for connector in cfg.connectors:
