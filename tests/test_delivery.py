@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -150,18 +150,20 @@ async def test_delivers_every_message_once_within_the_contract(store: Store, san
 
 class Recorder:
     """A real HTTP server that records each request (time, headers, body) and answers 200, or the
-    statuses queued in `answers` first."""
+    statuses queued in `answers` first (a status, or a status and headers), or `always` when set."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[float, dict, bytes]] = []
-        self.answers: list[int] = []
+        self.answers: list[int | tuple[int, dict[str, str]]] = []
+        self.always: tuple[int, dict[str, str]] | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _batch(self, request: web.Request) -> web.Response:
         self.seen.append((time.time(), dict(request.headers), await request.read()))
-        status = self.answers.pop(0) if self.answers else 200
-        return web.json_response({"success": status == 200}, status=status)
+        answer = self.answers.pop(0) if self.answers else (self.always or 200)
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return web.json_response({"success": status == 200}, status=status, headers=headers)
 
     async def __aenter__(self) -> Recorder:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -308,6 +310,52 @@ async def test_retry_after_pauses_the_whole_connector(store: Store, sandbox: Seg
     paused = [s for s in states if s.state == "paused"]
     assert paused and paused[0].paused_until is not None
     assert 0.7 <= paused[0].paused_until - records[0].at <= 1.5
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"])
+def test_a_malformed_retry_after_reads_as_absent(value: str):
+    assert segment.retry_after_seconds(value) is None
+    assert segment.retry_after_seconds("2") == 2.0
+    future = time.time() + 30
+    http_date = datetime.fromtimestamp(future, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert 25 <= segment.retry_after_seconds(http_date) <= 30  # a date to come is honoured
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT"])
+async def test_a_429_with_a_malformed_retry_after_backs_off_and_counts_the_attempt(
+    store: Store, recorder: Recorder, value: str
+):
+    enqueue(store, 3)
+    recorder.always = (429, {"Retry-After": value})
+    async with delivering(store, recorder.url, backoff_scale=1.0, rng=random.Random(3)) as (delivery, _):
+        await asyncio.sleep(2.0)
+        state = state_of(delivery)
+        recorder.always = None
+        await until(delivered_all(store), timeout=15, what="delivery once Segment accepts")
+    counts = [int(h["X-Retry-Count"]) for _, h, _ in recorder.seen]
+    # The normal backoff (0.25-0.5 s, 0.5-1 s, 1-2 s...), not a request per turn of the loop.
+    assert len(counts) <= 6, f"{len(counts)} requests: no backoff"
+    assert counts == list(range(len(counts)))  # every attempt counted
+    gaps = [b[0] - a[0] for a, b in zip(recorder.seen, recorder.seen[1:], strict=False)]
+    assert all(gap >= 0.24 for gap in gaps), gaps
+    assert state.state == "backing off" and "429" in (state.last_error or "")
+
+
+async def test_a_redirect_backs_off_naming_the_location_and_dead_letters_nothing(
+    store: Store, recorder: Recorder
+):
+    ids = enqueue(store, 4)
+    elsewhere = "https://api.example.net/v1/batch"
+    recorder.answers = [(301, {"Location": elsewhere}), (308, {"Location": elsewhere})]
+    async with delivering(store, recorder.url, backoff_scale=1.0, rng=random.Random(5)) as (delivery, states):
+        await until(delivered_all(store), timeout=15, what="delivery after the redirects")
+    assert store.dead_letters(C1) == [] and store.counter_totals(C1).get("dead_lettered", 0) == 0
+    assert [h["X-Retry-Count"] for _, h, _ in recorder.seen] == ["0", "1", "2"]
+    held = [s for s in states if s.state == "backing off"]
+    assert held and elsewhere in held[0].detail and "endpoint" in held[0].detail
+    assert "301" in held[0].last_error and elsewhere in held[0].last_error
+    sent = orjson.loads(recorder.seen[-1][2])
+    assert [m["messageId"] for m in sent["batch"]] == ids
 
 
 async def test_a_pause_also_holds_the_halves_of_a_split_batch(store: Store, sandbox: SegmentSandbox):

@@ -357,17 +357,7 @@ def cmd_connector(args: argparse.Namespace) -> int:
         )
         return 0
     if action == "remove":
-        config.remove_connector(home, args.name)
-        try:
-            _secrets(home, interactive=True).delete_write_key(args.name)
-        except Exception as exc:
-            print(
-                f"note: the write key could not be removed from the keyring: {type(exc).__name__}",
-                file=sys.stderr,
-            )
-        _notify_engine(home)
-        print(f"Connector {args.name!r} removed. Events still queued for it stay in the store.")
-        return 0
+        return _remove_connector(home, args)
     if action in ("pause", "resume"):
         config.set_paused(home, args.name, action == "pause")
         _notify_engine(home)
@@ -386,20 +376,110 @@ def cmd_connector(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown connector action {action!r}")
 
 
+DELIVER_FIRST = "deliver-first"
+DEAD_LETTER = "dead-letter"
+
+
+def _ask_what_to_do_with_queued(name: str, queued: int) -> str | None:
+    """On a terminal: deliver first, dead-letter, or cancel (None)."""
+    print(f"Connector {name!r} still has {queued:,} queued events. Removing it would leave them unsent.")
+    while True:
+        answer = input(
+            "[d] deliver them first, then remove  [l] move them to the dead letters and remove  [c] cancel: "
+        )
+        choice = {"d": DELIVER_FIRST, "l": DEAD_LETTER, "c": None, "": None}.get(answer.strip().lower()[:1])
+        if choice is not None or answer.strip().lower()[:1] in ("c", ""):
+            return choice
+
+
+def _remove_connector(home: Home, args: argparse.Namespace) -> int:
+    """`connector remove`: a connector with queued events is removed only once the user said what becomes
+    of them (see connector_removal)."""
+    from tui_currents import connector_removal as removal
+
+    name = args.name
+    cfg = config.load(home)
+    cfg.connector(name)  # an unknown name: KeyError, exit 2
+    queued = removal.queued_events(home, name)
+    choice = DEAD_LETTER if args.dead_letter else DELIVER_FIRST if args.deliver_first else None
+    if queued and choice is None:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"connector {name!r} still has {queued:,} queued events; nothing was removed. Say what "
+                "becomes of them: --deliver-first (wait while the engine sends them, then remove) or "
+                '--dead-letter (move them to the dead letters, reason "connector removed", then remove)'
+            )
+        choice = _ask_what_to_do_with_queued(name, queued)
+        if choice is None:
+            print(f"Nothing was removed; connector {name!r} keeps its {queued:,} queued events.")
+            return 1
+    if queued and choice == DELIVER_FIRST:
+        why = removal.why_not_delivering(home, cfg, name)
+        if why is not None:
+            print(
+                f"tui-currents: {queued:,} events are queued for {name!r} and nothing sends them now: {why}. "
+                "Nothing was removed; run again once they are sent, or use --dead-letter.",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"{queued:,} events queued for {name!r}; waiting while the engine sends them "
+            f"(up to {args.wait:g} s)."
+        )
+        remaining = removal.wait_until_delivered(
+            home, name, timeout=args.wait, on_progress=lambda n: print(f"  {n:,} still queued...", flush=True)
+        )
+        if remaining:
+            print(
+                f"tui-currents: {remaining:,} events are still queued for {name!r} after {args.wait:g} s; "
+                "nothing was removed. Run again (a longer --wait), or use --dead-letter.",
+                file=sys.stderr,
+            )
+            return 1
+    moved, settled = removal.remove(home, name)
+    try:
+        _secrets(home, interactive=True).delete_write_key(name)
+    except Exception as exc:
+        print(
+            f"note: the write key could not be removed from the keyring: {type(exc).__name__}",
+            file=sys.stderr,
+        )
+    print(f"Connector {name!r} removed.")
+    if moved:
+        print(
+            f"{moved:,} events still queued for it were moved to the dead letters "
+            f'(reason "connector removed"): tui-currents dead-letters list --connector {name!r}'
+        )
+    if not settled:
+        print(
+            "note: the running engine did not confirm within "
+            f"{removal.SETTLE_SECONDS:g} s that it stopped sending for this connector; "
+            "check `tui-currents status`",
+            file=sys.stderr,
+        )
+    return 0
+
+
 # ----------------------------------------------------------------------------- dead letters
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from tui_currents.store import Store
+    from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
     home = _home(args)
     if not home.store_file.exists():
         print("No dead letters: the store is created when the engine first runs.")
         return 0
     if args.action == "list":
-        store = Store(home.store_file, readonly=True)
+        try:
+            store = Store(home.store_file, readonly=True)
+        except StoreUnavailable as exc:
+            if exc.cause != NOT_CREATED:
+                raise
+            print("No dead letters: the store is created when the engine first runs.")
+            return 0
         try:
             letters = store.dead_letters(args.connector, limit=args.limit)
         finally:
@@ -515,6 +595,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Engine: running (pid {engine['pid']}, receiver {engine['receiver'] or 'off'})")
     else:
         print("Engine: not running (start it with: tui-currents run)")
+    if engine.get("store_problem"):
+        print(f"Store: {engine['store_problem']}")
     if not report["connectors"]:
         print("No connectors.")
         return 0
@@ -535,6 +617,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         _table(rows, ["Connector", "State", "Backlog", "Oldest", "Delivered", "Dead letters", "Last error"])
     )
+    for c in report["connectors"]:
+        if c.get("warning"):
+            print(f"Warning ({c['name']}): {c['warning']}")
     return 0
 
 
@@ -544,9 +629,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tui_currents.engine import Engine, EngineOptions
     from tui_currents.service import run_service
+    from tui_currents.store import Store
 
     home, secrets = _engine_home_and_secrets(args)
     config.load(home)  # a config with problems stops here, in one message, before anything starts
+    # A damaged, empty or read-only store is said in one line (StoreUnavailable) before the engine starts.
+    Store(home.store_file).close()
     _setup_logging(home, verbose=args.verbose, to_stderr=True, log_format=args.log_format)
     options = EngineOptions(
         receiver_host=args.host,
@@ -714,7 +802,26 @@ def build_parser() -> argparse.ArgumentParser:
     con_show = con_sub.add_parser("show")
     con_show.add_argument("name")
     con_show.add_argument("--json", action="store_true")
-    for action in ("remove", "pause", "resume", "test"):
+    con_rm = con_sub.add_parser(
+        "remove", help="remove a connector (one with queued events needs --deliver-first or --dead-letter)"
+    )
+    con_rm.add_argument("name")
+    queued_choice = con_rm.add_mutually_exclusive_group()
+    queued_choice.add_argument(
+        "--deliver-first", action="store_true", help="wait while the running engine sends its queued events"
+    )
+    queued_choice.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help='move its queued events to the dead letters (reason "connector removed")',
+    )
+    con_rm.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        help="with --deliver-first: seconds to wait at most (default 300)",
+    )
+    for action in ("pause", "resume", "test"):
         con_sub.add_parser(action).add_argument("name")
     con.set_defaults(func=cmd_connector)
 
@@ -772,6 +879,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = "tui"
         args.func = cmd_tui
     from tui_currents.secrets import SecretsUnavailable
+    from tui_currents.store import StoreUnavailable
 
     try:
         return int(args.func(args) or 0)
@@ -784,12 +892,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecretsUnavailable as exc:
         print(f"tui-currents: {exc}", file=sys.stderr)
         return 1
+    except StoreUnavailable as exc:  # damaged, empty, read-only, a full disk: what happened, kept, to do
+        print(f"tui-currents: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `tui-currents events | head`: the reader left; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC) or not exc.filename:
+            raise
+        # A file of the home cannot be written (a read-only filesystem, another user's folder, a full disk).
+        print(
+            f"tui-currents: could not write {exc.filename}: {exc.strerror}. Nothing was changed; make the "
+            "home folder writable by this user, with free space (or choose another with --home).",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as exc:
         from tui_currents.engine import EngineLocked
 

@@ -189,6 +189,16 @@ class AlertSettings:
 
 
 @dataclass
+class DeadLetterSettings:
+    """Bounds on the dead letters, so that a flood of bad events cannot fill the disk. Beyond them the
+    oldest dead letters are dropped (counted, and said in the log and `status`)."""
+
+    max_per_request: int = 1_000  # dead letters one received request (or import batch) may add
+    max_total: int = 100_000  # dead letters kept in all; the oldest go first
+    max_event_bytes: int = 16_384  # a stored raw event larger than this is cut, with a marker
+
+
+@dataclass
 class UiSettings:
     theme: str = "currents-dark"
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, as Textual's set_keymap
@@ -205,6 +215,7 @@ class Config:
     logs: LogSettings = field(default_factory=LogSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     durability: str = "full"  # "full" | "normal": SQLite's synchronous setting for the store
+    dead_letters: DeadLetterSettings = field(default_factory=DeadLetterSettings)
 
     def connector(self, name: str) -> Connector:
         """The connector with this name; KeyError (with a readable message) if there is none."""
@@ -576,6 +587,18 @@ def _settings_errors(config: Config) -> list[str]:
             problems.append(f"[ui.keymap] {_name_list(empty)}: no keys given")
 
     problems += _ops_settings_errors(config)
+    dead = config.dead_letters
+    type_errors = _type_errors(dead)
+    problems += [f"[dead_letters] {e}" for e in type_errors]
+    if not type_errors:
+        for name, low, high in (
+            ("max_per_request", 1, 10_000_000),
+            ("max_total", 1, 100_000_000),
+            ("max_event_bytes", 256, 32 * 1024**2),
+        ):
+            if problem := _in_range(getattr(dead, name), low, high, ""):
+                problems.append(f"[dead_letters] {name}: {problem.rstrip()}")
+
     if config.durability not in DURABILITY:
         problems.append(f"durability: must be 'full' or 'normal', not {config.durability!r}")
     return problems
@@ -696,7 +719,10 @@ def _entries(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[s
 
 def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     problems: list[str] = []
-    known = ["durability", "receiver", "smtp", "ui", "metrics", "logs", "alerts", "workspaces", "connectors"]
+    known = [
+        "durability", "receiver", "smtp", "ui", "metrics", "logs", "alerts", "dead_letters", "workspaces",
+        "connectors",
+    ]  # fmt: skip
     for key in data:
         if key not in known:
             problems.append(f"unknown setting {key!r}{_suggest(key, known)}")
@@ -724,6 +750,9 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
             config.alerts = AlertSettings(webhook=alerts["webhook"])  # refused by validation, in words
         else:
             config.alerts = _build(AlertSettings, alerts, "[alerts]", problems) or AlertSettings()
+    if "dead_letters" in data:
+        built = _build(DeadLetterSettings, data["dead_letters"], "[dead_letters]", problems)
+        config.dead_letters = built or DeadLetterSettings()
     for i, entry in enumerate(_entries(data, "workspaces", problems)):
         name = entry.get("name")
         where = f"workspace {name!r}" if isinstance(name, str) else f"workspace #{i + 1}"
@@ -1003,6 +1032,8 @@ def _merge(doc: tomlkit.TOMLDocument, config: Config, renames: Mapping[str, str]
     ):
         if key in doc or getattr(config, key) != default:
             _merge_section(doc, key, getattr(config, key))
+    if "dead_letters" in doc or config.dead_letters != DeadLetterSettings():
+        _merge_section(doc, "dead_letters", config.dead_letters)
     _merge_entries(doc, "workspaces", config.workspaces, {})
     _merge_entries(doc, "connectors", config.connectors, renames)
 

@@ -7,7 +7,9 @@ leave a command in a small table of the store's database and the engine picks it
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -65,10 +67,29 @@ class Control:
     """Post and take engine commands through the store's SQLite file."""
 
     def __init__(self, db_path: Path):
-        touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
-        self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        """Open the command table in the store's file; StoreUnavailable (one line for people) when the file
+        cannot be opened or written (read-only, damaged, a full disk)."""
+        from tui_currents.store import StoreUnavailable
+        from tui_currents.store.errors import unavailable
+
+        try:
+            touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"Could not open the store {db_path}: {exc.strerror or exc} (read-only, or another user's). "
+                "Nothing was changed. Make the file and its folder writable by this user.",
+                cause="read-only",
+                path=db_path,
+            ) from None
+        try:
+            self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            err = unavailable(exc, db_path, "open the engine's command table", "Nothing was changed.")
+            if err is None:
+                raise
+            raise err from exc
 
     def close(self) -> None:
         self._db.close()
@@ -82,6 +103,11 @@ class Control:
             (time.time(), kind, json.dumps(args)),
         )
         return int(cur.lastrowid)
+
+    def taken(self, command_id: int) -> bool:
+        """Whether the engine has taken this command (a command gone from the table was taken long ago)."""
+        row = self._db.execute("SELECT taken_at FROM engine_commands WHERE id = ?", (command_id,)).fetchone()
+        return row is None or row[0] is not None
 
     def take(self) -> list[Command]:
         """Claim every command not yet taken (engine side)."""
@@ -120,3 +146,24 @@ class Control:
         return Presence(
             pid=row[0], started_at=row[1], heartbeat_at=row[2], receiver=row[3], demo=bool(row[4])
         )
+
+
+def engine_lock_holder(lock_file: Path) -> int | None:
+    """The pid written in the home's engine lock file while an engine holds the lock, else None.
+
+    A live engine whose heartbeat cannot be written (a full disk) still holds its lock: this tells it
+    apart from a stopped one. The probe takes a shared lock for an instant and lets it go at once."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -9,13 +9,24 @@ What Segment's answer leads to (see segment.verdict):
   nothing meanwhile; the wait is not held against the messages.
 - 400/413: one bad message can spoil a batch, so the batch is cut in halves until the bad message is alone;
   it is dead-lettered with Segment's answer and the others are delivered.
+- 3xx: a redirect is a configuration error (it is not followed: the batch and its write key must not go
+  to an address nobody configured). The batch goes back to the outbox with a backoff, counted as an
+  attempt, and the connector's state names the Location it was sent to; nothing is dead-lettered.
+- A Retry-After that is not a positive number of seconds or a future HTTP date (NaN, negative, a past
+  date) is treated as absent: the usual backoff, and the attempt counts.
 - 401/403: the write key was refused. The connector stops sending and keeps its events until its write key
   changes (looked at again every few seconds meanwhile, and at once on `credentials_changed()`).
 - Other refusals (404, 422, 501...): the batch is dead-lettered with the status and Segment's answer.
 
 The request body is spliced from the stored message bytes, never re-encoded, with a fresh `sentAt` on every
 attempt; the write key goes in the Basic auth header and the body, and nowhere else (not in errors, states
-or logs). Several batches are in flight at once (`max_in_flight`); the next one is leased while others wait
+or logs).
+
+When the store cannot record an answer (a full disk), the batch's leases are given back in memory and the
+connector waits `store_retry_seconds` before trying again: the messages are sent again once the store
+works, instead of staying leased for the rest of `lease_seconds`.
+
+Several batches are in flight at once (`max_in_flight`); the next one is leased while others wait
 for their answer. While requests are out, a small batch makes the next lease wait `linger_seconds`
 (50 ms) first, so that a trickle of events travels in a few requests rather than many. Batches answered
 while the previous "delivered" mark is being written are marked together, in one transaction.
@@ -83,6 +94,7 @@ class _Answer:
     status: int | None  # None: no answer (network error, timeout)
     text: str  # for people: what happened, with an excerpt of Segment's answer
     retry_after: float | None = None
+    location: str | None = None  # where a 3xx pointed (redacted)
 
 
 class ConnectorDelivery:
@@ -321,7 +333,13 @@ class ConnectorDelivery:
         try:
             await self._deliver_parts(rows)
         except StoreUnavailable as exc:
-            # The outcome could not be recorded: the messages stay leased and are sent again later.
+            # The outcome could not be recorded (a full disk): give the leases back in memory, so that the
+            # messages go out again as soon as the store works (after `store_retry_seconds`), not once
+            # `lease_seconds` have run out. Segment's accepted batches stay leased until their delivered
+            # mark is written (`_unrecorded`): they are not sent again. Messages already recorded as done
+            # or scheduled for later are not taken by a lease whatever their lease says.
+            accepted = {seq for seqs, _ in self._unrecorded for seq in seqs}
+            self.store.release(self.connector, [r.seq for r in rows if r.seq not in accepted])
             self._store_trouble(exc)
 
     async def _record_unrecorded(self) -> bool:
@@ -391,6 +409,8 @@ class ConnectorDelivery:
                 else:
                     middle = len(part) // 2
                     parts.extend((part[middle:], part[:middle]))  # the first half is sent first
+            elif verdict is segment.Verdict.REDIRECT:
+                self._retry(part, answer.text, now, redirect=answer.location or "no Location given")
             elif verdict is segment.Verdict.CREDENTIALS:
                 self.store.release(self.connector, seqs)
                 self._credentials_rejected(key, answer, now)
@@ -452,11 +472,16 @@ class ConnectorDelivery:
         if retry_after is None and status == 429:
             retry_after = segment.retry_after_seconds(response.headers.get("X-RateLimit-Reset"))
         text = f"{status} {response.reason_phrase}".strip()
-        if not 200 <= status < 300:
+        location = None
+        if 300 <= status < 400:
+            location = self._redact(response.headers.get("Location", "").strip(), key)[:EXCERPT_CHARS] or None
+            retry_after = None  # a redirect's wait is the backoff of a failed attempt
+            text += f" redirecting to {location or '(no Location given)'}"
+        elif not 200 <= status < 300:
             excerpt = self._redact(" ".join(response.text.split()), key)[:EXCERPT_CHARS]
             if excerpt:
                 text += f": {excerpt}"
-        return _Answer(status, text, retry_after)
+        return _Answer(status, text, retry_after, location)
 
     def _redact(self, text: str, key: str) -> str:
         # Segment never echoes the key, but a proxy in between might: it must not reach a stored reason.
@@ -468,19 +493,39 @@ class ConnectorDelivery:
 
     # ------------------------------------------------------------------------------ what happened
 
-    def _retry(self, part: list[OutboxRow], error: str, now: float) -> None:
+    def _retry(self, part: list[OutboxRow], error: str, now: float, *, redirect: str | None = None) -> None:
+        """Back the connector off and schedule the batch again, as one more attempt. The hold is set before
+        the store is written: a store that cannot take the retry must not also cancel the backoff."""
         attempt = max(r.attempts for r in part)
         delay = segment.backoff_seconds(attempt, rng=self._rng) * self.backoff_scale
         retry_at = now + delay
-        self.store.retry_later(self.connector, [r.seq for r in part], retry_at=retry_at, error=error)
         self._error(error, now)
         if retry_at > self._not_before:
             self._not_before = retry_at
             self._hold = Status.BACKING_OFF
-            self._hold_detail = (
-                f"Segment delivery failed ({error}); trying again in {delay:.1f} s (attempt {attempt + 2})."
+            if redirect is not None:
+                self._hold_detail = (
+                    f"The endpoint answered with a redirect to {redirect} ({error.split(' ', 1)[0]}); a "
+                    f"redirect is not followed. Check the connector's endpoint. The events stay queued; "
+                    f"trying again in {delay:.1f} s (attempt {attempt + 2})."
+                )
+            else:
+                self._hold_detail = (
+                    f"Segment delivery failed ({error}); trying again in {delay:.1f} s "
+                    f"(attempt {attempt + 2})."
+                )
+        if redirect is not None:
+            log.error(
+                "connector %r: the endpoint redirects to %s (%s): check the connector's endpoint; events are "
+                "kept, retrying in %.1f s",
+                self.connector,
+                redirect,
+                error.split(" ", 1)[0],
+                delay,
             )
-        log.warning("connector %r: %s; retrying in %.1f s", self.connector, error, delay)
+        else:
+            log.warning("connector %r: %s; retrying in %.1f s", self.connector, error, delay)
+        self.store.retry_later(self.connector, [r.seq for r in part], retry_at=retry_at, error=error)
 
     def _pause(self, now: float, answer: _Answer) -> None:
         until = now + (answer.retry_after or 0.0)

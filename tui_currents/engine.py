@@ -30,7 +30,7 @@ from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.store import ConnectorState, Store
+from tui_currents.store import ConnectorState, DeadLetterCaps, Store
 from tui_currents.webhook import WebhookPoster
 
 if TYPE_CHECKING:
@@ -324,6 +324,11 @@ class Engine:
 
     def _apply(self, new: Config) -> None:
         self.config = new
+        if self.store is not None:
+            caps = new.dead_letters
+            self.store.dead_letter_caps = DeadLetterCaps(
+                per_request=caps.max_per_request, total=caps.max_total, event_bytes=caps.max_event_bytes
+            )
         if self._ingestor is not None:
             self._ingestor.update_config(new)
         if self._alerts is not None:

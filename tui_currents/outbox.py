@@ -35,9 +35,10 @@ RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 EXPIRED = "expired"
 REQUEUED = "requeued"
+DEAD_LETTERS_DROPPED = "dead_letters_dropped"  # dead letters not kept: over a cap (see DeadLetterCaps)
 COUNTER_NAMES = (
     RECEIVED, NOT_SELECTED, ANONYMOUS, UNSUPPORTED, NOT_FORWARDABLE, QUEUED, DUPLICATE,
-    DELIVERED, RETRIED, DEAD_LETTERED, EXPIRED, REQUEUED,
+    DELIVERED, RETRIED, DEAD_LETTERED, EXPIRED, REQUEUED, DEAD_LETTERS_DROPPED,
 )  # fmt: skip
 
 # Fates in the tail beyond mapping's Fate values ("queued", "not selected", "anonymous", "unsupported",
@@ -52,11 +53,15 @@ REQUEUED_REASON = "requeued from the dead letters"
 # ---------------------------------------------------------------------------------------------------- errors
 
 
+NOT_CREATED = "not created"  # StoreUnavailable.cause for a store no engine has created yet (not a fault)
+
+
 class StoreUnavailable(Exception):
     """The store could not be written or read (disk full, read-only, I/O error, locked too long).
 
     `cause` is a short name of what went wrong ("disk full", "I/O error", "read-only", "locked",
-    "cannot open", "damaged", "out of memory"); the message says what was kept and what to do.
+    "cannot open", "damaged", "empty" (a truncated file), "out of memory", or NOT_CREATED: no engine created
+    it yet, which is no fault); the message says what was kept and what to do.
     """
 
     def __init__(self, message: str, *, cause: str, path: Path):

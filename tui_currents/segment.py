@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 REGION_ENDPOINTS = {
@@ -30,6 +33,7 @@ class Verdict(StrEnum):
     RETRY = "retry"  # 408, 410, 429, 460, 5xx (not 501/505), network errors
     SPLIT = "split"  # 400, 413: one bad message may spoil the batch; bisect to isolate it
     CREDENTIALS = "credentials"  # 401, 403: keep the events until the key is changed
+    REDIRECT = "redirect"  # 3xx: the endpoint is misconfigured; keep the events and back off
     REJECT = "reject"  # 404, 422, 501, 505 and other 4xx: dead-letter with the answer as the reason
 
 
@@ -45,6 +49,8 @@ def verdict(status: int) -> Verdict:
     """Classify an HTTP status from Segment the way Segment's own SDKs do."""
     if 200 <= status < 300:
         return Verdict.DELIVERED
+    if 300 <= status < 400:
+        return Verdict.REDIRECT  # not followed: a POST's body must not go to an address nobody configured
     if status in (408, 410, 429, 460) or (500 <= status < 600 and status not in (501, 505)):
         return Verdict.RETRY
     if status in (400, 413):
@@ -60,14 +66,24 @@ def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
     return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a Retry-After (or X-RateLimit-Reset) header given in seconds; cap it at 300 s."""
-    if not value:
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a Retry-After (or X-RateLimit-Reset) header, in seconds or as an HTTP date; cap it at 300 s.
+
+    None when absent or unusable (not a number, NaN, infinite, negative, a date already past): the caller
+    then backs off as for any failed attempt, rather than trusting a wait of no length."""
+    if not value or not value.strip():
         return None
+    text = value.strip()
     try:
-        seconds = float(value.strip())
+        seconds = float(text)
     except ValueError:
-        return None
-    if seconds < 0:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if moment.tzinfo is None:
+            return None  # HTTP dates are always GMT; one without a zone is not one
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds) or seconds <= 0:
         return None
     return min(seconds, RETRY_AFTER_CAP_SECONDS)

@@ -180,3 +180,25 @@ async def test_q_quits_and_stops_cleanly(seeded):
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
+
+
+async def test_delete_names_the_queued_events_and_moves_them_to_the_dead_letters(seeded):
+    with Store(seeded.home.store_file, readonly=True) as store:
+        queued = store.backlog("SMS to EU").messages
+    assert queued > 0
+    app = make_app(seeded.home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("down", "d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        detail = str(app.screen.query_one("#detail").render())
+        assert f"{queued:,} events are still queued" in detail and "connector removed" in detail
+        assert app.screen.yes_label == f"Delete, dead-letter {queued:,}"
+        await pilot.press("y")
+        await wait_until(
+            pilot, lambda: "SMS to EU" not in [c.name for c in config.load(seeded.home).connectors]
+        )
+    with Store(seeded.home.store_file, readonly=True) as store:
+        assert store.backlog("SMS to EU").messages == 0
+        letters = store.dead_letters("SMS to EU", limit=10_000)
+    assert len(letters) == queued and {d.reason for d in letters} == {"connector removed"}

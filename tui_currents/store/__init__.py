@@ -56,10 +56,12 @@ from tui_currents.outbox import (
     COUNTER_NAMES,
     DAY,
     DEAD_LETTERED,
+    DEAD_LETTERS_DROPPED,
     DELIVERED,
     DUPLICATE,
     DUPLICATE_REASON,
     EXPIRED,
+    NOT_CREATED,
     NOT_FORWARDABLE,
     NOT_SELECTED,
     QUEUED,
@@ -80,6 +82,13 @@ from tui_currents.outbox import (
     OutboxRow,
     StoreUnavailable,
     TailRow,
+)
+from tui_currents.store.dead_letter_caps import (
+    DEFAULT_DEAD_LETTER_EVENT_BYTES,
+    DEFAULT_DEAD_LETTERS_MAX,
+    DEFAULT_DEAD_LETTERS_PER_REQUEST,
+    DeadLetterCaps,
+    bounded_event,
 )
 from tui_currents.store.dead_letters import DeadLetterBox
 from tui_currents.store.ledger import Ledger
@@ -102,6 +111,10 @@ __all__ = [
     "ConnectorStatus",
     "DAY",
     "DEAD_LETTERED",
+    "DEAD_LETTERS_DROPPED",
+    "DEFAULT_DEAD_LETTERS_MAX",
+    "DEFAULT_DEAD_LETTERS_PER_REQUEST",
+    "DEFAULT_DEAD_LETTER_EVENT_BYTES",
     "DEFAULT_DELIVERED_WINDOW_DAYS",
     "DEFAULT_DELIVERED_WINDOW_MAX",
     "DEFAULT_TAIL_KEEP",
@@ -109,7 +122,9 @@ __all__ = [
     "DUPLICATE",
     "DUPLICATE_REASON",
     "DeadLetter",
+    "DeadLetterCaps",
     "EXPIRED",
+    "NOT_CREATED",
     "NOT_FORWARDABLE",
     "NOT_SELECTED",
     "Outbox",
@@ -127,6 +142,7 @@ __all__ = [
     "TAIL_DUPLICATE",
     "TailRow",
     "UNSUPPORTED",
+    "bounded_event",
 ]
 
 

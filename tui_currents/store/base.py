@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 from tui_currents import segments
-from tui_currents.outbox import StoreUnavailable
+from tui_currents.outbox import NOT_CREATED, StoreUnavailable
 from tui_currents.paths import touch_private
 from tui_currents.segments import KnownIds, Segment
-from tui_currents.store.errors import READ_ONLY, unavailable
+from tui_currents.store.dead_letter_caps import DeadLetterCaps
+from tui_currents.store.errors import READ_ONLY, refuse_if_empty, unavailable
 from tui_currents.store.schema import (
     BUMP_COUNTER,
     BUSY_TIMEOUT_SECONDS,
@@ -26,19 +27,6 @@ from tui_currents.store.schema import (
     SEGMENTS_CACHED,
     create_or_upgrade,
 )
-
-
-@dataclass(slots=True)
-class BacklogChange:
-    """A change to one connector's row of the backlog summary table (see `BUMP_BACKLOG`)."""
-
-    messages: int = 0
-    bytes: int = 0
-    dead_letters: int = 0
-    remembered: int = 0  # ids of delivered messages kept for the duplicate window
-
-    def row(self, connector: str) -> tuple[str, int, int, int, int]:
-        return (connector, self.messages, self.bytes, self.dead_letters, self.remembered)
 
 
 class StoreBase:
@@ -54,8 +42,10 @@ class StoreBase:
         delivered_window_days: float = DEFAULT_DELIVERED_WINDOW_DAYS,
         delivered_window_max: int = DEFAULT_DELIVERED_WINDOW_MAX,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        dead_letter_caps: DeadLetterCaps | None = None,
     ):
         self.path = Path(path)
+        self.dead_letter_caps = dead_letter_caps or DeadLetterCaps()  # may be replaced on a config reload
         self.busy_timeout = busy_timeout
         self.readonly = readonly
         self.tail_keep = max(1, tail_keep)
@@ -81,12 +71,22 @@ class StoreBase:
                 if not self.path.exists():
                     raise StoreUnavailable(
                         f"There is no store at {self.path} yet: the engine creates it when it first runs.",
-                        cause="cannot open",
+                        cause=NOT_CREATED,
                         path=self.path,
                     )
                 target: str | Path = f"{self.path.absolute().as_uri()}?mode=ro"
             else:
-                touch_private(self.path)  # SQLite gives its -wal and -shm files the database file's mode
+                refuse_if_empty(self.path)
+                try:
+                    touch_private(self.path)  # SQLite gives its -wal and -shm files the database file's mode
+                except OSError as exc:
+                    raise StoreUnavailable(
+                        f"Could not open the store {self.path}: {exc.strerror or exc} (the file or its "
+                        "folder is read-only, or belongs to another user). Nothing was changed. Make the "
+                        "file and its folder writable by this user.",
+                        cause=READ_ONLY.name,
+                        path=self.path,
+                    ) from None
                 target = self.path
             self._db = sqlite3.connect(
                 target,
@@ -110,10 +110,26 @@ class StoreBase:
                 self._db.execute("PRAGMA secure_delete = FAST")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     create_or_upgrade(self._db)
+            elif self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                refuse_if_empty(self.path)
+                self._db.close()
+                raise StoreUnavailable(
+                    f"There is no store at {self.path} yet: the engine creates it when it first runs.",
+                    cause=NOT_CREATED,
+                    path=self.path,
+                )
         except sqlite3.Error as exc:
             err = unavailable(exc, self.path, "open the store", "Nothing was changed.", busy_timeout)
             if err is None:
                 raise
+            if err.cause == "cannot open" and not os.access(self.path.parent, os.W_OK):
+                # SQLite cannot make its -wal/-shm files: the folder (or its filesystem) is read-only.
+                raise StoreUnavailable(
+                    f"Could not open the store {self.path}: its folder is read-only (a read-only filesystem, "
+                    "or another user's folder). Nothing was changed. Make the folder writable by this user.",
+                    cause=READ_ONLY.name,
+                    path=self.path,
+                ) from exc
             raise err from exc
 
     def __repr__(self) -> str:

@@ -15,8 +15,7 @@ import orjson
 from tui_currents import segments
 from tui_currents.outbox import QUEUED, REQUEUED, REQUEUED_REASON, DeadLetter
 from tui_currents.paths import PRIVATE_FILE_MODE
-from tui_currents.store.base import BacklogChange
-from tui_currents.store.schema import BUMP_BACKLOG, CHUNK, DEAD_COLUMNS
+from tui_currents.store.schema import BUMP_BACKLOG, CHUNK, DEAD_COLUMNS, BacklogChange
 from tui_currents.store.writer import Writer
 
 

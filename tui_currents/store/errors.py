@@ -45,9 +45,16 @@ CAUSES = {
         "Check that the folder exists and belongs to this user.",
     ),
     sqlite3.SQLITE_CORRUPT: Cause(
-        "damaged", "the file is damaged", "Restore it from a backup or move it aside to start afresh."
+        "damaged",
+        "the file is damaged",
+        "Restore it from a backup, or move it aside (it is kept for recovery) "
+        "and run again to start a fresh store.",
     ),
-    sqlite3.SQLITE_NOTADB: Cause("damaged", "the file is not a database", "Move it aside to start afresh."),
+    sqlite3.SQLITE_NOTADB: Cause(
+        "damaged",
+        "the file is not a tui-currents store (damaged or overwritten)",
+        "Move it aside (it is kept for recovery) and run again to start a fresh store.",
+    ),
     sqlite3.SQLITE_NOMEM: Cause(
         "out of memory", "the system ran out of memory", "Free some memory and retry."
     ),
@@ -66,3 +73,20 @@ def unavailable(
     return StoreUnavailable(
         f"Could not {doing} in {path}: {what}. {kept} {cause.todo}", cause=cause.name, path=path
     )
+
+
+def refuse_if_empty(path: Path) -> None:
+    """A store file of zero bytes was truncated (a store is never empty once created): say so rather than
+    start afresh over it, or read it as a store with no tables."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return
+    if empty:
+        raise StoreUnavailable(
+            f"The store {path} is empty (0 bytes): it was truncated, so the events it held are gone. It "
+            "was left as it is. Move it aside (or restore it from a backup) and run again to start a fresh "
+            "store.",
+            cause="empty",
+            path=path,
+        )

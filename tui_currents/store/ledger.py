@@ -19,9 +19,8 @@ from tui_currents.outbox import (
     TAIL_DELIVERED,
 )
 from tui_currents.segments import Segment
-from tui_currents.store.base import BacklogChange
 from tui_currents.store.reader import Reader
-from tui_currents.store.schema import BUMP_BACKLOG, CHUNK, INSERT_DEAD, INSERT_RETRY
+from tui_currents.store.schema import BUMP_BACKLOG, CHUNK, INSERT_DEAD, INSERT_RETRY, BacklogChange
 from tui_currents.store.writer import Writer
 
 
@@ -217,10 +216,11 @@ class Ledger(Writer, Reader):
         counts = {(connector, t, DEAD_LETTERED): n for t, n in Counter(types).items()}
         if expired:
             counts.update({(connector, t, EXPIRED): n for t, n in Counter(types).items()})
-        self._bump(db, counts)
         db.execute(
             BUMP_BACKLOG, BacklogChange(messages=-len(ids), bytes=-size, dead_letters=len(ids)).row(connector)
         )
+        self._trim_dead_letters(db, counts)
+        self._bump(db, counts)
         lines = list(zip(types, ids, strict=True))
         self._append_tail(db, now, connector, lines, fate=TAIL_DEAD_LETTER, reason=reason)
         # Not remembered any more: the same event sent again is queued again.
@@ -236,9 +236,26 @@ class Ledger(Writer, Reader):
         per transaction. Returns how many were moved."""
         now = time.time() if now is None else now
         reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
+        return self._bury_waiting(connector, older_than, reason, now, limit, expired=True)
+
+    def dead_letter_queued(self, connector: str, *, reason: str, now: float | None = None) -> int:
+        """Move every message waiting in the connector's outbox (and not leased by this Store) to the dead
+        letters with `reason`, e.g. when the connector is removed: nothing is left behind unseen. A few
+        hundred messages per transaction. Returns how many were moved."""
+        now = time.time() if now is None else now
+        return self._bury_waiting(connector, float("inf"), reason, now, None, expired=False)
+
+    def _bury_waiting(
+        self, connector: str, older_than: float, reason: str, now: float, limit: int | None, *, expired: bool
+    ) -> int:
+        """`expire` and `dead_letter_queued`: bury the waiting messages queued before `older_than`."""
         moved = 0
-        kept = "The messages stay queued; expiry is tried again later."
-        doing = "move expired messages to the dead letters"
+        if expired:
+            kept = "The messages stay queued; expiry is tried again later."
+            doing = "move expired messages to the dead letters"
+        else:
+            kept = "The messages not yet moved stay queued."
+            doing = "move queued messages to the dead letters"
         no_leases: dict[int, float] = {}
         after = 0
         while limit is None or moved < limit:
@@ -269,5 +286,5 @@ class Ledger(Writer, Reader):
                 if len(due) < room:
                     after = seq  # nothing more to take from this one
                 if due:
-                    moved += self._bury(db, connector, due, reason, now, expired=True)
+                    moved += self._bury(db, connector, due, reason, now, expired=expired)
         return moved

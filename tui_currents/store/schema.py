@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import suppress
+from dataclasses import dataclass
 
 from tui_currents import segments
 
@@ -106,6 +107,21 @@ BUMP_COUNTER = (
     "INSERT INTO counters (connector, event_type, name, n) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (connector, event_type, name) DO UPDATE SET n = n + excluded.n"
 )
+
+
+@dataclass(slots=True)
+class BacklogChange:
+    """A change to one connector's row of the backlog summary table (see `BUMP_BACKLOG`)."""
+
+    messages: int = 0
+    bytes: int = 0
+    dead_letters: int = 0
+    remembered: int = 0  # ids of delivered messages kept for the duplicate window
+
+    def row(self, connector: str) -> tuple[str, int, int, int, int]:
+        return (connector, self.messages, self.bytes, self.dead_letters, self.remembered)
+
+
 BUMP_BACKLOG = (
     "INSERT INTO backlog (connector, messages, bytes, dead_letters, remembered) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (connector) DO UPDATE SET messages = messages + excluded.messages,"

@@ -13,6 +13,7 @@ from tui_currents import segments
 from tui_currents.outbox import (
     ANONYMOUS,
     DEAD_LETTERED,
+    DEAD_LETTERS_DROPPED,
     DUPLICATE,
     DUPLICATE_REASON,
     NOT_FORWARDABLE,
@@ -25,8 +26,13 @@ from tui_currents.outbox import (
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
 from tui_currents.segments import KnownIds, Segment, key_of
-from tui_currents.store.base import BacklogChange
-from tui_currents.store.schema import BUMP_BACKLOG, INSERT_DEAD, INSERT_OUTBOX, SEGMENTS_CACHED
+from tui_currents.store.dead_letter_caps import (
+    bounded_event,
+    trim_dead_letters,
+    warn_dropped,
+    warn_over_request_cap,
+)
+from tui_currents.store.schema import BUMP_BACKLOG, INSERT_DEAD, INSERT_OUTBOX, SEGMENTS_CACHED, BacklogChange
 from tui_currents.store.tail import TailLog
 
 if TYPE_CHECKING:
@@ -100,10 +106,12 @@ class Writer(TailLog):
         now = time.time() if now is None else now
         received = batch if isinstance(batch, Received) else Received.of(batch)
         tails = received.tails
+        caps = self.dead_letter_caps
         dead = [
-            (connector, event_id, event_type, reason, now, 0, record, None)
-            for connector, event_id, event_type, reason, record in received.dead
+            (connector, event_id, event_type, reason, now, 0, bounded_event(record, caps.event_bytes), None)
+            for connector, event_id, event_type, reason, record in received.dead[: caps.per_request]
         ]
+        over_cap = received.dead[caps.per_request :]  # rejected events beyond the cap: counted, not kept
         kept = (
             "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
         )
@@ -169,11 +177,24 @@ class Writer(TailLog):
             for (connector, event_type, fate), n in received.fates.items():
                 counts[(connector, event_type, RECEIVED)] += n
                 counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            if over_cap:
+                for connector, _, event_type, _, _ in over_cap:
+                    counts[(connector, event_type, DEAD_LETTERS_DROPPED)] += 1
+                self._after_commit.append(partial(warn_over_request_cap, len(over_cap), caps.per_request))
+            if dead:
+                self._trim_dead_letters(db, counts)
             self._bump(db, counts)
         return CommitResult(
             received=received.items,
             queued=queued,
             duplicates=duplicates,
-            filtered=received.items - queued - duplicates - len(dead),
-            dead_lettered=len(dead),
+            filtered=received.items - queued - duplicates - len(received.dead),
+            dead_lettered=len(received.dead),
         )
+
+    def _trim_dead_letters(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
+        """Drop the oldest dead letters beyond the total cap, counted in `counts`; logged after the commit."""
+        cap = self.dead_letter_caps.total
+        dropped = trim_dead_letters(db, cap, counts)
+        if dropped:
+            self._after_commit.append(partial(warn_dropped, dropped, cap))

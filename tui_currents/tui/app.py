@@ -19,6 +19,7 @@ from textual.screen import Screen
 from tui_currents import config as config_module
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets, SecretsUnavailable
+from tui_currents.store import StoreUnavailable
 from tui_currents.tui import themes as theme_files
 from tui_currents.tui.backend import Backend
 from tui_currents.tui.commands import CurrentsCommands
@@ -263,29 +264,43 @@ class CurrentsApp(App[int]):
             self.notify(f"Resumed {name!r}: queued events are being sent.")
 
     def delete_connector(self, name: str) -> None:
-        """Ask, then remove a connector from the config."""
+        """Ask, then remove a connector from the config. Events still queued for it are named in the question
+        and, on yes, moved to the dead letters (reason "connector removed"): none is orphaned unseen."""
+        self.run_worker(self._confirm_delete(name), group="delete-connector", exclusive=True)
+
+    async def _confirm_delete(self, name: str) -> None:
+        try:
+            queued = await self.backend.queued_events(name)
+        except Exception as exc:  # a store problem: say it, delete nothing
+            self.notify(f"Not deleted: {exc}", title="Not deleted", severity="error", timeout=12)
+            return
 
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
             try:
-                await self.backend.delete_connector(name)
-            except config_module.ConfigError as exc:
+                moved = await self.backend.delete_connector(name)
+            except (config_module.ConfigError, StoreUnavailable) as exc:
                 self.notify(str(exc), title="Not deleted", severity="error", timeout=12)
                 return
-            self.notify(f"Deleted connector {name!r}.")
+            note = f" {moved:,} queued events moved to the dead letters." if moved else ""
+            self.notify(f"Deleted connector {name!r}.{note}")
             self.refresh_current()
 
-        self.push_screen(
-            ConfirmScreen(
-                f"Delete connector {name!r}?",
-                "It stops forwarding now. Events already queued for it stay in the store, and its write key "
-                "stays in the keyring, so creating it again under the same name picks them up.",
-                yes="Delete",
-                danger=True,
-            ),
-            answered,
-        )
+        if queued:
+            detail = (
+                f"{queued:,} events are still queued for it, not yet sent. Deleting moves them to the dead "
+                'letters (reason "connector removed"), where they can be exported or retried. To send them '
+                "first, answer No and delete it once its backlog is 0. Its write key stays in the keyring."
+            )
+            yes = f"Delete, dead-letter {queued:,}"
+        else:
+            detail = (
+                "It stops forwarding now; nothing is queued for it. Its write key stays in the keyring, so "
+                "creating it again under the same name picks it up."
+            )
+            yes = "Delete"
+        self.push_screen(ConfirmScreen(f"Delete connector {name!r}?", detail, yes=yes, danger=True), answered)
 
     async def send_test_events(self, name: str) -> None:
         """One event of each selected type through the connector."""

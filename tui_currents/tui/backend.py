@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tui_currents import config as config_module
-from tui_currents import control
+from tui_currents import connector_removal, control
 from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -198,13 +198,14 @@ class Backend:
     def _open_store(self) -> None:
         if self._reader is not None or not self.home.store_file.exists():
             return
-        from tui_currents.store import Store, StoreUnavailable
+        from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
         try:
             self._reader = Store(self.home.store_file, readonly=True)
             self._control = control.Control(self.home.store_file)
         except StoreUnavailable as exc:
-            self.engine_problem = self.engine_problem or str(exc)
+            if exc.cause != NOT_CREATED:  # no engine ran yet: nothing is wrong, it is tried again later
+                self.engine_problem = self.engine_problem or str(exc)
 
     async def stop(self) -> None:
         """Stop the in-process engine (queued events stay in the store) and close connections."""
@@ -307,10 +308,16 @@ class Backend:
             self.secrets.set_write_key(connector.name, write_key)
         return added_workspace
 
-    async def delete_connector(self, name: str) -> None:
-        """Remove a connector from the config; its queued events and write key are kept."""
-        await asyncio.to_thread(config_module.remove_connector, self.home, name)
+    async def queued_events(self, name: str) -> int:
+        """How many events wait in a connector's outbox."""
+        return await asyncio.to_thread(connector_removal.queued_events, self.home, name)
+
+    async def delete_connector(self, name: str) -> int:
+        """Remove a connector from the config once the engine let go of it; events still queued for it move to
+        the dead letters (reason "connector removed"). Its write key is kept. Returns how many moved."""
+        moved, _ = await asyncio.to_thread(connector_removal.remove, self.home, name)
         self._engine_reload()
+        return moved
 
     async def set_paused(self, name: str, paused: bool) -> None:
         await asyncio.to_thread(config_module.set_paused, self.home, name, paused)
