@@ -5,16 +5,27 @@ whole is not a batch. Valid JSON that the fast parser declines (a lone surrogate
 double, nesting deeper than it allows) is read again by the standard library; and where even that fails
 for one element, the `events` array is split element by element without recursion, so the other events
 still go through and the unreadable one becomes a dead letter with its reason.
+
+Numbers keep their value: one that a 64-bit integer or a double would change (an integer beyond 64 bits,
+`1e400`, `1e-400`) is kept as its original text (`mapping.NumberText`), and forwarded as a string. A number
+of more than 4,300 digits is not read at all: its event becomes a dead letter naming the field.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import orjson
 
-from tui_currents.mapping import UNREADABLE  # marks a placeholder for an element no parser could read
+from tui_currents.mapping import (  # UNREADABLE marks a placeholder for an element no parser could read
+    INT64_MIN,
+    NUMBER_DIGITS_LIMIT,
+    UINT64_MAX,
+    UNREADABLE,
+    NumberText,
+)
 
 EXCERPT_BYTES = 2_000
 
@@ -23,17 +34,156 @@ class NotABatch(ValueError):
     """The body is not a Currents batch; the message says why (sent back with the 400)."""
 
 
+class _NotJson(ValueError):
+    """Text the standard library reads that JSON does not allow (NaN, Infinity)."""
+
+
 def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _NotJson(f"{name} is not valid JSON")
 
 
-def _loads(text: bytes) -> object:
-    """Parse JSON: fast, else the standard library (which takes lone surrogates and huge numbers)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # JSON text is UTF-8: invalid bytes make the body unreadable (UnicodeDecodeError), as orjson says.
-        return _without_lone_surrogates(json.loads(text.decode("utf-8"), parse_constant=_refuse_constant))
+# --- numbers
+
+# The fast parser turns, without a word, an integer beyond 64 bits into a double and a number too small for
+# a double into 0.0 (larger than a double it refuses). Such a number has 19 digits or more in a row, or an
+# exponent of -100 or below. Looking for those (digits made alike first) costs ~1 µs per event; a text that
+# has one is read by the standard library, which hands every number's text to _Numbers.
+_DIGITS_ALIKE = bytes.maketrans(b"123456789E", b"000000000e")
+_LONG_RUN = b"0" * 19
+_SMALL_EXPONENT = b"e-000"
+_NUMBER_CHARACTERS = frozenset(b"0.e+-")  # in the text with digits made alike
+_BEFORE_A_VALUE = frozenset(b":,[")
+_WHITESPACE = frozenset(b" \t\r\n")
+
+
+def _may_hold_inexact_numbers(text: bytes) -> bool:
+    """Whether the JSON text may hold a number the fast parser would change (never wrong when False)."""
+    alike = text.translate(_DIGITS_ALIKE)
+    for needle in (_LONG_RUN, _SMALL_EXPONENT):
+        at = alike.find(needle)
+        while at != -1:
+            if _starts_a_value(alike, at):
+                return True
+            at = alike.find(needle, at + len(needle))
+    return False
+
+
+def _starts_a_value(alike: bytes, at: int) -> bool:
+    """Whether the number-like run through `at` is a JSON number rather than part of a string: walking back
+    over number characters and whitespace reaches `:`, `,`, `[` or the start of the text."""
+    while at >= 0 and alike[at] in _NUMBER_CHARACTERS:
+        at -= 1
+    while at >= 0 and alike[at] in _WHITESPACE:
+        at -= 1
+    return at < 0 or alike[at] in _BEFORE_A_VALUE
+
+
+class _TooLong(NumberText):
+    """Stands for a number of more than NUMBER_DIGITS_LIMIT digits; its text says so."""
+
+    __slots__ = ()
+
+
+class _Numbers:
+    """The standard library's number hooks for one parse: each number as an int or a float when that keeps
+    its value, else as its text."""
+
+    def __init__(self) -> None:
+        self.too_long = False
+
+    def _refused(self, text: str) -> _TooLong | None:
+        if len(text) <= NUMBER_DIGITS_LIMIT:
+            return None
+        digits = sum(c.isdigit() for c in text)
+        if digits <= NUMBER_DIGITS_LIMIT:
+            return None
+        self.too_long = True
+        return _TooLong(f"<a number of {digits:,} digits>")
+
+    def integer(self, text: str) -> int | str:
+        if len(text) < 19:
+            return int(text)
+        refused = self._refused(text)
+        if refused is not None:
+            return refused
+        value = int(text)
+        return value if INT64_MIN <= value <= UINT64_MAX else NumberText(text)
+
+    def real(self, text: str) -> float | str:
+        refused = self._refused(text)
+        if refused is not None:
+            return refused
+        value = float(text)
+        if math.isinf(value) or (value == 0.0 and text.lower().partition("e")[0].strip("-0.")):
+            return NumberText(text)  # beyond a double, or too small for one (but not zero)
+        return value
+
+
+def _too_long_reason(element: object) -> str | None:
+    """Why an event holding a number too long to read is a dead letter, naming the field; None if it holds
+    none. Walked without recursion."""
+    stack: list[tuple[str, object]] = [("", element)]
+    found: list[tuple[str, str]] = []
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _TooLong):
+            found.append((path, node))
+        elif isinstance(node, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), value) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", value) for i, value in enumerate(node))
+    if not found:
+        return None
+    path, text = min(found)
+    where = f"`{path}` is" if path else "the event is"
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return f"{where} {text[1:-1]}{more}; numbers of more than {NUMBER_DIGITS_LIMIT:,} digits are not read"
+
+
+def _placeholder(reason: str, excerpt: str, element: object = None) -> dict[str, object]:
+    """What stands for an unreadable event: its reason, an excerpt, and its `id` when it could be read."""
+    placeholder: dict[str, object] = {UNREADABLE: reason, "excerpt": excerpt}
+    if isinstance(element, dict) and isinstance(element.get("id"), str):
+        placeholder["id"] = element["id"]
+    return placeholder
+
+
+def _without_too_long_numbers(events: list[object]) -> list[object]:
+    """The events, each one holding a number too long to read replaced by its placeholder."""
+    kept = []
+    for element in events:
+        reason = _too_long_reason(element)
+        if reason is None:
+            kept.append(element)
+        else:
+            try:
+                excerpt = orjson.dumps(element)[:EXCERPT_BYTES].decode("utf-8", "replace")
+            except orjson.JSONEncodeError:  # nested deeper than the writer goes
+                excerpt = ""
+            kept.append(_placeholder(reason, excerpt, element))
+    return kept
+
+
+# --- parsing
+
+
+def _loads(text: bytes) -> tuple[object, bool]:
+    """Parse JSON: fast, else the standard library (which takes lone surrogates and keeps every number's
+    value). Also says whether a number was too long to read (see _Numbers)."""
+    if not _may_hold_inexact_numbers(text):
+        try:
+            return orjson.loads(text), False
+        except orjson.JSONDecodeError:
+            pass
+    # JSON text is UTF-8: invalid bytes make the body unreadable (UnicodeDecodeError), as orjson says.
+    numbers = _Numbers()
+    document = json.loads(
+        text.decode("utf-8"),
+        parse_int=numbers.integer,
+        parse_float=numbers.real,
+        parse_constant=_refuse_constant,
+    )
+    return _without_lone_surrogates(document), numbers.too_long
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -41,6 +191,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _text(value: str) -> str:
     # A lone surrogate cannot be stored or sent as UTF-8: it becomes U+FFFD, as a lenient decoder would.
+    if _LONE_SURROGATE.search(value) is None:
+        return value  # unchanged, and still a NumberText when it is one
     return _LONE_SURROGATE.sub("\ufffd", value)
 
 
@@ -73,11 +225,12 @@ def events_of(body: bytes) -> list[object]:
     if not body.strip():
         return []
     try:
-        document = _loads(body)
-    except RecursionError:
-        return _split_events(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document, too_long = _loads(body)
+    except (json.JSONDecodeError, _NotJson, UnicodeDecodeError) as exc:
         raise NotABatch(f"the body is not valid JSON ({exc})") from None
+    except (RecursionError, ValueError):
+        # Valid JSON the parser cannot take as a whole: read each event on its own.
+        return _split_events(body)
     if not isinstance(document, dict):
         raise NotABatch('the body must be a JSON object like {"events": [...]}')
     events = document.get("events")
@@ -85,15 +238,16 @@ def events_of(body: bytes) -> list[object]:
         raise NotABatch('the body has no "events" list')
     if not isinstance(events, list):
         raise NotABatch('"events" must be a list')
-    return events
+    return _without_too_long_numbers(events) if too_long else events
 
 
 def _element(text: bytes) -> object:
     try:
-        return _loads(text)
+        element, too_long = _loads(text)
     except (RecursionError, ValueError, UnicodeDecodeError) as exc:
         reason = "nested too deeply to read" if isinstance(exc, RecursionError) else f"not valid JSON ({exc})"
-        return {UNREADABLE: reason, "excerpt": text[:EXCERPT_BYTES].decode("utf-8", "replace")}
+        return _placeholder(reason, text[:EXCERPT_BYTES].decode("utf-8", "replace"))
+    return _without_too_long_numbers([element])[0] if too_long else element
 
 
 def _split_events(body: bytes) -> list[object]:
