@@ -41,7 +41,7 @@ from time import time as _clock
 import orjson
 
 from tui_currents import LIBRARY_NAME, __version__, catalog
-from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
+from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, json_size
 
 
 @dataclass(slots=True)
@@ -572,7 +572,7 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
         return _rejected(
             event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
         )
-    size = len(encoded)
+    size = json_size(encoded)
     if size > MAX_MESSAGE_BYTES:
         return _rejected(
             event,
