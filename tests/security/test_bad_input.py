@@ -9,7 +9,9 @@ events. What must hold, from Braze's and Segment's rules (the reference, section
   400 for twice, so one bad event must never fail its batch);
 - every event of an accepted batch is delivered to the Segment stand-in, a dead letter with a reason, or
   counted as unsupported, not selected, anonymous or duplicate: none vanishes and none is sent that
-  should not be;
+  should not be. The run is made against the strict stand-in (every breach of Segment's contract answered
+  loudly) and the lenient one (Segment's silent 200 and drop); both measure sizes as Segment does, in
+  UTF-8 bytes, and events just under and just over 32 KB that way (but not in characters) are generated;
 - the importer reports a damaged file with the reason, imports what it can, and never stops.
 
 The expected fate of each generated event comes from those rules (an event without an `id` cannot be
