@@ -96,7 +96,7 @@ def _through_the_reader(properties: bytes, **fields: bytes) -> dict:
 
 @pytest.mark.parametrize(
     "text",
-    [b"18446744073709551616", b"-9223372036854775809", b"1" + b"0" * 30, b"1e400", b"-1E400", b"1e-400"],
+    [b"18446744073709551616", b"-9223372036854775809", b"1" + b"0" * 30, b"1e400", b"-1E400"],
 )
 def test_a_number_read_from_a_body_reaches_the_message_as_its_text(text: bytes) -> None:
     read = _through_the_reader(b'{"score": ' + text + b', "list": [' + text + b"]}")

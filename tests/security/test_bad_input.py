@@ -211,7 +211,6 @@ class EventMaker:
                 str(-rng.randint(2**63 + 1, 10 ** rng.randint(19, 300))),
                 f"{rng.randint(1, 9)}e{rng.randint(309, 99_999)}",
                 f"-{rng.randint(1, 9)}.5E+{rng.randint(309, 999)}",
-                f"{rng.randint(1, 9)}e-{rng.randint(400, 9_999)}",
                 str(rng.randint(10**4_200, 10**4_299)),
             )
         )
@@ -304,7 +303,7 @@ class EventMaker:
             event["event_type"] = {"null": None, "empty": ""}.get(how, self.junk(text=False))
         return Case(f"event_type {how}", event, DEAD)
 
-    def number_too_long_to_read(self) -> Case:
+    def integer_too_long_to_read(self) -> Case:
         """An integer of more than 4,300 digits (valid JSON; beyond what the parser reads): only its own
         event may fail, never its batch."""
         event = self.fresh()
@@ -317,7 +316,7 @@ class EventMaker:
         else:
             event["properties"]["long"] = placeholder
         return Case(
-            f"number too long to read ({field})", event, DEAD, {orjson.dumps(placeholder): digits.encode()}
+            f"integer too long to read ({field})", event, DEAD, {orjson.dumps(placeholder): digits.encode()}
         )
 
     def not_an_object(self) -> Case:
@@ -420,7 +419,7 @@ KINDS: tuple[tuple[str, float], ...] = (
     ("nobody", 6),
     ("user_ids_of_wrong_type", 6),
     ("bad_event_type", 6),
-    ("number_too_long_to_read", 1),
+    ("integer_too_long_to_read", 1),
     ("not_an_object", 6),
     ("over_32kb", 1.5),
     ("unknown_event_type", 5),
@@ -857,9 +856,9 @@ async def test_ten_thousand_malformed_events_and_requests_are_all_accounted_for(
             assert "32,768" in letter.reason or "32 KB" in letter.reason
         elif case.kind.endswith("not text"):
             assert "user_id" in letter.reason
-        elif case.kind.startswith("number too long to read"):
+        elif case.kind.startswith("integer too long to read"):
             field = "`time`" if case.kind.endswith("(time)") else "`properties.long`"
-            assert f"{field} is a number of " in letter.reason and "4,300 digits" in letter.reason
+            assert f"{field} is an integer of " in letter.reason and "4,300 digits" in letter.reason
 
     # Unicode arrives exactly as sent, and numbers with the digits they were sent with.
     accepted = {m["messageId"]: m for m in sandbox.accepted}

@@ -6,9 +6,10 @@ double, nesting deeper than it allows) is read again by the standard library; an
 for one element, the `events` array is split element by element without recursion, so the other events
 still go through and the unreadable one becomes a dead letter with its reason.
 
-Numbers keep their value: one that a 64-bit integer or a double would change (an integer beyond 64 bits,
-`1e400`, `1e-400`) is kept as its original text (`mapping.NumberText`), and forwarded as a string. A number
-of more than 4,300 digits is not read at all: its event becomes a dead letter naming the field.
+Numbers keep their value: an integer beyond 64 bits or a number beyond a double (`1e400`) is kept as its
+original text (`mapping.NumberText`), and forwarded as a string; other decimals are rounded to the nearest
+double, as every JSON reader does. An integer of more than 4,300 digits is not read at all: its event
+becomes a dead letter naming the field.
 """
 
 from __future__ import annotations
@@ -44,42 +45,42 @@ def _refuse_constant(name: str) -> object:
 
 # --- numbers
 
-# The fast parser turns, without a word, an integer beyond 64 bits into a double and a number too small for
-# a double into 0.0 (larger than a double it refuses). Such a number has 19 digits or more in a row, or an
-# exponent of -100 or below. Looking for those (digits made alike first) costs ~1 µs per event; a text that
-# has one is read by the standard library, which hands every number's text to _Numbers.
-_DIGITS_ALIKE = bytes.maketrans(b"123456789E", b"000000000e")
-_LONG_RUN = b"0" * 19
-_SMALL_EXPONENT = b"e-000"
-_NUMBER_CHARACTERS = frozenset(b"0.e+-")  # in the text with digits made alike
+# The fast parser turns, without a word, an integer beyond 64 bits into a double (a number beyond a double
+# it refuses, and a decimal it rounds to the nearest double, as every JSON reader does). Such an integer is
+# 19 digits or more followed by the end of the number. Looking for that costs about 0.7 ns per byte (digits
+# made alike, and the characters that can end a number too, so that one search finds any of them); a text
+# that has one is read by the standard library, which hands every number's text to _Numbers.
+_ALIKE = bytes.maketrans(b"123456789}] \t\r\n", b"000000000,,,,,,")
+_LONG_INTEGER = b"0" * 19 + b","
+_LONG_RUN = _LONG_INTEGER[:-1]
+_INTEGER_CHARACTERS = frozenset(b"0123456789-")
 _BEFORE_A_VALUE = frozenset(b":,[")
 _WHITESPACE = frozenset(b" \t\r\n")
 
 
-def _may_hold_inexact_numbers(text: bytes) -> bool:
-    """Whether the JSON text may hold a number the fast parser would change (never wrong when False)."""
-    alike = text.translate(_DIGITS_ALIKE)
-    for needle in (_LONG_RUN, _SMALL_EXPONENT):
-        at = alike.find(needle)
-        while at != -1:
-            if _starts_a_value(alike, at):
-                return True
-            at = alike.find(needle, at + len(needle))
-    return False
+def _may_hold_wide_integers(text: bytes) -> bool:
+    """Whether the JSON text may hold an integer beyond 64 bits (never wrong when False)."""
+    alike = text.translate(_ALIKE)
+    at = alike.find(_LONG_INTEGER)
+    while at != -1:
+        if _starts_a_value(text, at):
+            return True
+        at = alike.find(_LONG_INTEGER, at + len(_LONG_INTEGER))
+    return alike.endswith(_LONG_RUN) and _starts_a_value(text, len(text) - 1)
 
 
-def _starts_a_value(alike: bytes, at: int) -> bool:
-    """Whether the number-like run through `at` is a JSON number rather than part of a string: walking back
-    over number characters and whitespace reaches `:`, `,`, `[` or the start of the text."""
-    while at >= 0 and alike[at] in _NUMBER_CHARACTERS:
+def _starts_a_value(text: bytes, at: int) -> bool:
+    """Whether the digits through `at` are a JSON number rather than part of a string: walking back over
+    digits, a minus sign and whitespace reaches `:`, `,`, `[` or the start of the text."""
+    while at >= 0 and text[at] in _INTEGER_CHARACTERS:
         at -= 1
-    while at >= 0 and alike[at] in _WHITESPACE:
+    while at >= 0 and text[at] in _WHITESPACE:
         at -= 1
-    return at < 0 or alike[at] in _BEFORE_A_VALUE
+    return at < 0 or text[at] in _BEFORE_A_VALUE
 
 
 class _TooLong(NumberText):
-    """Stands for a number of more than NUMBER_DIGITS_LIMIT digits; its text says so."""
+    """Stands for an integer of more than NUMBER_DIGITS_LIMIT digits; its text says so."""
 
     __slots__ = ()
 
@@ -91,37 +92,25 @@ class _Numbers:
     def __init__(self) -> None:
         self.too_long = False
 
-    def _refused(self, text: str) -> _TooLong | None:
-        if len(text) <= NUMBER_DIGITS_LIMIT:
-            return None
-        digits = sum(c.isdigit() for c in text)
-        if digits <= NUMBER_DIGITS_LIMIT:
-            return None
-        self.too_long = True
-        return _TooLong(f"<a number of {digits:,} digits>")
-
     def integer(self, text: str) -> int | str:
         if len(text) < 19:
             return int(text)
-        refused = self._refused(text)
-        if refused is not None:
-            return refused
+        digits = len(text) - text.startswith("-")
+        if digits > NUMBER_DIGITS_LIMIT:
+            self.too_long = True
+            return _TooLong(f"<an integer of {digits:,} digits>")
         value = int(text)
         return value if INT64_MIN <= value <= UINT64_MAX else NumberText(text)
 
     def real(self, text: str) -> float | str:
-        refused = self._refused(text)
-        if refused is not None:
-            return refused
-        value = float(text)
-        if math.isinf(value) or (value == 0.0 and text.lower().partition("e")[0].strip("-0.")):
-            return NumberText(text)  # beyond a double, or too small for one (but not zero)
-        return value
+        value = float(text)  # (reading a decimal costs time in proportion to its length, unlike an integer)
+        # Beyond a double: its text. Anything else is rounded to the nearest double, as orjson does.
+        return NumberText(text) if math.isinf(value) else value
 
 
 def _too_long_reason(element: object) -> str | None:
-    """Why an event holding a number too long to read is a dead letter, naming the field; None if it holds
-    none. Walked without recursion."""
+    """Why an event holding an integer too long to read is a dead letter, naming the field; None if it
+    holds none. Walked without recursion."""
     stack: list[tuple[str, object]] = [("", element)]
     found: list[tuple[str, str]] = []
     while stack:
@@ -137,7 +126,7 @@ def _too_long_reason(element: object) -> str | None:
     path, text = min(found)
     where = f"`{path}` is" if path else "the event is"
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    return f"{where} {text[1:-1]}{more}; numbers of more than {NUMBER_DIGITS_LIMIT:,} digits are not read"
+    return f"{where} {text[1:-1]}{more}; integers of more than {NUMBER_DIGITS_LIMIT:,} digits are not read"
 
 
 def _placeholder(reason: str, excerpt: str, element: object = None) -> dict[str, object]:
@@ -149,7 +138,7 @@ def _placeholder(reason: str, excerpt: str, element: object = None) -> dict[str,
 
 
 def _without_too_long_numbers(events: list[object]) -> list[object]:
-    """The events, each one holding a number too long to read replaced by its placeholder."""
+    """The events, each one holding an integer too long to read replaced by its placeholder."""
     kept = []
     for element in events:
         reason = _too_long_reason(element)
@@ -170,7 +159,7 @@ def _without_too_long_numbers(events: list[object]) -> list[object]:
 def _loads(text: bytes) -> tuple[object, bool]:
     """Parse JSON: fast, else the standard library (which takes lone surrogates and keeps every number's
     value). Also says whether a number was too long to read (see _Numbers)."""
-    if not _may_hold_inexact_numbers(text):
+    if not _may_hold_wide_integers(text):
         try:
             return orjson.loads(text), False
         except orjson.JSONDecodeError:
