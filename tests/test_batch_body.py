@@ -108,6 +108,24 @@ def test_an_integer_too_long_to_read_in_an_event_nested_beyond_the_parser_fails_
     assert events[1][UNREADABLE] == "nested too deeply to read"
 
 
+def test_when_events_are_read_one_by_one_each_keeps_its_numbers_or_its_own_reason() -> None:
+    """Nesting beyond the parser makes the reader take the events one at a time: the rules for numbers
+    hold there too."""
+    deep = b'{"deep": ' + b"[" * 3_000 + b"0" + b"]" * 3_000 + b"}"
+    events = events_of(
+        body_of(
+            raw_event("deep-1", deep),
+            raw_event("huge-1", b'{"score": ' + DIGITS_5000 + b"}"),
+            raw_event("wide-1", b'{"n": 123456789012345678901234567890, "x": 1e400, "s": "\\ud83d"}'),
+        )
+    )
+    assert events[0][UNREADABLE] == "nested too deeply to read"
+    assert events[1]["id"] == "huge-1"
+    assert events[1][UNREADABLE].startswith("`properties.score` is an integer of 5,000 digits")
+    assert events[2]["properties"] == {"n": "123456789012345678901234567890", "x": "1e400", "s": "\ufffd"}
+    assert isinstance(events[2]["properties"]["n"], NumberText)
+
+
 @pytest.mark.parametrize("text", KEPT_AS_TEXT, ids=lambda t: t[:24].decode())
 def test_a_number_no_64_bit_integer_or_double_can_hold_is_kept_as_its_text(text: bytes) -> None:
     [event] = events_of(body_of(raw_event("n-1", b'{"n": ' + text + b', "in_list": [' + text + b"]}")))
