@@ -142,6 +142,17 @@ def test_a_number_a_64_bit_integer_or_double_holds_stays_a_number(text: bytes, e
     assert orjson.dumps(value) == orjson.dumps(expected)
 
 
+@pytest.mark.parametrize("shift", [-30, -21, -12, -1, 0, 1, 12, 30])
+def test_a_wide_integer_anywhere_in_a_large_body_is_kept_as_its_text(shift: int) -> None:
+    """The body is looked through a piece at a time; an integer across two pieces is found too."""
+    wide = b"123456789012345678901234"
+    head = b'{"events": [' + raw_event("n-1", b'{"pad": "')
+    padding = b"x" * (65_536 + shift - len(head) - len(b'", "n": '))
+    body = head + padding + b'", "n": ' + wide + b"}}]}"
+    [event] = events_of(body)
+    assert isinstance(event["properties"]["n"], NumberText) and event["properties"]["n"] == wide.decode()
+
+
 @pytest.mark.parametrize(
     "properties",
     [
