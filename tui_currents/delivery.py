@@ -86,7 +86,7 @@ def batch_body(bodies: Sequence[bytes], write_key: str, sent_at: str) -> bytes:
 
 
 def _envelope_bytes(write_key: str) -> int:
-    return len(batch_body((), write_key, "x" * _SENT_AT_LEN))
+    return segment.json_size(batch_body((), write_key, "x" * _SENT_AT_LEN))
 
 
 @dataclass(frozen=True, slots=True)

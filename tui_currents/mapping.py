@@ -13,7 +13,13 @@ Decisions this module makes (beyond the catalog's mapping tables):
   every field without one stays in `properties`.
 - `time` may be an int, a float (milliseconds kept) or text holding a number (hand-made test posts send
   that; the value is unambiguous). Booleans, NaN, infinities and values outside what a date can hold
-  (milliseconds sent as seconds, typically) are rejected.
+  (milliseconds sent as seconds, typically) are rejected, and so are dates no Braze event can have: before
+  2000-01-01 (year 1, the epoch: a default value, not a time), or more than a day ahead of this computer's
+  clock.
+- `id` must be text holding something other than whitespace: a blank messageId cannot tell two messages
+  apart, so Segment could drop every event sharing it as a duplicate.
+- A number JSON cannot carry exactly in a Segment message (an integer beyond 64 bits, a value beyond a
+  double) is forwarded as its original digits in a string (`NumberText`), never rounded or made null.
 - Null fields at the top level of the event are left out; values inside nested objects and lists are
   forwarded exactly as received.
 - Field transforms apply to top-level fields by their Braze name (before renames), wherever they end up,
@@ -32,11 +38,12 @@ from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
 from enum import StrEnum
+from time import time as _clock
 
 import orjson
 
 from tui_currents import LIBRARY_NAME, __version__, catalog, extended_mapping
-from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
+from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, json_size
 
 
 @dataclass(slots=True)
@@ -98,6 +105,19 @@ REDACTED = "[REDACTED]"
 TRANSFORM_KINDS = ("redact", "hash")
 # Fields a field transform never touches (see the module docstring).
 NEVER_TRANSFORMED = frozenset({"id", "time", "event_type"})
+
+
+class NumberText(str):
+    """A JSON number kept as its original text, because a 64-bit integer or a double would change it
+    (`12345678901234567890123`, `1e400`). Written to Segment as a string; still "a number" in reasons."""
+
+    __slots__ = ()
+
+
+# The integers a JSON writer (and Segment's JSON) carries exactly, and the longest number read at all:
+# Python's own limit for turning digits into an integer, which keeps hostile input from costing seconds.
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+NUMBER_DIGITS_LIMIT = 4_300
 
 # ---------------------------------------------------------------------------------------------------------
 # normalise
@@ -243,6 +263,9 @@ _EPOCH = datetime(1970, 1, 1)
 # the mapping: recently formatted timestamps are kept, keyed by milliseconds since the epoch.
 _TIMESTAMPS: dict[int, str] = {}
 _TIMESTAMPS_KEPT = 4096
+# The dates a Braze event can have (see the module docstring), in milliseconds since the epoch.
+EARLIEST_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+AHEAD_OF_CLOCK_MS = 86_400_000  # a day: more than any clock skew between Braze and this computer
 
 
 class _Invalid(Exception):
@@ -255,7 +278,7 @@ def _kind(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true/false"
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, (int, float, Decimal, NumberText)):
         return "a number"
     if isinstance(value, str):
         return "text"
@@ -295,19 +318,33 @@ def _timestamp(value: object) -> str:
         raise _Invalid("missing required field `time`")
     else:
         raise _Invalid(f"`time` must be a number of UNIX seconds, not {_kind(value)}")
+    latest = int(_clock() * 1000) + AHEAD_OF_CLOCK_MS
+    if not EARLIEST_TIME_MS <= ms <= latest:
+        raise _Invalid(_implausible_time(value, ms, latest))
     text = _TIMESTAMPS.get(ms)
     if text is not None:
         return text
-    try:
-        text = (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
-    except OverflowError:
-        raise _Invalid(
-            f"`time` {_shown(value)} is not a date in UNIX seconds (was it sent in milliseconds?)"
-        ) from None
+    text = (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
     if len(_TIMESTAMPS) >= _TIMESTAMPS_KEPT:
         _TIMESTAMPS.clear()
     _TIMESTAMPS[ms] = text
     return text
+
+
+def _implausible_time(value: object, ms: int, latest: int) -> str:
+    """Why a `time` (as `ms` since the epoch) is not the date of a Braze event."""
+    shown = _shown(value)
+    if ms > latest and EARLIEST_TIME_MS <= ms // 1000 <= latest:
+        return f"`time` {shown} is not a date in UNIX seconds (was it sent in milliseconds?)"
+    try:
+        when = (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="seconds") + "Z"
+    except OverflowError:
+        if ms < 0:
+            return f"`time` {shown} is before year 1, not the date of a Braze event"
+        return f"`time` {shown} is not a date in UNIX seconds (was it sent in milliseconds?)"
+    if ms < EARLIEST_TIME_MS:
+        return f"`time` {shown} is {when}, before 2000: not the date of a Braze event"
+    return f"`time` {shown} is {when}, more than a day ahead of this computer's clock"
 
 
 def _redact(value: object) -> object:
@@ -351,8 +388,36 @@ def _encode(message: dict) -> tuple[dict, bytes]:
         return message, orjson.dumps(message, option=_PLAIN_JSON)
     except orjson.JSONEncodeError:
         pass
-    encoded = _converted_json(message)
+    encoded = _converted_json(_wide_integers_as_text(message))
     return orjson.loads(encoded), encoded
+
+
+_WRITER_DEPTH = 255  # orjson writes no deeper; a deeper message is refused whatever its numbers
+
+
+def _wide_integers_as_text(message: dict) -> dict:
+    """A copy of the message with every integer beyond 64 bits (JSON writers refuse them) as its digits.
+    Walked without recursion; containers are copied, the event's own values are never changed."""
+    top = dict(message)
+    stack: list[tuple[dict | list, int]] = [(top, 0)]
+    while stack:
+        node, depth = stack.pop()
+        for key, value in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(value, int) and not isinstance(value, bool):
+                if not INT64_MIN <= value <= UINT64_MAX:
+                    node[key] = _digits(value)
+            elif depth < _WRITER_DEPTH and isinstance(value, (dict, list, tuple)):
+                child = dict(value) if isinstance(value, dict) else list(value)
+                node[key] = child
+                stack.append((child, depth + 1))
+    return top
+
+
+def _digits(value: int) -> NumberText:
+    try:
+        return NumberText(value)
+    except ValueError:  # beyond Python's limit for writing an integer's digits
+        raise TypeError(f"an integer of more than {NUMBER_DIGITS_LIMIT:,} digits") from None
 
 
 # A record the receiver could not parse at all carries this key with the reason (see sources/batch_body.py).
@@ -409,8 +474,12 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
     message_id = event.id
     if message_id is None or message_id == "":
         return _rejected(event, segment_event, "missing required field `id`")
-    if not isinstance(message_id, str):
+    if not isinstance(message_id, str) or isinstance(message_id, NumberText):
         return _rejected(event, segment_event, f"`id` must be text, not {_kind(message_id)}")
+    if message_id.isspace():
+        return _rejected(
+            event, segment_event, "`id` is blank (only whitespace), so it cannot tell messages apart"
+        )
     if len(message_id) > MAX_MESSAGE_ID_CHARS:
         return _rejected(
             event,
@@ -519,11 +588,12 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
         return _rejected(
             event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
         )
-    if len(encoded) > MAX_MESSAGE_BYTES:
+    size = json_size(encoded)
+    if size > MAX_MESSAGE_BYTES:
         return _rejected(
             event,
             segment_event,
-            f"the Segment message would be {len(encoded):,} bytes, over Segment's limit of "
+            f"the Segment message would be {size:,} bytes, over Segment's limit of "
             f"{MAX_MESSAGE_BYTES:,} bytes per message; a field transform can remove a large field",
         )
     return Outcome(_QUEUED, event, segment_event, message, encoded)

@@ -44,11 +44,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tui_currents.segment import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
+from tui_currents.segment import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_ID_CHARS,
+    MAX_REQUEST_BYTES,
+    json_size,
+)
 
 # Segment's own request limit. Clients keep a margin below it (segment.MAX_BATCH_BYTES); the sandbox
-# enforces the real limit so a client that keeps its margin never meets it.
-SEGMENT_MAX_REQUEST_BYTES = 500_000
+# enforces the real limit so a client that keeps its margin never meets it. Sizes are measured as Segment
+# does and as our client does (segment.json_size: UTF-8 bytes of the JSON text).
+SEGMENT_MAX_REQUEST_BYTES = MAX_REQUEST_BYTES
 assert MAX_BATCH_BYTES < SEGMENT_MAX_REQUEST_BYTES
 
 # Raw bodies beyond this are refused by aiohttp itself (413) before being read into memory.
@@ -593,11 +601,11 @@ class SegmentSandbox:
     def _receive(self, request: web.Request, raw: bytes, gzip: bool, single: bool, rec: _Tally) -> None:
         """Check one request against Segment's contract and keep its messages; raise _Answer to refuse."""
         body = self._gunzip(raw) if gzip else raw
-        rec.body_bytes = len(body)
-        if len(body) > SEGMENT_MAX_REQUEST_BYTES:
+        rec.body_bytes = size = json_size(body)
+        if size > SEGMENT_MAX_REQUEST_BYTES:
             self._violate(
                 ViolationKind.BODY_TOO_LARGE,
-                f"request body of {len(body):,} bytes is over Segment's {SEGMENT_MAX_REQUEST_BYTES:,}",
+                f"request body of {size:,} bytes is over Segment's {SEGMENT_MAX_REQUEST_BYTES:,}",
                 400,
             )
             raise _error(400, "request_too_large", "Request body exceeds 500KB")
@@ -662,13 +670,14 @@ class SegmentSandbox:
         # every garbage collection walk thousands of them, which halves the sandbox's throughput).
         dumps = orjson.dumps
         encoded = [dumps(message) for message in batch]
-        if len(body) > MAX_MESSAGE_BYTES:  # otherwise no message can be over the limit
+        if size > MAX_MESSAGE_BYTES:  # otherwise no message can be over the limit
             for message, data in zip(batch, encoded, strict=True):
-                if len(data) > MAX_MESSAGE_BYTES:
+                message_size = json_size(data)
+                if message_size > MAX_MESSAGE_BYTES:
                     mid = message.get("messageId") if isinstance(message, dict) else None
                     self._violate(
                         ViolationKind.MESSAGE_TOO_LARGE,
-                        f"message of {len(data):,} bytes is over Segment's {MAX_MESSAGE_BYTES:,}",
+                        f"message of {message_size:,} bytes is over Segment's {MAX_MESSAGE_BYTES:,}",
                         400,
                         mid,
                     )

@@ -8,6 +8,8 @@ import time
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+import orjson
+
 REGION_ENDPOINTS = {
     "us": "https://api.segment.io",
     "eu": "https://events.eu1.segmentapis.com",
@@ -16,7 +18,9 @@ BATCH_PATH = "/v1/batch"
 
 # Segment documents 32 KB per message, 500 KB per request and 2,500 messages per batch. Over 2,500 it
 # answers 200 and silently drops, so the limits are enforced here, with the same margins its SDKs keep.
+# Sizes are measured by json_size, by us and by the sandbox alike.
 MAX_MESSAGE_BYTES = 32_768
+MAX_REQUEST_BYTES = 500_000  # Segment's own limit; batches are closed at MAX_BATCH_BYTES, below it
 MAX_BATCH_BYTES = 475_000
 MAX_BATCH_MESSAGES = 2_500
 MAX_MESSAGE_ID_CHARS = 100
@@ -35,6 +39,17 @@ class Verdict(StrEnum):
     CREDENTIALS = "credentials"  # 401, 403: keep the events until the key is changed
     REDIRECT = "redirect"  # 3xx: the endpoint is misconfigured; keep the events and back off
     REJECT = "reject"  # 404, 422, 501, 505 and other 4xx: dead-letter with the answer as the reason
+
+
+def json_size(value: object) -> int:
+    """The size Segment's limits count: the bytes of the JSON text in UTF-8, as it is sent (compact, every
+    character as itself: a CJK character counts 3 bytes, an emoji 4; never its \\uXXXX escape, never 1 per
+    character). JSON text (bytes) is measured as it is; any other value as orjson writes it, which is how
+    messages and batches are sent. Used for a message (32 KB) and a request body (500 KB), by the mapping,
+    the delivery loop and the sandbox alike."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return memoryview(value).nbytes
+    return len(orjson.dumps(value))
 
 
 def batch_url(region: str, endpoint: str | None = None) -> str:
