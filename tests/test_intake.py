@@ -84,11 +84,8 @@ def _stored(path: Path, batch: Received) -> dict:
         }
 
 
-def _wait_ready(mapping: MappingProcess, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not mapping.worker_ready:
-        assert time.monotonic() < deadline, "the mapping worker did not start"
-        time.sleep(0.02)
+def _wait_ready(mapping: MappingProcess) -> None:
+    assert mapping.wait_ready(30.0), "the mapping worker did not start"
 
 
 def test_a_body_reads_the_same_in_the_worker_process_as_in_a_thread(tmp_path: Path, ingestor) -> None:

@@ -332,3 +332,10 @@ class MappingProcess:
         """Whether a worker is up and has finished starting."""
         worker = self._worker
         return worker is not None and worker.ready
+
+    def wait_ready(self, seconds: float = START_SECONDS) -> bool:
+        """Wait until a worker is ready (for benchmarks and tests: requests never wait for one)."""
+        deadline = time.monotonic() + seconds
+        while not self.worker_ready and self.use_process and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.worker_ready
