@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
@@ -90,7 +91,7 @@ def processes_wanted() -> bool:
     return (os.cpu_count() or 1) >= 2 and os.name == "posix"
 
 
-def worker_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
+def worker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The part of `environ` (this process's by default) a mapping worker gets."""
     environ = os.environ if environ is None else environ
     return {name: environ[name] for name in WORKER_ENVIRONMENT if name in environ}
