@@ -152,7 +152,7 @@ def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durabil
     ingestor = Ingestor(bench_config(stand_in.url), store)
     connectors = ingestor.connector_rules(WORKSPACE)
     mapping = MappingProcess()
-    mapping.submit(WORKSPACE, connectors, b"").result()  # the worker is up before the clock starts
+    mapping.wait_ready()  # the worker is up before the clock starts
     done = threading.Event()
     events = 0
 

@@ -3,12 +3,15 @@ the worker dies, and the store's form of a batch (`Received`) committed like the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 import orjson
@@ -17,6 +20,7 @@ import pytest
 from tui_currents import catalog
 from tui_currents.config import Config, Connector, Workspace
 from tui_currents.received import Received
+from tui_currents.sources import intake
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor
 from tui_currents.sources.intake import MappingProcess
@@ -80,11 +84,16 @@ def _stored(path: Path, batch: Received) -> dict:
         }
 
 
+def _wait_ready(mapping: MappingProcess) -> None:
+    assert mapping.wait_ready(30.0), "the mapping worker did not start"
+
+
 def test_a_body_reads_the_same_in_the_worker_process_as_in_a_thread(tmp_path: Path, ingestor) -> None:
     body = _body(_mixed_events("same"))
     connectors = ingestor.connector_rules(WORKSPACE)
     in_process, in_worker = MappingProcess(use_process=False), MappingProcess(use_process=True)
     try:
+        _wait_ready(in_worker)
         here = in_process.submit(WORKSPACE, connectors, body).result(timeout=30)
         there = in_worker.submit(WORKSPACE, connectors, body).result(timeout=30)
         pids = in_worker.worker_pids
@@ -137,6 +146,121 @@ def test_a_killed_worker_loses_no_batch_and_is_replaced(ingestor) -> None:
     assert all(batch.items == 2 * expected for _, batch in results)  # mapped for both connectors
     assert result[0] == expected
     assert replaced and killed not in replaced
+
+
+def test_a_worker_killed_again_and_again_under_load_never_leaves_a_batch_waiting(ingestor) -> None:
+    # Four senders hand over batches while the worker is SIGKILLed every 0.3 s, so that some kills land
+    # while it writes a result: every batch is still read, and closing takes no time.
+    connectors = ingestor.connector_rules(WORKSPACE)
+    body = _body(_mixed_events("storm") * 10)
+    expected = 10 * len(_mixed_events("x"))
+    mapping = MappingProcess(use_process=True)
+    stop = threading.Event()
+    counts: list[int] = []
+    stuck: list[str] = []
+
+    def sender() -> None:
+        while not stop.is_set():
+            try:
+                counts.append(mapping.submit(WORKSPACE, connectors, body).result(timeout=15)[0])
+            except FuturesTimeout:
+                stuck.append("a batch waited more than 15 s")
+                return
+
+    senders = [threading.Thread(target=sender) for _ in range(4)]
+    killed: set[int] = set()
+    try:
+        _wait_ready(mapping)
+        for thread in senders:
+            thread.start()
+        for _ in range(30):
+            time.sleep(0.3)
+            for pid in mapping.worker_pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+        stop.set()
+        for thread in senders:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in senders), "a sender still waits for its batch"
+        _wait_ready(mapping)  # a new worker, and it is used again
+        last = mapping.submit(WORKSPACE, connectors, body).result(timeout=15)
+        in_use = mapping.worker_pids
+    finally:
+        stop.set()
+        began = time.monotonic()
+        mapping.close()
+        closing = time.monotonic() - began
+
+    assert not stuck, stuck
+    assert len(killed) >= 10 and counts and set(counts) == {expected}
+    assert last[0] == expected and in_use and not set(in_use) & killed
+    assert mapping.worker_losses >= 10
+    assert closing < 5.0, f"closing took {closing:.1f} s"
+
+
+def test_a_worker_that_stops_answering_is_replaced_and_its_batch_read_here(ingestor, monkeypatch) -> None:
+    monkeypatch.setattr(intake, "BASE_SECONDS", 1.0)  # a batch is due within a second here
+    connectors = ingestor.connector_rules(WORKSPACE)
+    mapping = MappingProcess(use_process=True)
+    try:
+        _wait_ready(mapping)
+        [frozen] = mapping.worker_pids
+        os.kill(frozen, signal.SIGSTOP)  # alive, holding its pipe, answering nothing
+        began = time.monotonic()
+        body = _body(_mixed_events("frozen"))
+        count, batch = mapping.submit(WORKSPACE, connectors, body).result(timeout=10)
+        waited = time.monotonic() - began
+        _wait_ready(mapping)
+        replaced = mapping.worker_pids
+    finally:
+        mapping.close()
+    assert count == len(_mixed_events("x")) and batch.items == 2 * count
+    assert waited < 5.0
+    assert replaced and frozen not in replaced
+    assert not _running(frozen), "the hung worker was left behind"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads process environments from /proc")
+def test_the_worker_gets_no_secret_from_the_engines_environment(monkeypatch) -> None:
+    secrets = {
+        "TUI_CURRENTS_KEYRING_PASSPHRASE": "passphrase-SENTINEL-1",
+        "TUI_CURRENTS_WRITE_KEY_MARKETING": "write-key-SENTINEL-2",
+        "TUI_CURRENTS_RECEIVER_TOKEN_MARKETING": "token-SENTINEL-3",
+        "TUI_CURRENTS_SMTP_PASSWORD": "smtp-SENTINEL-4",
+        "AWS_SECRET_ACCESS_KEY": "cloud-SENTINEL-5",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    mapping = MappingProcess(use_process=True)
+    try:
+        _wait_ready(mapping)
+        environments = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in _descendants(os.getpid())}
+        assert mapping.submit(WORKSPACE, (), _body([])).result(timeout=30)[0] == 0
+    finally:
+        mapping.close()
+    assert environments
+    for pid, environment in environments.items():
+        names = {entry.split(b"=", 1)[0].decode() for entry in environment.split(b"\0") if entry}
+        assert not names & secrets.keys(), (pid, names & secrets.keys())
+        assert not any(value.encode() in environment for value in secrets.values())
+        assert names <= set(intake.WORKER_ENVIRONMENT)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def test_committing_a_batch_leaves_it_as_it_was_so_a_failed_commit_can_be_retried(tmp_path: Path) -> None:

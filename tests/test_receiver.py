@@ -7,6 +7,7 @@ import asyncio
 import copy
 import gzip
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,8 @@ from tui_currents import catalog, config
 from tui_currents.config import Connector, ReceiverSettings, Workspace
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets, SecretsUnavailable
+from tui_currents.sources import intake
+from tui_currents.sources import receiver as receiver_module
 from tui_currents.sources.ingest import NO_CONNECTOR, Ingestor
 from tui_currents.sources.receiver import Receiver
 from tui_currents.store import Store
@@ -400,7 +403,9 @@ async def test_a_full_disk_is_503_with_retry_after_and_nothing_is_half_stored(
 
     assert refused.status_code == 503
     assert int(refused.headers["Retry-After"]) > 0
-    assert healthy.status_code == 200
+    # A load balancer sees it too: the receiver cannot store, and says why.
+    assert healthy.status_code == 503
+    assert healthy.json()["status"] == "unhealthy" and "store" in healthy.json()["reason"]
     assert running.store.counter_totals() == {}
     assert running.store.backlog(MAIN).messages == 0
 
@@ -408,6 +413,7 @@ async def test_a_full_disk_is_503_with_retry_after_and_nothing_is_half_stored(
     retried = await running.post(client, MARKETING, batch)
     assert retried.status_code == 200
     assert running.store.backlog(MAIN).messages == len(batch["events"])
+    assert (await client.get(f"{running.url}/healthz")).json() == {"status": "ok"}
 
 
 # --------------------------------------------------------------------------------------------- others
@@ -437,6 +443,98 @@ async def test_healthz_says_ok_and_nothing_more(start, client) -> None:
     response = await client.get(f"{running.url}/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.fixture
+def locked_store(home: Home) -> Iterator[Callable[[], None]]:
+    """The store file write-locked by another program (a `BEGIN EXCLUSIVE` connection) until released."""
+    Store(home.store_file).close()
+    holder = sqlite3.connect(home.store_file, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+
+    yield release
+    release()
+    holder.close()
+
+
+async def test_healthz_is_503_with_the_reason_while_batches_wait_too_long(
+    start, client, locked_store, monkeypatch
+) -> None:
+    monkeypatch.setattr(intake, "BASE_SECONDS", 0.5)  # a batch is due within about half a second
+    running = await start()
+    batch = {"events": _renumbered([event(name) for name in SUPPORTED], "late")}
+    posting = asyncio.create_task(running.post(client, MARKETING, batch))
+    await asyncio.sleep(1.5)
+    waiting = await client.get(f"{running.url}/healthz")
+    locked_store()  # the other program lets go: the batch is stored and answered
+    answer = await posting
+    after = await client.get(f"{running.url}/healthz")
+
+    assert waiting.status_code == 503 and int(waiting.headers["Retry-After"]) > 0
+    assert waiting.json()["status"] == "unhealthy" and "waited" in waiting.json()["reason"]
+    assert answer.status_code == 200
+    assert running.store.backlog(MAIN).messages == len(SUPPORTED)
+    assert (after.status_code, after.json()) == (200, {"status": "ok"})
+
+
+async def test_a_batch_that_cannot_be_stored_in_time_is_answered_503_not_left_waiting(
+    start, client, locked_store, monkeypatch
+) -> None:
+    monkeypatch.setattr(intake, "BASE_SECONDS", 0.5)
+    monkeypatch.setattr(receiver_module, "ANSWER_GRACE_SECONDS", 1.0)  # answered within about 2 s here
+    running = await start()
+    batch = {"events": _renumbered([event(name) for name in SUPPORTED], "bounded")}
+    began = time.monotonic()
+    answer = await running.post(client, MARKETING, batch)  # the store waits 10 s for the lock
+    waited = time.monotonic() - began
+    locked_store()
+    again = await running.post(client, MARKETING, batch)  # Braze sends it again
+
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert waited < 6.0
+    assert again.status_code == 200
+    assert running.store.backlog(MAIN).messages == len(SUPPORTED)  # once, though committed maybe twice
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        b"Authorization: Bearer {token}\x01",  # the token's own line is the malformed one
+        b"Bad header line without a colon",
+        b"X-Odd\x01: value",
+        b"Content-Length: twelve",
+        b" folded: line",
+    ],
+)
+async def test_a_malformed_request_is_refused_without_echoing_anything_sent(start, bad_line: bytes) -> None:
+    running = await start()
+    token = running.token(MARKETING)
+    bad_line = bad_line.replace(b"{token}", token.encode())
+    request = (
+        f"POST /currents/{MARKETING} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        + f"Authorization: Bearer {token}\r\n".encode() * (b"Authorization" not in bad_line)
+        + bad_line
+        + b"\r\nContent-Type: application/json\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)  # the server closes the connection
+    finally:
+        writer.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400"
+    assert token.encode() not in answer
+    assert b"Bearer" not in answer and b"Authorization" not in answer
+    assert bad_line.strip() not in answer and b"currents" not in answer.lower()
+    assert body.strip() == b"400 Bad Request"
+    assert running.store.counter_totals() == {}
 
 
 async def test_an_unexpected_version_is_logged_once_and_tokens_never(start, client, caplog) -> None:

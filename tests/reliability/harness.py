@@ -9,8 +9,11 @@ Pieces, all on 127.0.0.1:
 - `BrazeSender`: posts Currents batches the way Braze's Custom HTTP connector does: a batch is done only
   when answered 2xx; anything else (another status, a reset connection, no answer) is sent again later,
   with exponential backoff and jitter, holding the same events and so the same event ids.
-- The scenarios (`crash_safety`, `endpoint_faults`, `disk_full`, `credentials`), each returning a `Figures`
-  row plus what its checks found. Every acknowledged event is an obligation: it must reach the stand-in.
+- The scenarios (`crash_safety`, `helper_storm`, `endpoint_faults`, `disk_full`, `credentials`), each
+  returning a `Figures` row plus what its checks found. Every acknowledged event is an obligation: it must
+  reach the stand-in.
+- `service_processes`: the processes of a running service by kind (the engine, its mapping worker, any
+  other process below it), so that a run can kill every kind of them, not only the engine.
 
 Run `python -m tests.reliability.harness standin --write-key-file F` (from the repository root) to start a
 stand-in by hand; it prints one JSON line with its URLs.
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -578,6 +581,152 @@ def gaps(requests: Sequence[Request], start: float, end: float) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
+# ------------------------------------------------------------------------------ the service's processes
+
+ENGINE = "engine"
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, their children...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            parent = _parent_of(int(entry.name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if running(child):
+                found.append(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def process_kind(pid: int) -> str:
+    """What a process of the service is, from its command line (and its parent's, for a fork server's
+    children, which share the fork server's command line)."""
+    try:
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    except OSError:
+        return "gone"
+    if "tui_currents.sources.mapping_worker" in argv:
+        return "mapping worker"
+    code = " ".join(argv[argv.index("-c") + 1 :]) if "-c" in argv else ""
+    if "multiprocessing.forkserver" in code:
+        parent = _parent_of(pid)
+        # A fork server's child is what it was started for: the mapping worker.
+        return "mapping worker" if parent and process_kind(parent) == "fork server" else "fork server"
+    if "multiprocessing.resource_tracker" in code:
+        return "resource tracker"
+    if "tui_currents" in argv:
+        return ENGINE
+    return Path(argv[0]).name or "unknown"
+
+
+def service_processes(engine_pid: int) -> dict[str, list[int]]:
+    """The running processes of a service by kind: the engine and every process below it."""
+    kinds: dict[str, list[int]] = {ENGINE: [engine_pid]} if running(engine_pid) else {}
+    for pid in descendants(engine_pid):
+        kind = process_kind(pid)
+        kinds.setdefault(kind if kind != ENGINE else "engine child", []).append(pid)
+    return kinds
+
+
+async def kill_helper(
+    engine: EngineProcess,
+    rng: random.Random,
+    killed: Counter[str],
+    seen: set[int],
+    wait: float = 3.0,
+    kinds: Collection[str] | None = None,
+) -> str | None:
+    """SIGKILL one process below the engine (of `kinds` if given), of the kind killed least so far (a
+    random one of it); the kind, or None if none appeared within `wait` seconds (one being replaced)."""
+    deadline = time.monotonic() + wait
+    while engine.pid is not None and time.monotonic() < deadline:
+        helpers = {
+            k: v
+            for k, v in service_processes(engine.pid).items()
+            if k != ENGINE and (kinds is None or k in kinds)
+        }
+        for pids in helpers.values():
+            seen.update(pids)
+        if helpers:
+            fewest = min(killed[kind] for kind in helpers)
+            kind = rng.choice(sorted(k for k in helpers if killed[k] == fewest))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(helpers[kind]), signal.SIGKILL)
+                killed[kind] += 1
+                return kind
+        await asyncio.sleep(0.05)
+    return None
+
+
+class HealthWatch:
+    """Asks the receiver's /healthz every `every` seconds, as a load balancer does, and keeps count."""
+
+    def __init__(self, url: str, every: float = 0.25, timeout: float = 5.0):
+        self.url = f"{url}/healthz"
+        self.every = every
+        self.timeout = timeout
+        self.answers: Counter[int] = Counter()  # by status; 0: no answer within the timeout
+        self.reasons: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            while True:
+                try:
+                    response = await client.get(self.url)
+                except httpx.TimeoutException:
+                    self.answers[0] += 1
+                except httpx.HTTPError:
+                    self.answers[-1] += 1  # refused: the engine is restarting
+                else:
+                    self.answers[response.status_code] += 1
+                    if response.status_code != 200:
+                        self.reasons[str(response.json().get("reason"))] += 1
+                await asyncio.sleep(self.every)
+
+    def start(self) -> HealthWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def healthy(url: str, timeout: float) -> bool:
+    """Whether /healthz answers 200 within `timeout` seconds."""
+
+    async def ok() -> bool:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await client.get(f"{url}/healthz")).status_code == 200
+        return False
+
+    return await wait_until(ok, timeout, 0.2)
+
+
 # ------------------------------------------------------------------------------------------ crash safety
 
 
@@ -591,6 +740,8 @@ class CrashRun:
     given_up: int
     final_status: dict
     violations: int
+    kills_by_kind: Counter[str] = field(default_factory=Counter)
+    leftovers: list[int] = field(default_factory=list)  # helper processes still running after the stop
 
 
 async def crash_safety(
@@ -603,9 +754,12 @@ async def crash_safety(
     concurrency: int = 4,
     time_limit: float = 60.0,
     console_every: float | None = None,
+    every_kind: bool = False,
 ) -> CrashRun:
     """Kill the engine with SIGKILL `kills` times while a Braze-like sender pushes `events` events, restart
-    it each time, and account for every acknowledged event at the stand-in.
+    it each time, and account for every acknowledged event at the stand-in. With `every_kind`, half the
+    kills (in a random order) hit a process below the engine instead (its mapping worker, or any other
+    kind there is, each kind in turn), which the engine must replace by itself.
 
     Kills come at random moments: each when the acknowledged count passes a random point of the run, after
     a random further 0-0.4 s. The stand-in answers after `latency` seconds so kills also land while
@@ -616,8 +770,11 @@ async def crash_safety(
     started = time.monotonic()
     deadline = started + time_limit
     figures = Figures(
-        "crash safety (SIGKILL)" + (f", status --json every {console_every:g} s" if console_every else "")
+        ("crash safety (SIGKILL of any process)" if every_kind else "crash safety (SIGKILL)")
+        + (f", status --json every {console_every:g} s" if console_every else "")
     )
+    killed: Counter[str] = Counter()
+    helpers_seen: set[int] = set()
     standin = StandIn(workdir / "standin", [WRITE_KEY], seed=seed).start()
     engine: EngineProcess | None = None
     try:
@@ -628,13 +785,19 @@ async def crash_safety(
         batches = make_batches(events, seed)
         sender = BrazeSender(engine.url, concurrency=concurrency, seed=seed)
         points = sorted(rng.sample(range(events // 20, events - events // 20), kills))
+        victims = [ENGINE if not every_kind or n % 2 else "helper" for n in range(kills)]
+        rng.shuffle(victims)
 
         async def killer() -> None:
-            for point in points:
+            for point, victim in zip(points, victims, strict=True):
                 while sender.acked < point and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(rng.uniform(0.0, 0.4))
+                if victim != ENGINE and await kill_helper(engine, rng, killed, helpers_seen):
+                    continue
+                helpers_seen.update(descendants(engine.pid or 0))
                 engine.kill()
+                killed[ENGINE] += 1
                 await asyncio.sleep(rng.uniform(0.0, 0.3))  # down for a moment: the sender meets a refusal
                 await engine.start()
 
@@ -654,7 +817,9 @@ async def crash_safety(
             await asyncio.gather(console_task, return_exceptions=True)
         arrived = await wait_delivered(standin, sender.acked_ids, max(5.0, deadline - time.monotonic()))
         lost = tally(figures, sender.sent_ids, sender.acked_ids, arrived)
-        figures.kills = engine.kills
+        figures.kills = sum(killed.values())
+        if every_kind:
+            figures.notes["kills by kind"] = ", ".join(f"{k} {n}" for k, n in sorted(killed.items()))
         # The engine records a delivery just after the stand-in's answer: give it a moment to catch up.
         final: dict = {}
 
@@ -665,10 +830,10 @@ async def crash_safety(
         await wait_until(settled, 10.0, 0.5)
         stats = await standin.stats()
         figures.seconds = time.monotonic() - started
-        figures.notes = {
-            "sender retries": sender.requests - len(batches),
-            "backlog after": final["backlog"],
-        }
+        figures.notes["sender retries"] = sender.requests - len(batches)
+        figures.notes["backlog after"] = final["backlog"]
+        helpers_seen.update(descendants(engine.pid or 0))
+        await engine.stop()
         return CrashRun(
             figures,
             lost,
@@ -678,10 +843,117 @@ async def crash_safety(
             len(sender.given_up),
             final,
             stats["violations"],
+            killed,
+            await leftovers(helpers_seen),
         )
     finally:
         if engine is not None:
             await engine.stop()
+            engine.close()
+        standin.stop()
+
+
+async def leftovers(pids: set[int], wait: float = 5.0) -> list[int]:
+    """The processes of `pids` still running after `wait` seconds (a helper must end with its engine)."""
+    deadline = time.monotonic() + wait
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return sorted(pid for pid in pids if running(pid))
+
+
+# ------------------------------------------------------------------------------------------ helper storm
+
+
+@dataclass
+class StormRun:
+    figures: Figures
+    lost_ids: set[str]
+    kills_by_kind: Counter[str]
+    sender_statuses: Counter[int]
+    sender_failures: Counter[str]
+    given_up: int
+    health: HealthWatch
+    healthy_after: bool
+    stop_seconds: float
+    exit_code: int | None
+    leftovers: list[int]
+    violations: int
+
+
+async def helper_storm(
+    workdir: Path,
+    *,
+    events: int = 4_000,
+    kills: int = 30,
+    every: float = 0.3,
+    seed: int = 1,
+    concurrency: int = 4,
+    time_limit: float = 60.0,
+    kinds: Collection[str] | None = None,
+) -> StormRun:
+    """SIGKILL a process below the engine (of `kinds`, or any kind in turn) every `every` seconds, `kills`
+    times, while `concurrency` senders post 100-event batches spread over that time; the
+    engine itself keeps running. Then: is /healthz 200 again, does every acknowledged event reach the
+    stand-in, and does SIGTERM end the engine (and every helper) in bounded time?"""
+    rng = random.Random(seed)
+    started = time.monotonic()
+    deadline = started + time_limit
+    figures = Figures(f"helper processes SIGKILLed every {every:g} s")
+    standin = StandIn(workdir / "standin", [WRITE_KEY], seed=seed).start()
+    engine: EngineProcess | None = None
+    health: HealthWatch | None = None
+    try:
+        home = make_home(workdir / "home", standin.url)
+        engine = EngineProcess(home, engine_env(), log=workdir / "engine.log")
+        await engine.start()
+        health = HealthWatch(engine.url).start()
+        batches = make_batches(events, seed)
+        sender = BrazeSender(engine.url, concurrency=concurrency, seed=seed)
+        killed: Counter[str] = Counter()
+        seen: set[int] = set()
+
+        async def killer() -> None:
+            while sum(killed.values()) < kills and time.monotonic() < deadline:
+                await asyncio.sleep(every)
+                await kill_helper(engine, rng, killed, seen, kinds=kinds)
+
+        kill_task = asyncio.create_task(killer())
+        await sender.send(batches, deadline=deadline, rate=events / (kills * every))
+        await kill_task
+        healthy_after = await healthy(engine.url, 10.0)
+        await health.stop()
+        arrived = await wait_delivered(standin, sender.acked_ids, max(5.0, deadline - time.monotonic()))
+        lost = tally(figures, sender.sent_ids, sender.acked_ids, arrived)
+        figures.kills = sum(killed.values())
+        seen.update(descendants(engine.pid or 0))
+        began = time.monotonic()
+        exit_code = await engine.stop(timeout=30.0)
+        stop_seconds = time.monotonic() - began
+        stats = await standin.stats()
+        figures.seconds = time.monotonic() - started
+        figures.notes = {
+            "kills by kind": ", ".join(f"{k} {n}" for k, n in sorted(killed.items())),
+            "sender retries": sender.requests - len(batches),
+            "SIGTERM to exit": f"{stop_seconds:.1f} s",
+        }
+        return StormRun(
+            figures,
+            lost,
+            killed,
+            sender.statuses,
+            sender.failures,
+            len(sender.given_up),
+            health,
+            healthy_after,
+            stop_seconds,
+            exit_code,
+            await leftovers(seen),
+            stats["violations"],
+        )
+    finally:
+        if health is not None:
+            await health.stop()
+        if engine is not None:
             engine.close()
         standin.stop()
 

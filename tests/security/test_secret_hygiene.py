@@ -7,10 +7,12 @@ refusing the first write key (401, logged, alerted by email through an SMTP serv
 login), the key changed with `connector edit --write-key-stdin`, `status --json`, an Avro import, dead
 letters exported, and `tui-currents run --demo` for a few seconds in a home of its own. The search: every
 file under both homes (config, store database and WAL, logs, exports), everything printed, every log
-record, every email sent, and the command lines and environments of the processes while they ran; each
-secret as is, base64-encoded at any alignment, percent-encoded, hex and UTF-16. The encrypted keyring file
-is the only place a secret may be, and there only encrypted. Every file the app created is 0600 and every
-folder 0700.
+record, every email sent, and the command lines and environments of the processes while they ran and of
+every process below them (the mapping worker, anything else they start); each secret as is,
+base64-encoded at any alignment, percent-encoded, hex and UTF-16. The encrypted keyring file is the only
+place a secret may be, and there only encrypted. The keyring passphrase is a secret too: it may be in the
+environment the user gave a command, and nowhere else (not in the environment of a process below it).
+Every file the app created is 0600 and every folder 0700.
 """
 
 from __future__ import annotations
@@ -59,11 +61,14 @@ WRITE_KEY = "wkSENTINEL7Qx9ZpL3vR8mT2nB5cY1dK4hW6jF0"
 REFUSED_WRITE_KEY = "wkSENTINELrefused5Rk2Lp8Vn3Tz6Qw9Xc1Hb4"
 RECEIVER_TOKEN = "rtSENTINEL+Hq7/Yt3Mx8.Pz2~Wd5_Ke9-Ub4Nc6=="
 SMTP_PASSWORD = "smtpSENTINEL Gv8!Rj2@Lw5#Ty7$Qm"
+KEYRING_PASSPHRASE = "kpSENTINEL unlock/Me+9Zr4=Tq7&Wx2"
+PASSPHRASE = "keyring passphrase"
 SENTINELS = {
     "write key": WRITE_KEY,
     "refused write key": REFUSED_WRITE_KEY,
     "receiver token": RECEIVER_TOKEN,
     "SMTP password": SMTP_PASSWORD,
+    PASSPHRASE: KEYRING_PASSPHRASE,
 }
 FAST = {"backoff_scale": 0.01, "key_poll_seconds": 0.2, "idle_poll_seconds": 0.05, "state_interval": 0.1}
 REPO = Path(__file__).resolve().parents[2]
@@ -94,41 +99,68 @@ class Evidence:
 
     items: list[tuple[str, bytes]] = field(default_factory=list)
     processes_seen: int = 0
+    children_seen: int = 0  # processes below a watched one whose environment was read
+    allowed: dict[int, frozenset[str]] = field(default_factory=dict)  # item -> secrets it may hold
 
-    def add(self, where: str, data: bytes | str) -> None:
+    def add(self, where: str, data: bytes | str, *, may_hold: frozenset[str] = frozenset()) -> None:
+        """Record data to search; `may_hold` names secrets that belong there (the environment a user gave
+        a command holds the keyring passphrase)."""
+        if may_hold:
+            self.allowed[len(self.items)] = may_hold
         self.items.append((where, data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data))
 
     def leaks(self, secrets: dict[str, str]) -> list[str]:
         found = []
         patterns = {name: encodings(value) for name, value in secrets.items() if value}
-        for where, data in self.items:
+        for index, (where, data) in enumerate(self.items):
             for name, forms in patterns.items():
+                if name in self.allowed.get(index, ()):
+                    continue
                 for form, needle in forms.items():
                     if needle and needle in data:
                         found.append(f"{name} ({form}) in {where}")
         return found
 
 
-def peek(pid: int, label: str, evidence: Evidence) -> bool:
-    """Record a running process's command line and environment, and its children's."""
-    seen = False
-    pids = [pid]
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: its children, their children, and so on."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    pids.append(int(entry.name))
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-    for each in pids:
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def peek(pid: int, label: str, evidence: Evidence, *, itself: bool = True) -> bool:
+    """Record a running process's command line and environment (with `itself`), and those of every
+    process below it. The environment the process was given may hold the keyring passphrase (the user
+    put it there); a process it started may not."""
+    seen = False
+    for each in ([pid] if itself else []) + descendants(pid):
         for what in ("cmdline", "environ"):
             try:
                 data = Path(f"/proc/{each}/{what}").read_bytes()
             except OSError:
                 continue
             if data:
-                evidence.add(f"/proc/{each}/{what} of {label}", data)
+                given = each == pid and what == "environ"
+                evidence.add(
+                    f"/proc/{each}/{what} of {label}" + ("" if each == pid else " (a process below it)"),
+                    data,
+                    may_hold=frozenset({PASSPHRASE}) if given else frozenset(),
+                )
                 seen = True
+                if each != pid and what == "environ":
+                    evidence.children_seen += 1
     return seen
 
 
@@ -253,8 +285,15 @@ def flat_records(n: int) -> list[dict]:
 
 
 async def test_no_secret_is_found_anywhere_but_encrypted_in_the_keyring(
-    home: Home, tmp_path: Path, program_logging: RawRecords, capfd: pytest.CaptureFixture[str]
+    home: Home,
+    tmp_path: Path,
+    program_logging: RawRecords,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(
+        "TUI_CURRENTS_KEYRING_PASSPHRASE", KEYRING_PASSPHRASE
+    )  # this session's, every process's
     evidence = Evidence()
     scratch = tmp_path / "scratch"  # command outputs and Avro files: outside both homes
     scratch.mkdir()
@@ -363,6 +402,8 @@ async def test_no_secret_is_found_anywhere_but_encrypted_in_the_keyring(
                     evidence.add(f"{path} (engine running)", path.read_bytes())
                 for name in ("engine", "secrets", "config", "store"):
                     evidence.add(f"repr of the {name}", repr(getattr(engine, name, None)))
+                # The engine runs in this process: what it started (its mapping worker) is below it.
+                assert peek(os.getpid(), "this engine", evidence, itself=False)
             finally:
                 await engine.stop()
     finally:
@@ -423,6 +464,7 @@ async def test_no_secret_is_found_anywhere_but_encrypted_in_the_keyring(
         evidence.add(f"screenshot {shot.name}", shot.read_bytes())
 
     assert evidence.processes_seen >= 6
+    assert evidence.children_seen >= 2  # the mapping workers of both engines, at least
     assert home.log_file.stat().st_size > 0 and any(
         "refused the write key" in t for t in program_logging.texts()
     )

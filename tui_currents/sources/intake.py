@@ -1,28 +1,41 @@
-"""Reading Currents request bodies in a mapping process, so that the engine's own process keeps its core
-for the store and delivery.
+"""Reading Currents request bodies in a mapping worker process, so that the engine's own process keeps its
+core for the store and delivery.
 
 Parsing and mapping a batch is pure CPU work and Python runs one thread at a time per process: done in
 the engine's process it competes with the commits, the leases and the HTTP requests to Segment. A
-`MappingProcess` hands each body to a worker process, which parses it, maps its events for the
-workspace's connectors and returns the batch in the store's form (`Received`: flat lists and message
-bytes, cheap to send back). Nothing is acknowledged or stored there: the engine's process commits.
+`MappingProcess` hands each body to a worker process (tui_currents.sources.mapping_worker), which parses
+it, maps its events for the workspace's connectors and returns the batch in the store's form (`Received`:
+flat lists and message bytes, cheap to send back). Nothing is acknowledged or stored there: the engine's
+process commits.
 
-When the worker cannot be started or dies (killed, out of memory), the batch is read in a thread of this
-process instead, so a body is never lost to it; a new worker is started for the next batches.
+The worker may die at any moment (killed, out of memory) or stop answering. The design cannot wedge on it:
+
+- one socket pair per worker, and this process keeps no copy of the worker's end, so a worker that dies,
+  even half-way through writing a result, shows up here as the end of the stream, never as a wait;
+- every exchange has a deadline; a watcher thread kills a worker that overruns it (which ends the
+  exchange the same way) and notices a worker that died while idle;
+- a batch whose worker is lost, or that arrives while a new worker is starting, is read in a thread of
+  this process instead, so no body is lost to it and no request waits for a worker;
+- the worker gets only the environment it needs (no secret), and ends when this process goes away (its
+  end of the pipe reads end-of-stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 import logging
-import multiprocessing
 import os
-import select
+import pickle
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
 
 from tui_currents.received import Received
 from tui_currents.sources.batch_body import events_of
@@ -30,10 +43,36 @@ from tui_currents.sources.ingest import Routes, route
 
 log = logging.getLogger("tui_currents.intake")
 
+WORKER_MODULE = "tui_currents.sources.mapping_worker"
+READY = "ready"  # the worker's first message: its imports are done
+# The environment a worker gets: what Python and the C library need to start and to decode text. Nothing
+# else, so no key, token or passphrase of the engine's environment reaches it.
+WORKER_ENVIRONMENT = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSAFEPATH",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONUTF8",
+    "SYSTEMROOT",
+)
+BASE_SECONDS = 10.0  # a worker's answer is due within this, plus PER_MEGABYTE_SECONDS per MB of body
+PER_MEGABYTE_SECONDS = 2.0
+START_SECONDS = 30.0  # a new worker must be ready within this, or it is replaced
+WATCH_INTERVAL = 0.2  # seconds between the watcher's looks at the worker
+RESTART_DELAYS = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)  # after 1, 2, 3... failed starts in a row
+
 
 def read_batch(workspace: str, connectors: Routes, body: bytes) -> tuple[int, Received]:
     """(events in the body, the batch in the store's form) of a Currents request body. Raises
-    batch_body.NotABatch when the body is not a batch. Runs in the mapping process."""
+    batch_body.NotABatch when the body is not a batch. Runs in the mapping worker (or a thread)."""
     events = events_of(body)
     if not events:
         return 0, Received()
@@ -41,133 +80,263 @@ def read_batch(workspace: str, connectors: Routes, body: bytes) -> tuple[int, Re
     return len(events), Received.of(items)
 
 
-def _worker_start(engine_pid: int) -> None:
-    # The worker keeps nothing between batches: what the start imported need never be collected.
-    gc.freeze()
-    threading.Thread(target=_exit_with, args=(engine_pid,), name="engine-watch", daemon=True).start()
-
-
-def _exit_with(engine_pid: int) -> None:
-    """End this worker once the engine is gone. A worker holds both ends of its own pipes, so an engine
-    that was killed (SIGKILL, out of memory) would otherwise leave it, and the fork server, waiting for
-    ever."""
-    try:
-        watch = os.pidfd_open(engine_pid)  # readable once the engine has ended; immune to pid reuse
-    except ProcessLookupError:
-        os._exit(0)
-    except (AttributeError, OSError):  # no pidfd here: look every second
-        while _alive(engine_pid):
-            time.sleep(1.0)
-    else:
-        select.select([watch], [], [])
-    os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+def answer_seconds(body: bytes) -> float:
+    """How long a worker may take to read this body before it is taken for hung."""
+    return BASE_SECONDS + PER_MEGABYTE_SECONDS * len(body) / 1_000_000
 
 
 def processes_wanted() -> bool:
-    """Whether a mapping process pays off here: only with a second core for it to run on."""
-    return (os.cpu_count() or 1) >= 2
+    """Whether a mapping process pays off here: only with a second core for it to run on, and where a
+    process can be handed its end of a socket pair."""
+    return (os.cpu_count() or 1) >= 2 and os.name == "posix"
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    # Forking this (threaded) process is unsafe; a fork server is a clean, single-threaded process that
-    # already imported the mapping code, so a worker starts in milliseconds.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
+def worker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of `environ` (this process's by default) a mapping worker gets."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in WORKER_ENVIRONMENT if name in environ}
+
+
+class WorkerLost(Exception):
+    """The worker died or gave no answer in time; the message says which."""
+
+
+class _Worker:
+    """One worker process and this process's end of its socket pair."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env=worker_environment(),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # only the worker holds its end: its death reads here as end-of-stream
+        self.connection = Connection(ours.detach())
+        self.pid = self.process.pid
+        self.started = time.monotonic()
+        self.ready = False
+        self.due: float | None = None  # when the exchange under way must be over
+        self.killed_because: str | None = None
+        # Held while this process talks to the worker: the pipe is closed only once nobody uses it.
+        self.using = threading.Lock()
+
+    def check_ready(self) -> bool:
+        """Whether the worker finished starting (without waiting); call holding `using`. Raises
+        WorkerLost if it died."""
+        if not self.ready:
+            try:
+                if not self.connection.poll(0):
+                    return False
+                said = self.connection.recv()
+            except (EOFError, OSError, pickle.UnpicklingError):
+                raise WorkerLost(self._why("it stopped while starting")) from None
+            if said != READY:
+                self.kill("it said something unexpected while starting")
+                raise WorkerLost(self._why("it said something unexpected while starting"))
+            self.ready = True
+        return True
+
+    def exchange(self, job: tuple[str, Routes, bytes], seconds: float) -> tuple[bool, object]:
+        """Send a job and return the worker's (ok, result or error); call holding `using`. Raises
+        WorkerLost."""
+        self.due = time.monotonic() + seconds
+        try:
+            self.connection.send(job)
+            if not self.connection.poll(seconds):
+                self.kill(f"it gave no answer within {seconds:g} s")
+                raise WorkerLost(self._why("no answer"))
+            return self.connection.recv()  # type: ignore[no-any-return]
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise WorkerLost(self._why("it stopped")) from None
+        finally:
+            self.due = None
+
+    def _why(self, fallback: str) -> str:
+        if self.killed_because:
+            return self.killed_because
+        code = self.process.poll()
+        if code is not None and code < 0:
+            return f"it was stopped by signal {-code}"
+        if code is not None:
+            return f"it exited with code {code}"
+        return fallback
+
+    def overdue(self, now: float) -> str | None:
+        """Why the worker should be given up on now, or None."""
+        if not self.ready and now - self.started > START_SECONDS:
+            return f"it did not start within {START_SECONDS:g} s"
+        due = self.due
+        if due is not None and now > due + WATCH_INTERVAL:  # poll() times out first; this catches a
+            return "it stopped answering in the middle of an exchange"  # send or a receive that hangs
+        return None
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL: whatever this process is waiting for from the worker then ends."""
+        self.killed_because = self.killed_because or reason
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                self.process.kill()
+
+    def close(self, wait: float = 2.0) -> None:
+        """Let the worker end (its pipe reads end-of-stream), SIGKILL it if it does not."""
+        with self.using:
+            self.connection.close()
+        try:
+            self.process.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.kill("it did not end when asked")
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stuck in the kernel: reaped later
+                self.process.wait(wait)
 
 
 class MappingProcess:
-    """Reads bodies in a worker process (or, with `use_process=False` or when it fails, a thread)."""
+    """Reads bodies in a worker process (or, with `use_process=False`, while none is ready or when it
+    fails, in a thread of this process)."""
 
     def __init__(self, *, use_process: bool | None = None):
         self.use_process = processes_wanted() if use_process is None else use_process
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mapping")
-        self._pool: ProcessPoolExecutor | None = None
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mapping")
         self._lock = threading.Lock()
-        self._closed = False
+        self._worker: _Worker | None = None
+        self._losses = 0  # workers lost in a row, none of them ready (a start that keeps failing)
+        self._next_start = 0.0
+        self._closed = threading.Event()
+        self.worker_losses = 0  # since the start (diagnostics)
+        self._watcher: threading.Thread | None = None
+        if self.use_process:
+            self._ensure_worker()
+            self._watcher = threading.Thread(target=self._watch, name="mapping-watch", daemon=True)
+            self._watcher.start()
 
-    def _process(self) -> Executor | None:
-        with self._lock:
-            if self._pool is None and self.use_process and not self._closed:
-                try:
-                    self._pool = ProcessPoolExecutor(
-                        max_workers=1,
-                        mp_context=_context(),
-                        initializer=_worker_start,
-                        initargs=(os.getpid(),),
-                    )
-                except OSError as exc:
-                    log.warning("mapping: no worker process (%s); batches are read in this process", exc)
-                    self.use_process = False
-            return self._pool
+    # ------------------------------------------------------------------ the worker's life
 
-    def _lost(self, pool: Executor) -> None:
-        """Forget a broken worker (once, however many of its batches report it)."""
+    def _ensure_worker(self) -> _Worker | None:
+        """The current worker, a new one if none runs and a start is due, or None."""
         with self._lock:
-            if self._pool is not pool:
+            if self._worker is not None or not self.use_process or self._closed.is_set():
+                return self._worker
+            if time.monotonic() < self._next_start:
+                return None
+            try:
+                self._worker = _Worker()
+            except OSError as exc:
+                self._next_start = time.monotonic() + RESTART_DELAYS[-1]
+                log.warning("mapping: no worker process could be started (%s); batches are read in this "
+                            "process meanwhile", exc.strerror or type(exc).__name__)  # fmt: skip
+            return self._worker
+
+    def _lost(self, worker: _Worker, reason: str) -> None:
+        """Forget a worker that died or hung (once, however many callers report it); a new one starts
+        after a short delay that grows while workers keep dying."""
+        with self._lock:
+            if self._worker is not worker:
                 return
-            self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-        log.warning("mapping: the worker process stopped; its batches are read here and a new one is started")
+            self._worker = None
+            self.worker_losses += 1
+            # A worker that keeps failing to start is started less and less often; one killed from
+            # outside (an operator, the OOM killer) is replaced at once.
+            if not worker.ready and worker.process.poll() != -signal.SIGKILL:
+                self._next_start = (
+                    time.monotonic() + RESTART_DELAYS[min(self._losses, len(RESTART_DELAYS) - 1)]
+                )
+                self._losses += 1
+        worker.kill(reason)
+        threading.Thread(target=worker.close, args=(5.0,), name="mapping-reap", daemon=True).start()
+        log.warning("mapping: the worker process (pid %d) was lost (%s); its batches are read in this "
+                    "process and a new worker is started", worker.pid, reason)  # fmt: skip
+
+    def _check_ready(self, worker: _Worker) -> bool:
+        if worker.ready:
+            return True
+        if worker.check_ready():
+            self._losses = 0  # it started: restarts need no delay
+            return True
+        return False
+
+    def _watch(self) -> None:
+        """Kill a worker that hangs, forget one that died while idle, start the next one."""
+        while not self._closed.wait(WATCH_INTERVAL):
+            worker = self._worker
+            if worker is None:
+                self._ensure_worker()
+                continue
+            reason = worker.overdue(time.monotonic())
+            if reason is not None:
+                self._lost(worker, reason)  # an exchange under way then ends (end-of-stream)
+            elif worker.exited():
+                self._lost(worker, worker._why("it stopped"))
+            elif not worker.ready and worker.using.acquire(blocking=False):
+                try:  # a worker that started while no batch came is ready all the same
+                    self._check_ready(worker)
+                except WorkerLost as exc:
+                    self._lost(worker, str(exc))
+                finally:
+                    worker.using.release()
+
+    # ------------------------------------------------------------------ reading bodies
+
+    def _read(self, workspace: str, connectors: Routes, body: bytes) -> tuple[int, Received]:
+        worker = self._ensure_worker()
+        if worker is not None:
+            with worker.using:
+                try:
+                    if not worker.connection.closed and self._check_ready(worker):
+                        ok, value = worker.exchange((workspace, connectors, body), answer_seconds(body))
+                        if ok:
+                            return value  # type: ignore[return-value]
+                        raise value  # type: ignore[misc]  # what read_batch raised (NotABatch...)
+                except WorkerLost as exc:
+                    reason = str(exc)
+                else:
+                    reason = None
+            if reason is not None:
+                self._lost(worker, reason)
+        return read_batch(workspace, connectors, body)  # here: no worker ready, or it was lost
 
     def submit(self, workspace: str, connectors: Routes, body: bytes) -> Future[tuple[int, Received]]:
         """Read a body; the future holds what `read_batch` returns or raises."""
-        pool = self._process()
-        if pool is None:
-            return self._thread.submit(read_batch, workspace, connectors, body)
-        outcome: Future[tuple[int, Received]] = Future()
-
-        def settle(done: Future) -> None:
-            error = done.exception()
-            if isinstance(error, BrokenProcessPool):
-                self._lost(pool)
-                retry = self._thread.submit(read_batch, workspace, connectors, body)
-                retry.add_done_callback(lambda again: _copy(again, outcome))
-            else:
-                _copy(done, outcome)
-
-        try:
-            pool.submit(read_batch, workspace, connectors, body).add_done_callback(settle)
-        except (BrokenProcessPool, RuntimeError):  # broken, or shut down meanwhile
-            self._lost(pool)
-            return self._thread.submit(read_batch, workspace, connectors, body)
-        return outcome
+        return self._io.submit(self._read, workspace, connectors, body)
 
     async def read(self, workspace: str, connectors: Routes, body: bytes) -> tuple[int, Received]:
         """`submit` for the event loop."""
         return await asyncio.wrap_future(self.submit(workspace, connectors, body))
 
     def close(self) -> None:
-        """Finish the batches under way, then stop the worker."""
+        """Finish the batches under way (each is bounded by its deadline), then stop the worker."""
+        self._io.shutdown(wait=True)
+        self._closed.set()
+        if self._watcher is not None:
+            self._watcher.join()
         with self._lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-        self._thread.shutdown(wait=True)
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
 
     @property
     def worker_pids(self) -> list[int]:
         """The worker process ids (for tests and diagnostics)."""
-        pool = self._pool
-        return list(getattr(pool, "_processes", {}) or {}) if pool is not None else []
+        worker = self._worker
+        return [worker.pid] if worker is not None else []
 
+    @property
+    def worker_ready(self) -> bool:
+        """Whether a worker is up and has finished starting."""
+        worker = self._worker
+        return worker is not None and worker.ready
 
-def _copy(source: Future, target: Future) -> None:
-    error = source.exception()
-    if error is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(source.result())
+    def wait_ready(self, seconds: float = START_SECONDS) -> bool:
+        """Wait until a worker is ready (for benchmarks and tests: requests never wait for one)."""
+        deadline = time.monotonic() + seconds
+        while not self.worker_ready and self.use_process and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.worker_ready

@@ -13,10 +13,16 @@ as success never loses an event. The answers follow what Braze does with each st
   credentials are fixed, and its dashboard shows the error.
 - 408: the body took longer than the read timeout to arrive. 413: the body is larger than
   `max_body_bytes` (Braze splits the batch and re-sends).
-- 503 with Retry-After: the store cannot write (disk full, I/O error), or the keyring cannot be read to
-  check the token. Braze retries with backoff.
+- 503 with Retry-After: the store cannot write (disk full, I/O error), the keyring cannot be read to
+  check the token, or the batch could not be read and stored within its time (see intake.py). Braze
+  retries with backoff.
 
-`GET /healthz` answers `{"status": "ok"}` and nothing else.
+A request HTTP cannot parse gets only its status line and phrase back, never a quote of what was sent
+(aiohttp's own page would echo the offending line, which may be an `Authorization` header).
+
+`GET /healthz` answers 200 `{"status": "ok"}` while batches can be stored, else 503
+`{"status": "unhealthy", "reason": ...}`: the receiver is starting, the last commit failed because the
+store cannot write, or a batch has waited longer than it may for reading and storing.
 """
 
 from __future__ import annotations
@@ -29,19 +35,20 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from tui_currents.config import ReceiverSettings
 from tui_currents.received import Received
 from tui_currents.secrets import receiver_token_env_var
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
-from tui_currents.sources.intake import MappingProcess
+from tui_currents.sources.intake import MappingProcess, answer_seconds
 from tui_currents.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_currents.receiver")
@@ -54,6 +61,7 @@ DEFAULT_READ_TIMEOUT = 30.0  # seconds for a whole body to arrive once its heade
 STORE_RETRY_AFTER_SECONDS = 30
 SOURCE = "receiver"  # as the tail shows where events came from
 SHUTDOWN_SECONDS = 10.0  # how long stop() lets requests in progress finish
+ANSWER_GRACE_SECONDS = 10.0  # a batch is answered within twice its reading time plus this (see _Handler)
 
 IngestorProvider = Callable[[], Ingestor | None]
 TokenProvider = Callable[[str], str | None]
@@ -126,6 +134,35 @@ class _QuietMalformedRequests(logging.Filter):
 _SERVER_LOG = logging.getLogger("aiohttp.server")
 if not any(isinstance(f, _QuietMalformedRequests) for f in _SERVER_LOG.filters):
     _SERVER_LOG.addFilter(_QuietMalformedRequests())
+
+
+class _PlainErrors(RequestHandler):
+    """aiohttp's answer to a request it cannot parse quotes the offending line, which may be an
+    `Authorization: Bearer ...` header: here the answer holds only the status and its phrase."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):  # type: ignore[no-untyped-def]
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        return super().handle_error(request, status, exc, f"{status} {phrase}")
+
+
+class _PlainErrorsServer(web.Server):
+    """aiohttp's server with the protocol above for each connection."""
+
+    def __call__(self) -> RequestHandler:
+        return _PlainErrors(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """The app's runner, serving with `_PlainErrorsServer`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # The same server, only its connections' protocol class differs (aiohttp offers no setting).
+        server.__class__ = _PlainErrorsServer
+        return server
 
 
 class _KeyringTrouble(Exception):
@@ -229,6 +266,8 @@ class _Handler:
         self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
         self.group_commit = _GroupCommit(self.committing)
         self._warned: set[str] = set()
+        self._due: dict[int, float] = {}  # batches being read and stored: when each is overdue
+        self._store_trouble = False  # the last commit failed because the store cannot write
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         """Log a warning the first time only: Braze repeats a misconfigured request every few seconds."""
@@ -242,8 +281,41 @@ class _Handler:
         await asyncio.to_thread(self.mapping.close)
         await asyncio.to_thread(self.committing.shutdown, wait=True)
 
+    def trouble(self) -> str | None:
+        """Why batches cannot be stored right now, or None."""
+        if self.ingestor_provider() is None:
+            return "the receiver is starting"
+        if self._store_trouble:
+            return "the store cannot save events (disk full or an I/O error; see the log)"
+        now = time.monotonic()
+        late = [due for due in self._due.values() if now > due]
+        if late:
+            return f"{len(late)} batch(es) waited more than their time to be read and stored"
+        return None
+
     async def healthz(self, request: web.Request) -> web.Response:
+        reason = self.trouble()
+        if reason is not None:
+            return _json(503, {"status": "unhealthy", "reason": reason}, {"Retry-After": "5"})
         return _json(200, {"status": "ok"})
+
+    async def _read_and_store(self, workspace: str, ingestor: Ingestor, body: bytes) -> int:
+        """Map the body and commit its batch; the number of events. Counted as in progress for /healthz."""
+        key = id(body)
+        self._due[key] = time.monotonic() + answer_seconds(body)
+        try:
+            connectors = ingestor.connector_rules(workspace)
+            events, batch = await self.mapping.read(workspace, connectors, body)
+            if batch.items:
+                try:
+                    await self.group_commit.commit(ingestor.store, batch)
+                except StoreUnavailable:
+                    self._store_trouble = True
+                    raise
+                self._store_trouble = False
+            return events
+        finally:
+            del self._due[key]
 
     async def _authorised(self, request: web.Request, workspace: str, ingestor: Ingestor) -> bool:
         """Whether the request carries the workspace's token. Raises _KeyringTrouble when the token
@@ -328,11 +400,21 @@ class _Handler:
             # A body that is not what its Content-Encoding says: nothing of it can be read.
             log.info("receiver: a request for %r was refused (400): its body could not be decoded", workspace)
             return _json(400, {"error": f"the body could not be decoded ({type(exc).__name__})"})
+        # Bounded: reading has its deadline in the mapping process and a fallback in this one, but an
+        # answer must come whatever hangs. The batch may still be committed after a 503: Braze sends it
+        # again and the store takes its events once.
+        within = 2 * answer_seconds(body) + ANSWER_GRACE_SECONDS
         try:
-            connectors = ingestor.connector_rules(workspace)
-            events, batch = await self.mapping.read(workspace, connectors, body)
-            if batch.items:
-                await self.group_commit.commit(ingestor.store, batch)
+            async with asyncio.timeout(within):
+                events = await self._read_and_store(workspace, ingestor, body)
+        except TimeoutError:
+            log.error("receiver: a batch for %r was not read and stored within %.0f s; answered 503 so "
+                      "that Braze sends it again", workspace, within)  # fmt: skip
+            return _json(
+                503,
+                {"error": "the batch could not be stored in time; send it again later"},
+                {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+            )
         except NotABatch as exc:
             log.info("receiver: a request for %r was refused (400): %s", workspace, exc)
             return _json(400, {"error": str(exc)})
@@ -443,7 +525,7 @@ class Receiver:
         )
         # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
         # body's own read timeout only starts once the headers are in.
-        runner = web.AppRunner(
+        runner = _Runner(
             app,
             access_log=None,
             handle_signals=False,
