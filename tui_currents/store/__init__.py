@@ -44,7 +44,8 @@ Choices worth knowing:
 The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
 words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
 (leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
-`observation` (backlog, states, counters). `Store` is all of them together.
+`observation` (backlog, states, counters), `alert_log` (alerts, their email status, the alert rules'
+memory). `Store` is all of them together.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ from tui_currents.outbox import (
     StoreUnavailable,
     TailRow,
 )
+from tui_currents.store.alert_log import AlertLog
 from tui_currents.store.dead_letters import DeadLetterBox
 from tui_currents.store.ledger import Ledger
 from tui_currents.store.observation import Observation
@@ -130,7 +132,7 @@ __all__ = [
 ]
 
 
-class Store(Ledger, DeadLetterBox, Observation):
+class Store(Ledger, DeadLetterBox, Observation, AlertLog):
     """The SQLite store. Thread-safe (one connection behind a lock); open it once per process.
 
     `synchronous`: "FULL" makes every commit durable across power loss; "NORMAL" (in WAL mode) survives a
