@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tui_currents.store.base import StoreBase
 
@@ -50,7 +51,7 @@ class AlertRecord(NewAlert):
     last_error: str | None = None  # why the last attempt failed
 
 
-def _record(row: Sequence) -> AlertRecord:
+def _record(row: Sequence[Any]) -> AlertRecord:
     (id_, at, connector, kind, phase, since, recipient, subject, body, email, attempts, sent_at, error) = row
     return AlertRecord(
         at, connector, kind, phase, since, recipient, subject, body, email, id_, attempts, sent_at, error
@@ -65,7 +66,7 @@ def _no_table(exc: sqlite3.Error) -> bool:
 class AlertLog(StoreBase):
     """Records alerts and their email status, and keeps the alert rules' memory between checks."""
 
-    def _read_alerts(self, sql: str, params: Sequence = ()) -> list[AlertRecord]:
+    def _read_alerts(self, sql: str, params: Sequence[object] = ()) -> list[AlertRecord]:
         try:
             return [_record(row) for row in self._read(sql, params)]
         except sqlite3.OperationalError as exc:
@@ -112,7 +113,7 @@ class AlertLog(StoreBase):
     def pending_alerts(self, *, before: float | None = None) -> list[AlertRecord]:
         """Alerts whose email is still to be sent, oldest first; only those decided before `before`."""
         sql = f"SELECT {_COLUMNS} FROM alerts WHERE email = ?"
-        params: tuple = (PENDING,)
+        params: tuple[object, ...] = (PENDING,)
         if before is not None:
             sql += " AND at < ?"
             params = (PENDING, before)
@@ -142,7 +143,7 @@ class AlertLog(StoreBase):
     def recent_alerts(self, limit: int = 50, *, connector: str | None = None) -> list[AlertRecord]:
         """The newest alerts and recoveries, newest first; [] before the first."""
         sql = f"SELECT {_COLUMNS} FROM alerts"
-        params: tuple = ()
+        params: tuple[object, ...] = ()
         if connector is not None:
             sql += " WHERE connector = ?"
             params = (connector,)
