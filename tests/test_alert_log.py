@@ -112,3 +112,19 @@ def test_forgotten_memories_close_their_alerts(tmp_path: Path) -> None:
         assert len(store.open_alerts()) == 1
         assert store.record_alerts([], {}, forget=[key]) == []
         assert store.alert_memories() == {} and store.open_alerts() == []
+
+
+def test_alerts_recorded_before_the_tables_were_in_the_schema_are_kept(tmp_path: Path) -> None:
+    # Earlier versions created the alert tables beside a schema-2 store: the upgrade keeps their rows.
+    path = tmp_path / "currents.db"
+    with Store(path) as store:
+        [old] = store.record_alerts([draft()], {("Marketing", "credentials rejected"): '{"alerted": true}'})
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+    finally:
+        db.close()
+    with Store(path) as store:
+        assert store.recent_alerts() == [old] and store.open_alerts() == [old]
+        assert store.alert_memories() == {("Marketing", "credentials rejected"): '{"alerted": true}'}
