@@ -66,6 +66,13 @@ def test_the_wheel_holds_the_themes_and_the_tui_css(wheel: Path) -> None:
     assert f"tui_currents-{__version__}.dist-info/entry_points.txt" in names
 
 
+def test_the_wheel_holds_every_module_of_the_package(wheel: Path) -> None:
+    # pyproject.toml lists the packages by name: a new subpackage left out would be missing from installs.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "tui_currents").rglob("*.py")}
+    assert modules and not modules - names, sorted(modules - names)
+
+
 def test_a_fresh_venv_installed_from_the_wheel_runs_the_command(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)

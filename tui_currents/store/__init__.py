@@ -44,7 +44,8 @@ Choices worth knowing:
 The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
 words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
 (leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
-`observation` (backlog, states, counters). `Store` is all of them together.
+`observation` (backlog, states, counters), `alert_log` (alerts, their email status, the alert rules'
+memory). `Store` is all of them together.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from tui_currents.outbox import (
     StoreUnavailable,
     TailRow,
 )
+from tui_currents.store.alert_log import AlertLog
 from tui_currents.store.dead_letter_caps import (
     DEFAULT_DEAD_LETTER_EVENT_BYTES,
     DEFAULT_DEAD_LETTERS_MAX,
@@ -146,7 +148,7 @@ __all__ = [
 ]
 
 
-class Store(Ledger, DeadLetterBox, Observation):
+class Store(Ledger, DeadLetterBox, Observation, AlertLog):
     """The SQLite store. Thread-safe (one connection behind a lock); open it once per process.
 
     `synchronous`: "FULL" makes every commit durable across power loss; "NORMAL" (in WAL mode) survives a

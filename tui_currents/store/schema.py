@@ -16,7 +16,8 @@ PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of a
 CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
 
 
-SCHEMA_VERSION = 2
+# 3: the alert tables (an upgrade from 2 only creates them)
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -91,6 +92,30 @@ CREATE TABLE IF NOT EXISTS tail (
     entries BLOB NOT NULL,
     messages BLOB
 );
+
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    connector TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    since REAL,
+    recipient TEXT,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    email TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_pending ON alerts (id) WHERE email = 'pending';
+
+CREATE TABLE IF NOT EXISTS alert_state (
+    connector TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    memory TEXT NOT NULL,
+    PRIMARY KEY (connector, kind)
+) WITHOUT ROWID;
 """
 
 
