@@ -71,10 +71,12 @@ def connector_status(home: Home) -> dict[str, dict]:
 def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
     """The whole `status --json` document: the engine and every configured connector."""
     presence = None
+    unreadable: dict[str, str] = {}
     if home.store_file.exists():
         ctl = Control(home.store_file)
         try:
             presence = ctl.presence()
+            unreadable = ctl.receiver_problems()
         finally:
             ctl.close()
     running = bool(presence and presence.alive())
@@ -110,6 +112,10 @@ def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
             "receiver": presence.receiver if running else None,
             "demo": presence.demo if running else False,
             "started_at": presence.started_at if running else None,
+            # Workspaces whose requests are answered 503 because their token cannot be read.
+            "receiver_problems": {w: f"receiver token unreadable: {t}" for w, t in unreadable.items()}
+            if running
+            else {},
         },
         "connectors": connectors,
     }
