@@ -31,7 +31,7 @@ from tui_currents.status import engine_status
 WRITERS = 8  # parallel `workspace add` commands
 KEY_WRITERS = 4  # parallel `connector add --write-key-stdin` commands, at the same time
 SUPPORTED = catalog.supported_types()
-ROUNDS = 2  # a lost write shows in most rounds; a bounded number of tries makes the test reliable
+ROUNDS = 2  # a home whose keyring file does not exist yet, then one with a well-used file
 
 
 def _cli(home: Path, *args: str) -> list[str]:
@@ -240,19 +240,22 @@ async def test_an_unreadable_keyring_file_is_answered_503_and_shown_until_it_is_
                 while await shown() is not None and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
                 assert await shown() is None
-        # What a user runs: the same state in `status --json`, while the file is gone.
+        # What a user runs: the same state in `status --json` and `status`, while the file is gone.
         home.keyring_file.unlink()
         async with httpx.AsyncClient(timeout=30.0) as client:
             assert (await _post(client, engine.receiver_url, TOKEN)).status_code == 503
         await asyncio.sleep(1.0)
-        result = subprocess.run(
-            _cli(home.root, "status", "--json"), capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        shown_by_cli = json.loads(result.stdout)["engine"]["receiver_problems"]
-        assert (
-            shown_by_cli["prod"].startswith("receiver token unreadable: ")
-            and "is missing" in shown_by_cli["prod"]
-        )
+
+        def status(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                _cli(home.root, "status", *args), capture_output=True, text=True, timeout=60
+            )
+
+        as_json = await asyncio.to_thread(status, "--json")  # the engine's loop keeps beating meanwhile
+        assert as_json.returncode == 0, as_json.stderr
+        problem = json.loads(as_json.stdout)["engine"]["receiver_problems"]["prod"]
+        assert problem.startswith("receiver token unreadable: ") and "is missing" in problem
+        human = await asyncio.to_thread(status)
+        assert f"Workspace 'prod': {problem}" in human.stdout, human.stdout
     finally:
         await engine.stop()
