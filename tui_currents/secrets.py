@@ -211,6 +211,9 @@ class _Vault:
             with exclusive_lock(lock_file_for(self._file)):
                 self._check_file_changed()
                 yield
+                # Our own write, stamped while no other process can write: the cache stays valid.
+                self._stamp = self._file_stamp()
+                self._had_file = self._had_file or self._stamp is not None
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         if self._file is None:
@@ -264,14 +267,14 @@ class _Vault:
                     self._unlocked().set_password(SERVICE, username, value)
                 else:
                     self._set_in_file(username, value)
+            except SecretsUnavailable:
+                raise  # already says what and what to do (a damaged file, a wrong passphrase)
             except Exception as exc:
                 raise SecretsUnavailable(
                     f"Could not store the {what} in {self.description}: {_safe_reason(exc)}. "
                     "The previous value, if any, is unchanged."
                 ) from None
             self._values[username] = (_Concealed(value), time.monotonic())
-            self._stamp = self._file_stamp()
-            self._had_file = self._stamp is not None
 
     def _set_in_file(self, username: str, value: str) -> None:
         with exclusive_lock(lock_file_for(self._file)):
@@ -287,20 +290,18 @@ class _Vault:
     def delete(self, username: str, what: str) -> None:
         from keyring.errors import PasswordDeleteError
 
-        with self._writing():
-            if self._nothing_stored() or (self._file is not None and not self._file.exists()):
-                return  # no file: nothing stored to remove
-            backend = self._unlocked()
+        with self._lock:
             try:
-                backend.delete_password(SERVICE, username)
-            except PasswordDeleteError:
-                pass  # nothing stored: already the wanted outcome
+                with self._writing():
+                    if self._nothing_stored() or (self._file is not None and not self._file.exists()):
+                        return  # no file: nothing stored to remove
+                    with contextlib.suppress(PasswordDeleteError):  # not stored: already the wanted outcome
+                        self._unlocked().delete_password(SERVICE, username)
             except Exception as exc:
                 raise SecretsUnavailable(
                     f"Could not remove the {what} from {self.description}: {_safe_reason(exc)}."
                 ) from None
             self._values[username] = (_Concealed(None), time.monotonic())
-            self._stamp = self._file_stamp()
 
     def clear(self) -> None:
         with self._lock:
@@ -605,8 +606,8 @@ class Secrets:
             # An existing file is unlocked now, so a wrong passphrase is reported up front; a new one is
             # only created when the first secret is stored.
             concealed = _Concealed(passphrase)
-            with exclusive_lock(lock_file_for(path)):  # never while another process creates the file
-                backend = self._unlock(path, passphrase) if path.exists() else None
+            # Reading only (a new file is written in one go, under the lock, when the first secret is stored).
+            backend = self._unlock(path, passphrase) if path.exists() else None
             vault = _Vault(
                 backend,
                 name="file",
