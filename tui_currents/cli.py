@@ -593,6 +593,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     engine = report["engine"]
     if engine["running"]:
         print(f"Engine: running (pid {engine['pid']}, receiver {engine['receiver'] or 'off'})")
+        for workspace, problem in engine.get("receiver_problems", {}).items():
+            print(f"Workspace {workspace!r}: {problem}")
     else:
         print("Engine: not running (start it with: tui-currents run)")
     if engine.get("store_problem"):

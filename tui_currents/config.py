@@ -28,7 +28,7 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Comment, Item, Table, Whitespace
 
 from tui_currents import catalog, segment
-from tui_currents.paths import PRIVATE_FILE_MODE, Home, make_private_dir, write_private
+from tui_currents.paths import Home, exclusive_lock, write_private
 from tui_currents.secrets import env_name_part, receiver_token_env_var, write_key_env_var
 
 if TYPE_CHECKING:
@@ -1050,18 +1050,8 @@ def _comparable(config: Config) -> dict[str, Any]:
 @contextlib.contextmanager
 def _locked(home: Home) -> Iterator[None]:
     """Serialise read-modify-write of the config file between processes on one home (POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: saves are still atomic, only not serialised
+    with exclusive_lock(home.root / ".config.lock"):
         yield
-        return
-    make_private_dir(home.root)
-    fd = os.open(home.root / ".config.lock", os.O_CREAT | os.O_RDWR, PRIVATE_FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _write(home: Home, config: Config, renames: Mapping[str, str] | None = None) -> None:

@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS engine_presence (
     receiver TEXT,
     demo INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS receiver_problems (
+    workspace TEXT PRIMARY KEY,
+    problem TEXT NOT NULL,
+    since REAL NOT NULL
+);
 """
 
 # What a console may ask for; anything else is ignored by the engine with a log line.
@@ -136,6 +141,26 @@ class Control:
     def gone(self) -> None:
         """Engine side: a clean stop."""
         self._db.execute("DELETE FROM engine_presence")
+        self._db.execute("DELETE FROM receiver_problems")
+
+    def set_receiver_problems(self, problems: dict[str, str]) -> None:
+        """Engine side: the workspaces whose receiver token cannot be read now, and why (no values)."""
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            kept = {
+                row[0]: row[1] for row in self._db.execute("SELECT workspace, since FROM receiver_problems")
+            }
+            self._db.execute("DELETE FROM receiver_problems")
+            self._db.executemany(
+                "INSERT INTO receiver_problems (workspace, problem, since) VALUES (?, ?, ?)",
+                [(name, text, kept.get(name, now)) for name, text in problems.items()],
+            )
+
+    def receiver_problems(self) -> dict[str, str]:
+        """Per workspace, why the running engine cannot read its receiver token (empty when all is well)."""
+        rows = self._db.execute("SELECT workspace, problem FROM receiver_problems ORDER BY workspace")
+        return {row[0]: row[1] for row in rows}
 
     def presence(self) -> Presence | None:
         row = self._db.execute(

@@ -231,8 +231,30 @@ class Engine:
             token_provider=self.secrets.get_receiver_token,
             settings=settings,
             middlewares=(self.metrics.receiver_middleware(),) if self.metrics else (),
+            token_version=self.secrets.version,
         )
         self.receiver_url = await self._receiver.start(host, port)
+        self._tasks.append(asyncio.create_task(self._watch_receiver_tokens(), name="receiver-tokens"))
+
+    async def _watch_receiver_tokens(self) -> None:
+        """Read receiver tokens again after the keyring changes (before requests need them), and tell
+        consoles which workspaces' tokens cannot be read (status, the TUI)."""
+        published: dict[str, str] | None = None
+        while True:
+            try:
+                names = [w.name for w in self.config.workspaces]
+                await self._receiver.tokens.refresh(names)
+                problems = self._receiver.tokens.problems(names)
+                if problems != published and self._control is not None:
+                    self._control.set_receiver_problems(problems)
+                    published = problems
+            except asyncio.CancelledError:
+                raise
+            except sqlite3.Error:
+                pass  # the store cannot be written: the engine's watcher says so; published next round
+            except Exception:
+                log.exception("receiver token watcher: unexpected error (the engine keeps running)")
+            await asyncio.sleep(WATCH_INTERVAL)
 
     def send_test_events(self, connector_name: str) -> int:
         """Like Braze's "Send test events": one generated event of each type the connector selects."""

@@ -410,6 +410,7 @@ class Backend:
         counters = reader.counters() if reader else {}
         now = self.clock()
         running = self.engine_running
+        unreadable = self._control.receiver_problems() if running and self._control is not None else {}
         rows = []
         for connector in cfg.connectors:
             per_type = counters.get(connector.name, {})
@@ -444,7 +445,11 @@ class Backend:
                     last_error=state.last_error if state else None,
                     paused=connector.paused,
                     paused_until=state.paused_until if state else None,
-                    warning=state.warning if state else None,
+                    warning=(
+                        f"receiver token unreadable: {unreadable[connector.workspace]}"
+                        if connector.workspace in unreadable
+                        else (state.warning if state else None)
+                    ),
                     top_event_types=tuple(top),
                 )
             )
