@@ -28,6 +28,7 @@ store cannot write, or a batch has waited longer than it may for reading and sto
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 import time
@@ -263,6 +264,7 @@ class _Handler:
         self.tokens = tokens or TokenCheck(token_provider)
         self.warnings = self.tokens.warnings  # Braze repeats a misconfigured request every few seconds
         self._due: dict[int, float] = {}  # batches being read and stored: when each is overdue
+        self._batch_numbers = itertools.count()
         self._store_trouble = False  # the last commit failed because the store cannot write
 
     async def close(self) -> None:
@@ -290,7 +292,9 @@ class _Handler:
 
     async def _read_and_store(self, workspace: str, ingestor: Ingestor, body: bytes) -> int:
         """Map the body and commit its batch; the number of events. Counted as in progress for /healthz."""
-        key = id(body)
+        # A number of its own: id(body) is shared by equal small bodies (b"" is one object), so two requests
+        # of an empty body at once would take each other's place.
+        key = next(self._batch_numbers)
         self._due[key] = time.monotonic() + answer_seconds(body)
         try:
             connectors = ingestor.connector_rules(workspace)
