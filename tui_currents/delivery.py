@@ -480,6 +480,7 @@ class ConnectorDelivery:
         if self.gzip:
             body = await asyncio.to_thread(gzip.compress, body, 5)
             headers["Content-Encoding"] = "gzip"
+        assert self._client is not None  # made by run() when none was given
         try:
             response = await self._client.post(
                 self.url, content=body, headers=headers, timeout=self.request_timeout
