@@ -137,6 +137,7 @@ class Engine:
         # Opening (and maybe upgrading) the store waits on the disk: in a worker thread, since in-process the
         # event loop is the TUI's. Every store call the engine makes from the loop goes through a thread.
         await asyncio.to_thread(self._open_store, self.config.durability.upper())
+        assert self.store is not None  # set by _open_store
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.options.http_timeout, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
