@@ -134,10 +134,10 @@ class Engine:
     async def _start(self) -> None:
         self._started_at = time.time()
         self.config = config.load(self.home)
-        self.store = Store(self.home.store_file, synchronous=self.config.durability.upper())
-        self.store.release_leases()
-        self._control = control.Control(self.home.store_file)
-        self._control.take()  # commands left for a previous run are stale: this run reloads everything
+        # Opening (and maybe upgrading) the store waits on the disk: in a worker thread, since in-process the
+        # event loop is the TUI's. Every store call the engine makes from the loop goes through a thread.
+        await asyncio.to_thread(self._open_store, self.config.durability.upper())
+        assert self.store is not None  # set by _open_store
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.options.http_timeout, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -176,6 +176,19 @@ class Engine:
             ", demo: nothing leaves this machine" if self.options.demo else "",
         )
 
+    def _open_store(self, synchronous: str) -> None:
+        self.store = Store(self.home.store_file, synchronous=synchronous)
+        self.store.release_leases()
+        self._control = control.Control(self.home.store_file)
+        self._control.take()  # commands left for a previous run are stale: this run reloads everything
+
+    def _close_store(self) -> None:
+        if self._control is not None:
+            self._control.gone()
+            self._control.close()
+        if self.store is not None:
+            self.store.close()
+
     async def stop(self) -> None:
         """Stop taking new work, let in-flight batches finish (or leave them leased for the next run)."""
         if self._stopping:
@@ -194,11 +207,7 @@ class Engine:
             await self._http.aclose()
         if self.sandbox is not None:
             await self.sandbox.stop()
-        if self._control is not None:
-            self._control.gone()
-            self._control.close()
-        if self.store is not None:
-            self.store.close()
+        await asyncio.to_thread(self._close_store)
         self._lock.release()
         log.info("engine stopped")
 
@@ -290,14 +299,15 @@ class Engine:
                 if mtime != self._config_mtime:
                     self._config_mtime = mtime
                     reload = True
-                for command in self._control.take():
-                    reload |= self._run_command(command)
+                for command in await asyncio.to_thread(self._control.take):
+                    reload |= await asyncio.to_thread(self._run_command, command)
                 if reload:
                     self.reload()
                 now = time.time()
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     last_beat = now
-                    self._control.beat(
+                    await asyncio.to_thread(
+                        self._control.beat,
                         pid=os.getpid(),
                         started_at=self._started_at,
                         receiver=self.receiver_url,
@@ -316,7 +326,8 @@ class Engine:
                 log.exception("engine watcher: unexpected error (the engine keeps running)")
 
     def _run_command(self, command: control.Command) -> bool:
-        """Carry out a console's command; True when it asks for a reload."""
+        """Carry out a console's command (in a worker thread: it writes the store); True when it asks for a
+        reload."""
         if command.kind == control.RELOAD:
             return True
         if command.kind == control.SEND_TEST_EVENTS:
@@ -383,7 +394,11 @@ class Engine:
             if running:
                 self._in_background(self._stop_delivery(name, state=state))
             else:
-                self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+                self._in_background(
+                    asyncio.to_thread(
+                        self.store.set_state, name, ConnectorState(state=state, since=time.time())
+                    )
+                )
             return
         signature = self._delivery_signature(connector)
         if running and running[2] == signature:
@@ -425,7 +440,9 @@ class Engine:
         await delivery.stop()
         await asyncio.gather(task, return_exceptions=True)
         if state and self.store is not None:
-            self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+            await asyncio.to_thread(
+                self.store.set_state, name, ConnectorState(state=state, since=time.time())
+            )
 
     async def _write_key_off_loop(self, connector_name: str) -> str | None:
         # An encrypted keyring file derives its key on each read (about a second): never on the event loop
