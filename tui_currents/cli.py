@@ -336,16 +336,44 @@ def cmd_connector(args: argparse.Namespace) -> int:
         print(f"Connector {args.name!r} {'paused' if action == 'pause' else 'resumed'}.")
         return 0
     if action == "test":
-        from tui_currents.control import SEND_TEST_EVENTS, Control
-
-        cfg = config.load(home)
-        cfg.connector(args.name)
-        ctl = Control(home.store_file)
-        ctl.post(SEND_TEST_EVENTS, connector=args.name)
-        ctl.close()
-        print(f"Asked the engine to send one test event of each selected type through {args.name!r}.")
-        return 0
+        return _send_test_events(home, args)
     raise UsageError(f"unknown connector action {action!r}")
+
+
+def _send_test_events(home: Home, args: argparse.Namespace) -> int:
+    """`connector test NAME`: ask first (or take --yes), and only when an engine runs to send them."""
+    from tui_currents import test_events
+    from tui_currents.control import SEND_TEST_EVENTS, Control
+
+    connector = config.load(home).connector(args.name)
+    question = test_events.question(connector)
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError(f"{question} Nothing was sent: add --yes to send without a terminal.")
+    ctl = Control(home.store_file) if home.store_file.exists() else None
+    try:
+        presence = ctl.presence() if ctl else None
+        if not (presence and presence.alive()):
+            print(
+                "tui-currents: no engine is running, so nothing was sent; start one with `tui-currents run` "
+                "and try again.",
+                file=sys.stderr,
+            )
+            return 1
+        if not args.yes:
+            print(question)
+            print(test_events.NOTE)
+            if input("Send them? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing was sent.")
+                return 0
+        ctl.post(SEND_TEST_EVENTS, connector=connector.name)
+    finally:
+        if ctl:
+            ctl.close()
+    print(
+        f"Asked the engine to send {test_events.count(connector)} test events through {connector.name!r} "
+        f"to {test_events.destination(connector)}. {test_events.NOTE}"
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------- dead letters
@@ -643,8 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
     con_show = con_sub.add_parser("show")
     con_show.add_argument("name")
     con_show.add_argument("--json", action="store_true")
-    for action in ("remove", "pause", "resume", "test"):
+    for action in ("remove", "pause", "resume"):
         con_sub.add_parser(action).add_argument("name")
+    con_test = con_sub.add_parser("test", help="send one test event of each selected type (asks first)")
+    con_test.add_argument("name")
+    con_test.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     con.set_defaults(func=cmd_connector)
 
     dead = sub.add_parser("dead-letters", help="messages that will not be sent unless retried, and why")

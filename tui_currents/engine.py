@@ -24,7 +24,6 @@ from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.logs import register_secret
-from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
@@ -212,19 +211,16 @@ class Engine:
         self.receiver_url = await self._receiver.start(host, port)
 
     def send_test_events(self, connector_name: str) -> int:
-        """Like Braze's "Send test events": one generated event of each type the connector selects."""
-        from tui_currents.sources.demo import DemoGenerator
+        """Like Braze's "Send test events": one generated event of each type the connector selects, each
+        marked as a test (see `tui_currents.test_events`)."""
+        from tui_currents import test_events
 
         connector = self.config.connector(connector_name)
-        rules = connector.rules()
-        generator = DemoGenerator(seed=int(time.time()))
-        items = []
-        for event_type in connector.events:
-            record = generator.event(event_type, anonymous=False)
-            items.append((connector.name, map_event(normalise(record), rules)))
-        self.store.commit(items, source="test")
-        log.info("sent %d test events through connector %r", len(items), connector.name)
-        return len(items)
+        outcomes = test_events.build(connector)
+        self.store.commit([(connector.name, o) for o in outcomes], source="test")
+        sent = test_events.queued(outcomes)
+        log.info("sent %d test events through connector %r", sent, connector.name)
+        return sent
 
     # ----------------------------------------------------------------- config, live
 
