@@ -24,6 +24,10 @@ class UsageError(Exception):
     """A problem the user fixes by changing the command line or the input (exit code 2)."""
 
 
+class EngineRunning(Exception):
+    """The command cannot be done while an engine runs on the home (exit code 1)."""
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -526,14 +530,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _engine_home_and_secrets(args: argparse.Namespace):
     if getattr(args, "demo", False) or args.command == "demo":
+        from tui_currents import demo_setup
         from tui_currents.demo_setup import default_demo_home, demo_secrets
 
         home = Home.resolve(args.home or os.environ.get("TUI_CURRENTS_HOME") or default_demo_home())
+        if getattr(args, "reset", False):
+            _reset_demo(home)
+        fresh = not home.config_file.exists()
         home.ensure()
+        if fresh:  # only a home the demo itself fills is ever marked as the demo's
+            demo_setup.mark_demo_home(home)
         return home, demo_secrets(home)
     home = _home(args)
     home.ensure()
     return home, _secrets(home, interactive=True)
+
+
+def _reset_demo(home: Home) -> None:
+    """`demo --reset`: empty the demo home, unless the demo runs there now or it is not a demo home."""
+    from tui_currents import demo_setup
+
+    if not home.root.exists():
+        return
+    if home.store_file.exists() and demo_setup.is_demo_home(home):
+        from tui_currents.control import Control
+
+        ctl = Control(home.store_file)
+        try:
+            presence = ctl.presence()
+        finally:
+            ctl.close()
+        if presence and presence.alive():
+            raise EngineRunning(f"the demo runs in {home.root} now (pid {presence.pid}); quit it, then reset")
+    demo_setup.reset(home)  # a ValueError (exit 2) for a home that is not the demo's
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -607,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="open the TUI with a demo workspace and a local Segment sandbox")
     demo.add_argument("--demo-rate", type=float, default=50.0, help="demo events per second (default 50)")
+    demo.add_argument("--reset", action="store_true", help="empty the demo home first, to start afresh")
     demo.set_defaults(func=cmd_tui)
 
     run = sub.add_parser("run", help="run the engine headless (receiver and delivery) until SIGINT/SIGTERM")
@@ -722,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as exc:  # config.connector(name) for an unknown name
         print(f"tui-currents: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    except SecretsUnavailable as exc:
+    except (SecretsUnavailable, EngineRunning) as exc:
         print(f"tui-currents: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -316,8 +316,15 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _batch_url(self, connector: Connector) -> str:
+        # In the demo every connector delivers to the local sandbox, whatever region or endpoint it names:
+        # nothing typed in the demo may reach a real Segment source.
+        if self.options.demo and self.sandbox is not None:
+            return self.sandbox.url + "/v1/batch"
+        return connector.batch_url()
+
     def _delivery_signature(self, connector: Connector) -> tuple:
-        return (connector.batch_url(), connector.max_in_flight, connector.gzip, connector.retention_days)
+        return (self._batch_url(connector), connector.max_in_flight, connector.gzip, connector.retention_days)
 
     def _sync_delivery(self, connector: Connector) -> None:
         name = connector.name
@@ -344,7 +351,7 @@ class Engine:
         delivery = ConnectorDelivery(
             self.store,
             name,
-            connector.batch_url(),
+            self._batch_url(connector),
             functools.partial(self._write_key_off_loop, name),
             client=self._http,
             max_in_flight=connector.max_in_flight,

@@ -27,6 +27,10 @@ from tui_currents.tui.screens.modals import ConfirmScreen
 from tui_currents.tui.widgets.event_tree import EventPicker, EventTree
 from tui_currents.tui.widgets.toggles import TextCheckbox, TextRadioButton
 
+DEMO_DESTINATION_NOTE = (
+    "Demo: whatever is chosen here, this connector delivers only to the local sandbox, and its write key "
+    "stays in the demo's own keyring."
+)
 REGION_BUTTONS = (("us", "US"), ("eu", "EU"), ("custom", "Custom endpoint"))
 # Form fields, in the order errors are listed; the names are Connector's (plus write_key).
 FIELDS = (
@@ -169,6 +173,8 @@ class EditorScreen(ViewScreen):
                     with RadioSet(id="region", compact=True):
                         for value, label in REGION_BUTTONS:
                             yield TextRadioButton(label, value=value == region, id=f"region-{value}")
+                    if getattr(getattr(self.app, "backend", None), "demo", False):
+                        yield Static(DEMO_DESTINATION_NOTE, id="demo-destination", classes="field-hint")
                     yield Static(classes="field-error", id="error-region")
             yield from self._row(
                 "endpoint",
