@@ -61,7 +61,9 @@ class ConnectorsScreen(ViewScreen):
     def compose_view(self) -> ComposeResult:
         with Vertical(id="connectors-body"):
             yield Static(EMPTY_TEXT, id="empty", classes="empty-state")
-            table: DataTable = DataTable(id="connectors", cursor_type="row", zebra_stripes=True)
+            table: DataTable = DataTable(
+                id="connectors", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="css"
+            )
             for key, label, width in COLUMNS:
                 table.add_column(label, key=key, width=width)
             yield table
@@ -135,7 +137,12 @@ class ConnectorsScreen(ViewScreen):
             ),
             Text(count(row.delivered), justify="right"),
             Text(count(row.dead_letters), justify="right", style=dead_style or ""),
-            Text(_short(row.last_error or "", 60), no_wrap=True, overflow="ellipsis", style="dim"),
+            Text(
+                _short(row.last_error or "", 60),
+                no_wrap=True,
+                overflow="ellipsis",
+                style=kind_style(self.app, "muted"),
+            ),
         ]
 
     @property

@@ -60,16 +60,16 @@ class HealthCard(Vertical):
         if row.paused_until and row.paused_until > now and row.state in ("paused", "backing off"):
             figures.append(f" · next try in {row.paused_until - now:.0f} s", style=kind_style(app, "warning"))
         if row.detail:
-            figures.append(f"\n{row.detail}", style="dim")
+            figures.append(f"\n{row.detail}", style=kind_style(self.app, "muted"))
         if row.last_error and row.state_kind in ("warning", "bad"):
             figures.append(f"\nlast error: {row.last_error}", style=kind_style(app, "bad"))
         if row.warning:
             figures.append(f"\n{row.warning}", style=kind_style(app, "warning"))
         self.query_one(".health-figures", Static).update(figures)
 
-        top = Text("top: ", style="dim", no_wrap=True, overflow="ellipsis")
+        top = Text("top: ", style=kind_style(self.app, "muted"), no_wrap=True, overflow="ellipsis")
         if not row.top_event_types:
-            top.append("nothing forwarded yet", style="dim")
+            top.append("nothing forwarded yet", style=kind_style(self.app, "muted"))
         for i, (event_type, n) in enumerate(row.top_event_types):
             entry = catalog.find(event_type)
             top.append(
@@ -113,7 +113,8 @@ class HealthScreen(ViewScreen):
             summary.append("No connectors yet: press q to go back and n to create one.")
         elif not running:
             summary.append(
-                "○ no engine runs on this home: nothing is sent (start one: tui-currents run)", style="dim"
+                "○ no engine runs on this home: nothing is sent (start one: tui-currents run)",
+                style=kind_style(self.app, "muted"),
             )
         elif problems:
             summary.append(
