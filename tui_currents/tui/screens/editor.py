@@ -129,7 +129,7 @@ class EditorScreen(ViewScreen):
             )
             yield from self._row(
                 "contact_email",
-                Input(c.contact_email, id="contact_email", placeholder="ops@example.com", compact=True),
+                Input(c.contact_email, id="contact_email", placeholder="e.g. ops@example.com", compact=True),
             )
             yield from self._row(
                 "workspace",
@@ -181,7 +181,7 @@ class EditorScreen(ViewScreen):
                 Input(
                     c.endpoint or "",
                     id="endpoint",
-                    placeholder="https://segment-proxy.example.com",
+                    placeholder="e.g. https://segment-proxy.example.com",
                     compact=True,
                 ),
                 classes="endpoint-row",
