@@ -250,6 +250,17 @@ class EditorScreen(ViewScreen):
         first.focus()
         if not self.creating:
             self._schedule_check(immediate=True)
+        self._as_opened = self._form_state()
+
+    def _form_state(self) -> tuple[dict, str]:
+        """What the form says now, to tell whether anything was changed since it opened."""
+        connector, write_key, _ = self.form()
+        return dataclasses.asdict(connector), write_key
+
+    @property
+    def changed(self) -> bool:
+        """True once the form differs from what it showed when opened (typing a change back undoes it)."""
+        return self._form_state() != getattr(self, "_as_opened", None)
 
     # ------------------------------------------------------------------ reading the form
 
@@ -455,7 +466,7 @@ class EditorScreen(ViewScreen):
                 return
 
     def action_cancel(self) -> None:
-        if not self.touched:
+        if not self.changed:
             self.dismiss(None)
             return
 
