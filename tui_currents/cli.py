@@ -41,12 +41,35 @@ def _secrets(home: Home, *, interactive: bool):
 
     try:
         return Secrets(home)
-    except SecretsUnavailable as exc:
+    except SecretsUnavailable:
         if not (interactive and sys.stdin.isatty()):
             raise
-        print(str(exc), file=sys.stderr)
-        passphrase = getpass.getpass(f"Passphrase for {home.keyring_file}: ")
-        return Secrets(home, backend="file", passphrase=passphrase)
+        return Secrets(home, backend="file", passphrase=_ask_passphrase(home))
+
+
+PASSPHRASE_TRIES = 3
+
+
+def _ask_passphrase(home: Home) -> str:
+    """Ask for the encrypted keyring file's passphrase on the terminal: once to unlock an existing file;
+    twice, to rule out a typo that would lock the keys away, to create one."""
+    path = home.keyring_file
+    if path.exists():
+        print(f"The keys of this home are in the encrypted file {path}.", file=sys.stderr)
+        return getpass.getpass("Its passphrase: ")
+    print(
+        "No OS keyring here: keys will be kept in an encrypted file. Choose its passphrase (asked twice).",
+        file=sys.stderr,
+    )
+    for _ in range(PASSPHRASE_TRIES):
+        first = getpass.getpass("New passphrase: ")
+        if not first.strip():
+            print("The passphrase cannot be empty.", file=sys.stderr)
+            continue
+        if getpass.getpass("The same passphrase again: ") == first:
+            return first
+        print("The two passphrases differ; once more.", file=sys.stderr)
+    raise UsageError("the passphrases did not match, so nothing was stored; run the command again")
 
 
 def _read_secret_from_stdin(what: str) -> str:
