@@ -418,6 +418,23 @@ class EditorScreen(ViewScreen):
         if self._check_timer is not None:
             self._check_timer.stop()
         connector, write_key, _ = self.form()
+        # Saving reads and writes the keyring (the encrypted file takes a second or two): show it is at work
+        # from the first moment, over the form, until it is done.
+        self._saving = True
+        self._show_saving(True)
+        try:
+            await self._save(connector, write_key)
+        finally:
+            self._saving = False
+            if self.is_attached:
+                self._show_saving(False)
+
+    def _show_saving(self, saving: bool) -> None:
+        if saving:
+            self.query_one("#save-status", Static).update("Saving… (the keyring takes a moment)")
+        self.query_one("#editor-form").loading = saving
+
+    async def _save(self, connector: Connector, write_key: str) -> None:
         if not write_key and not self.write_key_hint and connector.name:
             # No key typed: one may already be stored (a connector deleted and created again) or given by
             # an environment override. One keyring read, at save time only.
@@ -430,10 +447,9 @@ class EditorScreen(ViewScreen):
         self._key_missing = not write_key and not self.write_key_hint
         errors = self._run_check(show_all=True)
         if errors:
+            self._show_saving(False)  # the form takes focus again
             self._focus_first_error()
             return
-        self._saving = True
-        self.query_one("#save-status", Static).update("Saving…")
         try:
             message = await self.app.backend.save_connector(
                 connector, original=None if self.creating else self.original.name, write_key=write_key or None
@@ -442,8 +458,6 @@ class EditorScreen(ViewScreen):
             self.query_one("#save-status", Static).update(Text(f"Not saved: {exc}"))
             self.app.notify(str(exc), title="Not saved", severity="error", timeout=15)
             return
-        finally:
-            self._saving = False
         if not self.creating:
             message += " It kept running; the new settings apply to events received from now on."
         self.app.notify(message, title="Connector", timeout=8)
