@@ -299,6 +299,7 @@ class CommitResult:
     duplicates: int = 0
     filtered: int = 0  # not selected, anonymous, unsupported
     dead_lettered: int = 0  # rejected by the mapping
+    duplicates_by_type: dict[str, int] | None = None  # event type -> duplicates (None when there are none)
 
 
 class OutboxRow(NamedTuple):
@@ -789,6 +790,7 @@ class Store:
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
             backlog: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
             queued = duplicates = 0
+            duplicate_types: dict[str, int] = {}
             for connector, (entries, bodies) in tails.items():
                 at = [index for index, entry in enumerate(entries) if entry[3] == "queued"]
                 message_keys = [key_of(entries[index][5]) for index in at]  # in the order of `bodies`
@@ -811,6 +813,7 @@ class Store:
                             counts[(connector, entry[0], QUEUED)] -= 1
                             counts[(connector, entry[0], DUPLICATE)] += 1
                             duplicates += 1
+                            duplicate_types[entry[0]] = duplicate_types.get(entry[0], 0) + 1
                             continue
                         new_keys.add(key)
                         segment.append((entry[5], entry[0], len(body)))
@@ -843,6 +846,7 @@ class Store:
             duplicates=duplicates,
             filtered=received.items - queued - duplicates - len(dead),
             dead_lettered=len(dead),
+            duplicates_by_type=duplicate_types or None,
         )
 
     # -------------------------------------------------------------------------------------- delivery
