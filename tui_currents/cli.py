@@ -691,11 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
     ws_add.add_argument(
         "--receiver-token-stdin", action="store_true", help="read the receiver token from stdin"
     )
-    ws_list = ws_sub.add_parser("list")
+    ws_list = ws_sub.add_parser("list", help="list the workspaces and whether each has a token")
     ws_list.add_argument("--json", action="store_true")
     ws_token = ws_sub.add_parser("token", help="print a workspace's receiver token (terminal only)")
     ws_token.add_argument("name")
-    ws_rm = ws_sub.add_parser("remove")
+    ws_rm = ws_sub.add_parser("remove", help="remove a workspace and its token")
     ws_rm.add_argument("name")
     ws.set_defaults(func=cmd_workspace)
 
@@ -719,13 +719,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--retention-days", type=int)
         p.add_argument("--max-in-flight", type=int)
         p.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None)
-    con_list = con_sub.add_parser("list")
+    con_list = con_sub.add_parser("list", help="list the connectors with state, backlog and counts")
     con_list.add_argument("--json", action="store_true")
-    con_show = con_sub.add_parser("show")
+    con_show = con_sub.add_parser("show", help="show one connector's settings and figures")
     con_show.add_argument("name")
     con_show.add_argument("--json", action="store_true")
-    for action in ("remove", "pause", "resume"):
-        con_sub.add_parser(action).add_argument("name")
+    for action, what in (
+        ("remove", "remove a connector (its queued events stay in the store)"),
+        ("pause", "stop sending (events are still received and queued)"),
+        ("resume", "send again"),
+    ):
+        con_sub.add_parser(action, help=what).add_argument("name")
     con_test = con_sub.add_parser("test", help="send one test event of each selected type (asks first)")
     con_test.add_argument("name")
     con_test.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
