@@ -459,6 +459,21 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- sandbox
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """`tui-currents sandbox`: the local Segment stand-in, for trying a connector by hand."""
+    from tui_currents import sandbox
+
+    print(
+        "A local Segment stand-in: point a connector at it (--endpoint, or Custom endpoint in the editor); "
+        "each second it says what it accepted. Ctrl+C stops it. Its address:",
+        flush=True,
+    )
+    return sandbox.serve(args, report_every=1.0)
+
+
 # ----------------------------------------------------------------------------- SMTP
 
 
@@ -748,6 +763,14 @@ def build_parser() -> argparse.ArgumentParser:
     dead_retry.add_argument("--connector")
     dead_retry.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
     dead.set_defaults(func=cmd_dead_letters)
+
+    sand = sub.add_parser(
+        "sandbox", help="run a local Segment stand-in on 127.0.0.1 and show what it accepts (for testing)"
+    )
+    from tui_currents.sandbox_options import add_arguments as sandbox_arguments
+
+    sandbox_arguments(sand)
+    sand.set_defaults(func=cmd_sandbox)
 
     smtp = sub.add_parser("smtp", help="the SMTP password for alert emails (settings are in [smtp])")
     smtp_sub = smtp.add_subparsers(dest="action", required=True, metavar="ACTION")
