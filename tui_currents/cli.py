@@ -530,13 +530,26 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "-" if oldest is None else f"{oldest:.0f}s",
                 str(c["delivered"]),
                 str(c["dead_letters"]),
-                c.get("last_error") or "",
+                _last_error(c),
             ]
         )
     print(
         _table(rows, ["Connector", "State", "Backlog", "Oldest", "Delivered", "Dead letters", "Last error"])
     )
     return 0
+
+
+def _last_error(connector: dict) -> str:
+    """The last error with when it happened, marked resolved once the connector runs again."""
+    error = connector.get("last_error")
+    if not error:
+        return ""
+    from datetime import UTC, datetime
+
+    at = connector.get("last_error_at")
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC") if at else "time unknown"
+    resolved = ", resolved" if connector.get("state") in ("running", "idle") else ""
+    return f"{error} ({when}{resolved})"
 
 
 # ----------------------------------------------------------------------------- run, demo, tui

@@ -58,6 +58,13 @@ FIELD_LABELS = {
 }
 
 
+def anonymous_hint(included: bool) -> str:
+    """What the anonymous-users switch does, as it is set now."""
+    if included:
+        return "On: events of users without an external id are sent, with only an anonymousId."
+    return "Off: events of users without an external id are counted but not sent."
+
+
 def parse_pairs(text: str, what: str) -> tuple[dict[str, str], list[str]]:
     """Lines of `key = value` (blank lines and # comments skipped) -> a dict and per-line problems."""
     pairs: dict[str, str] = {}
@@ -196,8 +203,7 @@ class EditorScreen(ViewScreen):
                         compact=True,
                     )
                     yield Static(
-                        "Off: events of users without an external id are counted but not sent.",
-                        classes="field-hint",
+                        anonymous_hint(c.include_anonymous), id="anonymous-hint", classes="field-hint"
                     )
             with Collapsible(
                 title="Advanced: name overrides and field transforms",
@@ -205,14 +211,14 @@ class EditorScreen(ViewScreen):
                 collapsed=not (c.name_overrides or c.field_transforms),
             ):
                 yield Label(
-                    "Name overrides: one `event type = Segment event name` per line", classes="field-hint"
+                    "Name overrides: one line each, event type = Segment event name", classes="field-hint"
                 )
                 yield TextArea(
                     format_pairs(c.name_overrides), id="name_overrides", classes="pairs", tab_behavior="focus"
                 )
                 yield Static(classes="field-error", id="error-name_overrides")
                 yield Label(
-                    "Field transforms: one `field = redact` or `field = hash` per line", classes="field-hint"
+                    "Field transforms: one line each, field = redact, or field = hash", classes="field-hint"
                 )
                 yield TextArea(
                     format_pairs(c.field_transforms),
@@ -386,7 +392,8 @@ class EditorScreen(ViewScreen):
         self._touch("region")
 
     @on(Checkbox.Changed, "#include_anonymous")
-    def _anonymous_changed(self) -> None:
+    def _anonymous_changed(self, event: Checkbox.Changed) -> None:
+        self.query_one("#anonymous-hint", Static).update(anonymous_hint(event.value))
         self._touch("include_anonymous")
 
     @on(EventTree.Changed)

@@ -45,10 +45,9 @@ class HealthCard(Vertical):
         self.query_one(Sparkline).data = recent if any(recent) else []
 
         figures = Text(no_wrap=False)
-        total = row.delivered + row.failed
-        share = f" ({100 * row.delivered / total:.1f}%)" if total else ""
+        # No share of "delivered": with a backlog waiting it would read as done when most is not.
         figures.append("delivered ")
-        figures.append(count(row.delivered) + share, style=kind_style(app, "good"))
+        figures.append(count(row.delivered), style=kind_style(app, "good"))
         figures.append(" · failed ")
         figures.append(count(row.failed), style=kind_style(app, "bad") if row.failed else "")
         figures.append(" · backlog ")
@@ -118,7 +117,7 @@ class HealthScreen(ViewScreen):
             )
         elif problems:
             summary.append(
-                f"✖ {len(problems)} connector{'s' if len(problems) > 1 else ''} need attention",
+                f"✖ {len(problems)} connector{'s need' if len(problems) > 1 else ' needs'} attention",
                 style=kind_style(self.app, "bad"),
             )
         elif slow:
