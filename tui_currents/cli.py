@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import getpass
 import json
 import os
@@ -238,7 +239,9 @@ def _apply_connector_options(connector: config.Connector, args: argparse.Namespa
     if args.override:
         connector.name_overrides = {**connector.name_overrides, **_pairs(args.override, "--override")}
     if args.transform:
-        connector.field_transforms = {**connector.field_transforms, **_pairs(args.transform, "--transform")}
+        transforms = _pairs(args.transform, "--transform")
+        _warn_unknown_fields(transforms)
+        connector.field_transforms = {**connector.field_transforms, **transforms}
     for option in ("retention_days", "max_in_flight", "gzip"):
         value = getattr(args, option)
         if value is not None:
@@ -367,6 +370,22 @@ def cmd_connector(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown connector action {action!r}")
 
 
+def _warn_unknown_fields(transforms: dict[str, str]) -> None:
+    """A transform of a field no event type carries does nothing: say so (it is kept, as asked)."""
+    known = set(catalog.COMMON_FIELDS) | set(catalog.TRACKING_FIELDS)
+    for entry in catalog.CATALOG:
+        known.update(catalog.required_fields(entry.event_type), catalog.optional_fields(entry.event_type))
+    for field in transforms:
+        if field not in known:
+            close = difflib.get_close_matches(field, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            print(
+                f"tui-currents: warning: no event type has a field {field!r}, so its transform does "
+                f"nothing{hint}",
+                file=sys.stderr,
+            )
+
+
 def _send_test_events(home: Home, args: argparse.Namespace) -> int:
     """`connector test NAME`: ask first (or take --yes), and only when an engine runs to send them."""
     from tui_currents import test_events
@@ -448,6 +467,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             count = store.export_dead_letters(args.file, args.connector)
             print(f"{count:,} dead letters written to {args.file} (JSON lines, private to you).")
             return 0
+        missing = [
+            i for i in args.id or [] if [d.id for d in store.dead_letters(limit=1, before=i + 1)] != [i]
+        ]
+        if missing:
+            raise UsageError(
+                f"no dead letter with id {', '.join(map(str, missing))}; nothing was put back "
+                "(see: tui-currents dead-letters list)"
+            )
         moved = store.requeue(args.connector, args.id or None)
     finally:
         store.close()

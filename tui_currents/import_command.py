@@ -137,6 +137,13 @@ def run_import(
     finally:
         progress.done()
         store.close()
+    if summary.files_total == 0:
+        print(
+            f"tui-currents: no Avro file (.avro) in {path}: only Avro files, as Currents exports them, are "
+            "read; nothing was imported",
+            file=sys.stderr,
+        )
+        return 2
     print(summary_text(summary))
     if not dry_run and summary.queued:
         ctl = Control(home.store_file)
