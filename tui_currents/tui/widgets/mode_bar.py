@@ -56,8 +56,8 @@ class ModeBar(Vertical):
         if backend is not None and backend.demo:
             demo.update(
                 Text(
-                    " DEMO: nothing leaves this machine, every connector posts to a local sandbox"
-                    f" · home {_shown_path(backend.home.root)}",
+                    f" DEMO in {_shown_path(backend.home.root)}: nothing leaves this machine, every"
+                    " connector posts to a local sandbox",
                     no_wrap=True,
                     overflow="ellipsis",
                 )
