@@ -17,7 +17,7 @@ async def test_the_demo_names_its_home_and_the_editor_its_only_destination(home)
     async with app.run_test(size=(160, 40)) as pilot:
         await ready(pilot)
         line = str(app.screen.query_one("#demo-line").render())
-        assert "DEMO" in line and str(home.root.name) in line and "local sandbox" in line
+        assert "DEMO: nothing leaves this machine" in line and str(home.root.name) in line
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
         await pilot.pause(0.1)

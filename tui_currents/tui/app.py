@@ -331,6 +331,11 @@ class CurrentsApp(App[int]):
 
         self.open_view(HealthScreen())
 
+    def open_workspaces(self) -> None:
+        from tui_currents.tui.screens.workspaces import WorkspacesScreen
+
+        self.open_view(WorkspacesScreen())
+
     def open_dead_letters(self) -> None:
         from tui_currents.tui.screens.dead_letters import DeadLettersScreen
 

@@ -318,6 +318,31 @@ class Backend:
         await asyncio.to_thread(config_module.set_paused, self.home, name, paused)
         self._engine_reload()
 
+    async def add_workspace(self, name: str) -> str:
+        """Add a Braze workspace with a new receiver token; returns the token (to show once)."""
+
+        def add() -> str:
+            config_module.add_workspace(self.home, Workspace(name=name))
+            token = self.secrets.generate_receiver_token()
+            self.secrets.set_receiver_token(name, token)
+            return token
+
+        token = await asyncio.to_thread(add)
+        self._engine_reload()
+        return token
+
+    async def rotate_receiver_token(self, name: str) -> str:
+        """Give a workspace a new receiver token (the old one stops working); returns it (to show once)."""
+
+        def rotate() -> str:
+            token = self.secrets.generate_receiver_token()
+            self.secrets.set_receiver_token(name, token)
+            return token
+
+        token = await asyncio.to_thread(rotate)
+        self._engine_reload()
+        return token
+
     def write_key_hint(self, name: str) -> str | None:
         """ "…abcd" when a write key is stored, else None."""
         return self.secrets.write_key_hint(name)

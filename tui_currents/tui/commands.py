@@ -51,6 +51,7 @@ def app_commands(app, screen=None) -> list[Command]:
             "view: tail (all connectors)", "Live events of every connector", partial(app.open_tail, None)
         ),
         Command("view: health", "Throughput and health of every connector", app.open_health),
+        Command("view: workspaces", "Braze workspaces: add one, show or rotate a token", app.open_workspaces),
         Command(
             "view: dead letters", "Messages that were not delivered, with reasons", app.open_dead_letters
         ),

@@ -76,6 +76,7 @@ class ConnectorsScreen(ViewScreen):
         Binding("s", "test", "Test", id="connectors.test"),
         Binding("h", "health", "Health", id="connectors.health"),
         Binding("x", "dead_letters", "Dead letters", id="connectors.dead_letters"),
+        Binding("w", "workspaces", "Workspaces", show=False, id="connectors.workspaces"),
         Binding("q", "app.quit", "Quit", show=False, id="connectors.quit"),
     ]
 
@@ -264,6 +265,9 @@ class ConnectorsScreen(ViewScreen):
 
     def action_dead_letters(self) -> None:
         self.app.open_dead_letters()
+
+    def action_workspaces(self) -> None:
+        self.app.open_workspaces()
 
     def _need_selection(self, what: str) -> str | None:
         name = self.selected_name

@@ -56,8 +56,7 @@ class ModeBar(Vertical):
         if backend is not None and backend.demo:
             demo.update(
                 Text(
-                    f" DEMO in {_shown_path(backend.home.root)}: nothing leaves this machine, every"
-                    " connector posts to a local sandbox",
+                    f" DEMO: nothing leaves this machine · home {_shown_path(backend.home.root)}",
                     no_wrap=True,
                     overflow="ellipsis",
                 )
