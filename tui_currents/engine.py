@@ -26,7 +26,6 @@ from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.logs import register_secret
-from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
@@ -266,19 +265,16 @@ class Engine:
             await asyncio.sleep(WATCH_INTERVAL)
 
     def send_test_events(self, connector_name: str) -> int:
-        """Like Braze's "Send test events": one generated event of each type the connector selects."""
-        from tui_currents.sources.demo import DemoGenerator
+        """Like Braze's "Send test events": one generated event of each type the connector selects, each
+        marked as a test (see `tui_currents.test_events`)."""
+        from tui_currents import test_events
 
         connector = self.config.connector(connector_name)
-        rules = connector.rules()
-        generator = DemoGenerator(seed=int(time.time()))
-        items = []
-        for event_type in connector.events:
-            record = generator.event(event_type, anonymous=False)
-            items.append((connector.name, map_event(normalise(record), rules)))
-        self.store.commit(items, source="test")
-        log.info("sent %d test events through connector %r", len(items), connector.name)
-        return len(items)
+        outcomes = test_events.build(connector)
+        self.store.commit([(connector.name, o) for o in outcomes], source="test")
+        sent = test_events.queued(outcomes)
+        log.info("sent %d test events through connector %r", sent, connector.name)
+        return sent
 
     # ----------------------------------------------------------------- config, live
 
@@ -383,8 +379,15 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _batch_url(self, connector: Connector) -> str:
+        # In the demo every connector delivers to the local sandbox, whatever region or endpoint it names:
+        # nothing typed in the demo may reach a real Segment source.
+        if self.options.demo and self.sandbox is not None:
+            return self.sandbox.url + "/v1/batch"
+        return connector.batch_url()
+
     def _delivery_signature(self, connector: Connector) -> tuple:
-        return (connector.batch_url(), connector.max_in_flight, connector.gzip, connector.retention_days)
+        return (self._batch_url(connector), connector.max_in_flight, connector.gzip, connector.retention_days)
 
     def _sync_delivery(self, connector: Connector) -> None:
         name = connector.name
@@ -416,7 +419,7 @@ class Engine:
         delivery = ConnectorDelivery(
             store,
             name,
-            connector.batch_url(),
+            self._batch_url(connector),
             functools.partial(self._write_key_off_loop, name),
             client=self._http,
             max_in_flight=connector.max_in_flight,
