@@ -84,6 +84,7 @@ async def test_run_logs_one_json_object_per_line_with_connector_and_counts(home:
                     "connector",
                     "test",
                     "Marketing",
+                    "--yes",
                 ],
                 capture_output=True,
                 text=True,
