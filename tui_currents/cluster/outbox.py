@@ -1,0 +1,846 @@
+"""`JetStreamOutbox`: the outbox contract (tui_currents.outbox.Outbox) on a NATS JetStream cluster.
+
+Layout in JetStream (NAME is the `name` given, "tc" by default):
+
+- Stream `NAME_OUTBOX` (work queue, file storage, `replicas` copies), subjects `NAME.outbox.<connector>`:
+  one message per commit per connector carrying all its queued events (see codec.py), published with a
+  `Nats-Msg-Id` derived from its content, so a commit retried with the same batch is stored once.
+  `commit` returns only after the publish ack, i.e. once a quorum of replicas stored it.
+- One durable pull consumer per connector (`c_<connector>`), shared by every instance: a message has one
+  owner at a time and comes back after the ack wait when its owner dies.
+- Stream `NAME_DEAD`, subjects `NAME.dead.<connector>`: one message per dead letter, with its reason.
+- KV bucket `NAME_state`: connector states (`s.<connector>`) and each instance's counters (`n.<instance>`).
+- Tail: best effort, core NATS subject `NAME.tail.<connector>`; each instance keeps the lines it heard
+  since it started, so lines published while it was away, or lost on a reconnect, are not in its tail.
+
+A leased row's `seq` packs (stream sequence of its batch message, position in it). A batch message is
+acked once every row of it handed out is delivered or dead-lettered; terminated when all were
+dead-lettered; nak'ed with the latest asked delay when any row was given back or is to be retried. The
+rows of a nak'ed message that were already settled are skipped when it comes back to this instance;
+another instance receiving it sends them again, under the same messageId, which Segment deduplicates.
+
+Every call runs on a private event loop (loop.py) and waits at most `timeout` seconds: a cluster without
+quorum raises StoreUnavailable with a message saying what was kept, never hangs.
+
+Not implemented yet (raise NotImplementedError): `expire`. Known differences from the SQLite store:
+duplicates are collapsed per batch (the same batch again, or a messageId repeated within one batch), not
+per messageId across batches (Segment deduplicates those); `attempts` is the JetStream delivery count
+minus one, so releases and Retry-After waits count too; `lease_seconds` is the consumer's ack wait, set
+when the consumer is first created; dead-letter caps are not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import Counter, defaultdict
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js import api
+
+from tui_currents.cluster import codec, dead_letters
+from tui_currents.cluster.loop import LoopThread
+from tui_currents.cluster.tallies import Tally, sizes, summed
+from tui_currents.outbox import (
+    ANONYMOUS,
+    DEAD_LETTERED,
+    DELIVERED,
+    DUPLICATE,
+    DUPLICATE_REASON,
+    NOT_FORWARDABLE,
+    NOT_SELECTED,
+    QUEUED,
+    RECEIVED,
+    REQUEUED,
+    REQUEUED_REASON,
+    RETRIED,
+    TAIL_DEAD_LETTER,
+    TAIL_DELIVERED,
+    TAIL_DUPLICATE,
+    UNSUPPORTED,
+    Backlog,
+    CommitResult,
+    ConnectorState,
+    DeadLetter,
+    OutboxRow,
+    StoreUnavailable,
+    TailRow,
+)
+from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
+
+if TYPE_CHECKING:
+    from tui_currents.mapping import Outcome
+
+T = TypeVar("T")
+
+_FATE_COUNTER = {
+    "queued": QUEUED,
+    "not selected": NOT_SELECTED,
+    "anonymous": ANONYMOUS,
+    "unsupported": UNSUPPORTED,
+    "not forwardable": NOT_FORWARDABLE,
+    "rejected": DEAD_LETTERED,
+}
+_NATS_ERRORS = (TimeoutError, asyncio.TimeoutError, nats.errors.Error, OSError)
+DONE, DEAD, AGAIN = "done", "dead", "again"  # how a handed-out row was settled
+
+
+@dataclass(slots=True)
+class _Held:
+    """A batch message this instance owns: fetched, not yet acked, nak'ed or terminated."""
+
+    msg: Msg
+    stream_seq: int
+    batch: codec.Batch
+    attempts: int
+    skip: frozenset[int]  # positions settled before an earlier nak (not handed out again)
+    handed: bool = False
+    settled: dict[int, str] = field(default_factory=dict)
+    retry_at: float = 0.0
+
+
+class JetStreamOutbox:
+    """The queue on a NATS JetStream cluster, shared by every instance that opens it with the same `name`.
+
+    `instance` names this instance (its counters' key): stable across restarts, unique in the cluster.
+    Raises StoreUnavailable when the cluster cannot be reached or its assets cannot be created.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        instance: str,
+        name: str = "tc",
+        replicas: int = 3,
+        timeout: float = 5.0,
+        lease_seconds: float = 60.0,
+        duplicate_window: float = 600.0,
+        fetch_wait: float = 0.1,
+        tail_keep: int = 10_000,
+    ) -> None:
+        self.servers = list(servers)
+        self.instance = instance
+        self.name = name
+        self.stream = f"{name.upper()}_OUTBOX"
+        self.dead_stream = f"{name.upper()}_DEAD"
+        self.bucket = f"{name}_state"
+        self.replicas = replicas
+        self.timeout = timeout
+        self.lease_seconds = lease_seconds
+        self.duplicate_window = duplicate_window
+        self.fetch_wait = fetch_wait
+        self.tail_keep = tail_keep
+        self.path = Path(f"nats:{self.stream}")  # what StoreUnavailable names: this queue, not a file
+        self._tally = Tally()
+        self._held: dict[str, dict[int, _Held]] = defaultdict(dict)
+        self._settled_before: dict[tuple[str, int], set[int]] = {}
+        self._subs: dict[str, Any] = {}
+        self._tail: list[TailRow] = []
+        self._tail_seq = 0
+        self._closed = False
+        self._loop = LoopThread(name=f"nats-{name}")
+        try:
+            self._run(self._open(), "connect to the NATS cluster", "Nothing was read or written.")
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    # ------------------------------------------------------------------------------------- plumbing
+
+    def _run(self, coro: Coroutine[Any, Any, T], doing: str, kept: str) -> T:
+        """Run `coro` on the client's loop within `timeout` (twice for the connection, which may walk
+        several servers); NATS failures become StoreUnavailable naming what was kept."""
+        if self._closed:
+            coro.close()
+            raise StoreUnavailable(
+                f"Could not {doing}: the cluster queue is closed.", cause="closed", path=self.path
+            )
+        try:
+            return self._loop.call(coro, self.timeout * 2)
+        except _NATS_ERRORS as error:
+            urls = ", ".join(self.servers)
+            detail = str(error) or type(error).__name__
+            raise StoreUnavailable(
+                f"Could not {doing}: the NATS cluster ({urls}) gave no answer with a quorum ({detail}). "
+                f"{kept} Check that most NATS nodes are running and reachable; it works again once they are.",
+                cause="no quorum",
+                path=self.path,
+            ) from None
+
+    async def _open(self) -> None:
+        self._nc = await nats.connect(
+            servers=self.servers,
+            connect_timeout=self.timeout,
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            error_cb=_ignore,
+            disconnected_cb=_nothing,
+            reconnected_cb=_nothing,
+        )
+        self._js = self._nc.jetstream(timeout=self.timeout)
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=self.stream,
+                subjects=[f"{self.name}.outbox.*"],
+                retention=api.RetentionPolicy.WORK_QUEUE,
+                storage=api.StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=self.duplicate_window,
+            )
+        )
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=self.dead_stream,
+                subjects=[f"{self.name}.dead.*"],
+                retention=api.RetentionPolicy.LIMITS,
+                storage=api.StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=self.duplicate_window,
+            )
+        )
+        try:
+            self._kv = await self._js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            self._kv = await self._js.create_key_value(
+                bucket=self.bucket, history=1, replicas=self.replicas, storage=api.StorageType.FILE
+            )
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+            entry = await self._kv.get(self._counter_key)
+            if entry.value:
+                self._tally = Tally.decode(entry.value)
+                self._tally.dirty = False
+        await self._nc.subscribe(f"{self.name}.tail.*", cb=self._heard_tail)
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self._js.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            await self._js.add_stream(config)
+
+    @property
+    def _counter_key(self) -> str:
+        return f"n.{codec.token(self.instance)}"
+
+    def _subject(self, connector: str) -> str:
+        return f"{self.name}.outbox.{codec.token(connector)}"
+
+    def _dead_subject(self, connector: str) -> str:
+        return f"{self.name}.dead.{codec.token(connector)}"
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._flush()
+
+    async def _flush(self) -> None:
+        if self._tally.dirty:
+            self._tally.dirty = False
+            try:
+                await self._kv.put(self._counter_key, self._tally.encode())
+            except BaseException:
+                self._tally.dirty = True
+                raise
+
+    async def _all_tallies(self) -> list[Tally]:
+        tallies = [self._tally]
+        try:
+            keys = await self._kv.keys(filters=["n.*"])
+        except nats.js.errors.NoKeysError:
+            return tallies
+        for key in keys:
+            if key == self._counter_key:
+                continue
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                entry = await self._kv.get(key)
+                if entry.value:
+                    tallies.append(Tally.decode(entry.value))
+        return tallies
+
+    # ------------------------------------------------------------------------------------------ commit
+
+    def commit(
+        self, batch: Sequence[tuple[str, Outcome]] | Received, *, source: str, now: float | None = None
+    ) -> CommitResult:
+        """Publish the batch's queued events (one message per connector) and its dead letters; returns
+        after every publish ack (a quorum stored them). A batch retried after a failure is stored once:
+        each publish carries an id derived from its content. Counters follow (best effort, see tallies)."""
+        now = time.time() if now is None else now
+        received = batch if isinstance(batch, Received) else Received.of(batch)
+        kept = "Nothing from this batch was acknowledged; its sender can send it again."
+        return self._run(self._commit(received, source, now), "save received events", kept)
+
+    async def _commit(self, received: Received, source: str, now: float) -> CommitResult:
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        publishes = []
+        plans = []  # (connector, queued entries, bodies, tail lines)
+        duplicates = 0
+        for connector, (entries, bodies) in received.tails.items():
+            lines = [list(entry) for entry in entries]  # marked copies: the batch stays as given
+            queued, queued_bodies, seen = [], [], set()
+            at = [i for i, entry in enumerate(entries) if entry[FATE] == "queued"]
+            for index, body in zip(at, bodies, strict=True):
+                line = lines[index]
+                if line[MESSAGE_ID] in seen:
+                    _mark_duplicate(line, counts, connector)
+                    duplicates += 1
+                    continue
+                seen.add(line[MESSAGE_ID])
+                queued.append((line[MESSAGE_ID], line[TYPE]))
+                queued_bodies.append(body)
+            plans.append((connector, queued, queued_bodies, lines))
+            if queued:
+                data = codec.encode_batch(now, queued, queued_bodies)
+                msg_id = codec.batch_id(connector, [m for m, _ in queued], queued_bodies)
+                publishes.append(
+                    self._js.publish(self._subject(connector), data, headers={"Nats-Msg-Id": msg_id})
+                )
+            else:
+                publishes.append(_none())
+        dead_publishes = [
+            self._publish_dead(
+                connector, event_id, event_type, reason, now, 0, record, None, ("rejected", source, record)
+            )
+            for connector, event_id, event_type, reason, record in received.dead
+        ]
+        acks = await asyncio.gather(*publishes)
+        await asyncio.gather(*dead_publishes)
+        queued_total = 0
+        for (connector, queued, queued_bodies, lines), ack in zip(plans, acks, strict=True):
+            if ack is not None and ack.duplicate:  # this very batch is already stored
+                for line in lines:
+                    if line[FATE] == "queued":
+                        _mark_duplicate(line, counts, connector)
+                duplicates += len(queued)
+            elif queued:
+                queued_total += len(queued)
+                self._tally.queue(connector, len(queued), sum(len(b) for b in queued_bodies))
+            await self._publish_tail(connector, now, lines, source=source, bodies=queued_bodies)
+        for (connector, event_type, fate), n in received.fates.items():
+            counts[(connector, event_type, RECEIVED)] += n
+            counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+        self._tally.bump(counts)
+        return CommitResult(
+            received=received.items,
+            queued=queued_total,
+            duplicates=duplicates,
+            filtered=received.items - queued_total - duplicates - len(received.dead),
+            dead_lettered=len(received.dead),
+        )
+
+    async def _publish_dead(
+        self,
+        connector: str,
+        message_id: str | None,
+        event_type: str,
+        reason: str,
+        at: float,
+        attempts: int,
+        event: bytes | None,
+        message: bytes | None,
+        identity: tuple[bytes | str, ...],
+    ) -> None:
+        record = {
+            "connector": connector,
+            "message_id": message_id,
+            "event_type": event_type,
+            "reason": reason,
+            "at": at,
+            "attempts": attempts,
+            "event": event.decode("utf-8", "replace") if event is not None else None,
+            "message": message.decode("utf-8", "replace") if message is not None else None,
+        }
+        headers = {"Nats-Msg-Id": codec.content_id(connector, *identity)}
+        await self._js.publish(self._dead_subject(connector), orjson.dumps(record), headers=headers)
+
+    # ------------------------------------------------------------------------------------------- lease
+
+    def lease(
+        self, connector: str, *, max_messages: int, max_bytes: int, lease_seconds: float,
+        now: float | None = None,
+    ) -> list[OutboxRow]:  # fmt: skip
+        """The connector's next messages, whole batch messages at a time (the first even when larger than
+        the limits); each batch message is owned by this instance until settled or its ack wait passes."""
+        kept = "Nothing was leased; the queue is unchanged."
+        return self._run(self._lease(connector, max_messages, max_bytes), "lease queued events", kept)
+
+    async def _subscription(self, connector: str) -> Any:
+        sub = self._subs.get(connector)
+        if sub is None:
+            durable = f"c_{codec.token(connector)}"
+            config = api.ConsumerConfig(
+                durable_name=durable,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=self.lease_seconds,
+                max_deliver=-1,
+                max_ack_pending=20_000,
+                filter_subject=self._subject(connector),
+            )
+            try:
+                await self._js.consumer_info(self.stream, durable)
+            except nats.js.errors.NotFoundError:
+                with contextlib.suppress(nats.js.errors.BadRequestError):  # another instance made it first
+                    await self._js.add_consumer(self.stream, config)
+            sub = self._subs[connector] = await self._js.pull_subscribe_bind(durable, stream=self.stream)
+        return sub
+
+    async def _lease(self, connector: str, max_messages: int, max_bytes: int) -> list[OutboxRow]:
+        held = self._held[connector]
+        rows: list[OutboxRow] = []
+        budget = [max_messages, max_bytes]
+
+        def hand_out(item: _Held) -> bool:
+            positions = [p for p in range(len(item.batch.entries)) if p not in item.skip]
+            size = sum(item.batch.entries[p].size for p in positions)
+            if rows and (len(positions) > budget[0] or size > budget[1]):
+                return False
+            item.handed = True
+            budget[0] -= len(positions)
+            budget[1] -= size
+            for p in positions:
+                entry = item.batch.entries[p]
+                rows.append(
+                    OutboxRow(
+                        codec.row_seq(item.stream_seq, p), entry.message_id, entry.event_type,
+                        item.batch.bodies[p], entry.size, item.attempts, item.batch.enqueued_at,
+                    )
+                )  # fmt: skip
+            return True
+
+        for item in sorted((h for h in held.values() if not h.handed), key=lambda h: h.stream_seq):
+            if not hand_out(item):
+                return rows
+            await item.msg.in_progress()  # fetched earlier: its ack wait starts again now
+        sub = await self._subscription(connector)
+        while budget[0] > 0 and budget[1] > 0:
+            per_message = max(1, len(rows) // max(1, len(held)))
+            want = max(1, min(256, budget[0] // per_message))
+            try:
+                msgs = await sub.fetch(want, timeout=self.fetch_wait)
+            except nats.errors.TimeoutError:
+                break
+            stop = False
+            for msg in msgs:
+                item = await self._take(connector, msg)
+                if item is None or stop:
+                    continue
+                stop = not hand_out(item)
+            if stop or len(msgs) < want:
+                break
+        return rows
+
+    async def _take(self, connector: str, msg: Msg) -> _Held | None:
+        """Own a fetched message (None when it holds nothing left to send: it is acked)."""
+        meta = msg.metadata
+        stream_seq = meta.sequence.stream
+        skip = frozenset(self._settled_before.get((connector, stream_seq), ()))
+        batch = codec.decode_batch(msg.data)
+        if len(skip) >= len(batch.entries):
+            await msg.ack()
+            self._settled_before.pop((connector, stream_seq), None)
+            return None
+        item = _Held(msg, stream_seq, batch, max(0, meta.num_delivered - 1), skip)
+        self._held[connector][stream_seq] = item
+        return item
+
+    # --------------------------------------------------------------------------------------- settling
+
+    async def _settle(
+        self, connector: str, seqs: Sequence[int], how: str, retry_at: float = 0.0
+    ) -> list[tuple[_Held, int]]:
+        """Mark handed-out rows; finish each batch message all of whose rows are settled. Returns the rows
+        newly settled (their message and position)."""
+        held = self._held.get(connector, {})
+        marked: list[tuple[_Held, int]] = []
+        touched: dict[int, _Held] = {}
+        for seq in seqs:
+            stream_seq, position = codec.split_seq(seq)
+            item = held.get(stream_seq)
+            if item is None or not item.handed or position in item.settled or position in item.skip:
+                continue
+            item.settled[position] = how
+            if how == AGAIN:
+                item.retry_at = max(item.retry_at, retry_at)
+            marked.append((item, position))
+            touched[stream_seq] = item
+        for item in touched.values():
+            if len(item.settled) + len(item.skip) >= len(item.batch.entries):
+                await self._finish(connector, item)
+        return marked
+
+    async def _finish(self, connector: str, item: _Held) -> None:
+        key = (connector, item.stream_seq)
+        self._held[connector].pop(item.stream_seq, None)
+        outcomes = set(item.settled.values())
+        if AGAIN in outcomes:
+            done = {p for p, how in item.settled.items() if how != AGAIN} | set(item.skip)
+            self._settled_before[key] = done
+            await item.msg.nak(delay=max(0.0, item.retry_at - time.time()))
+            return
+        self._settled_before.pop(key, None)
+        if outcomes == {DEAD} and not item.skip:
+            await item.msg.term()
+        else:
+            await item.msg.ack_sync(timeout=self.timeout)
+
+    def delivered(self, connector: str, seqs: Sequence[int], *, now: float | None = None) -> int:
+        """Segment accepted these rows; their batch message is acked once all its rows are settled."""
+        now = time.time() if now is None else now
+        kept = "They stay leased and will be sent again under the same messageId."
+        return self._run(self._delivered(connector, seqs, now), "mark events delivered", kept)
+
+    async def _delivered(self, connector: str, seqs: Sequence[int], now: float) -> int:
+        marked = await self._settle(connector, seqs, DONE)
+        entries = [item.batch.entries[p] for item, p in marked]
+        self._tally.bump(
+            {(connector, t, DELIVERED): n for t, n in Counter(e.event_type for e in entries).items()}
+        )
+        self._tally.queue(connector, -len(entries), -sum(e.size for e in entries))
+        await self._publish_updates(
+            connector, now, [(e.event_type, e.message_id) for e in entries], TAIL_DELIVERED
+        )
+        return len(marked)
+
+    def retry_later(
+        self, connector: str, seqs: Sequence[int], *, retry_at: float, error: str, count_attempt: bool = True
+    ) -> None:
+        """Due again at `retry_at`: their batch message is nak'ed with that delay once all its rows are
+        settled. Every redelivery counts in `attempts` (JetStream's delivery count)."""
+        kept = "They stay leased and come back when the lease ends."
+        self._run(self._retry_later(connector, seqs, retry_at, count_attempt), "schedule a retry", kept)
+
+    async def _retry_later(
+        self, connector: str, seqs: Sequence[int], retry_at: float, count_attempt: bool
+    ) -> None:
+        marked = await self._settle(connector, seqs, AGAIN, retry_at)
+        if count_attempt:
+            types = Counter(item.batch.entries[p].event_type for item, p in marked)
+            self._tally.bump({(connector, t, RETRIED): n for t, n in types.items()})
+
+    def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
+        """Given back unsent, due again at `retry_at`."""
+        kept = "They stay leased and come back when the lease ends."
+        self._run(self._settle(connector, seqs, AGAIN, retry_at), "give back leased events", kept)
+
+    def release_leases(self, connector: str | None = None) -> int:
+        """Every batch message this instance holds is nak'ed (due again now); returns the rows given back."""
+        kept = "They come back when their lease ends."
+        return self._run(self._release_all(connector), "give back leased events", kept)
+
+    async def _release_all(self, connector: str | None) -> int:
+        count = 0
+        for name in [connector] if connector is not None else list(self._held):
+            for item in list(self._held.get(name, {}).values()):
+                rest = [
+                    codec.row_seq(item.stream_seq, p)
+                    for p in range(len(item.batch.entries))
+                    if p not in item.settled and p not in item.skip
+                ]
+                item.handed = True
+                count += len(rest)
+                await self._settle(name, rest, AGAIN, 0.0)
+        return count
+
+    def dead_letter(
+        self, connector: str, seqs: Sequence[int], *, reason: str, now: float | None = None
+    ) -> int:
+        """Written to the dead-letter stream (publish acked) before their batch message is settled."""
+        now = time.time() if now is None else now
+        kept = "They stay leased and will be tried again."
+        return self._run(self._dead_letter(connector, seqs, reason, now), "dead-letter events", kept)
+
+    async def _dead_letter(self, connector: str, seqs: Sequence[int], reason: str, now: float) -> int:
+        held = self._held.get(connector, {})
+        wanted = []
+        for seq in seqs:
+            stream_seq, position = codec.split_seq(seq)
+            item = held.get(stream_seq)
+            if (
+                item is not None
+                and item.handed
+                and position not in item.settled
+                and position not in item.skip
+            ):
+                wanted.append((seq, item, position))
+        await asyncio.gather(
+            *(
+                self._publish_dead(
+                    connector, entry.message_id, entry.event_type, reason, now, item.attempts, None,
+                    item.batch.bodies[p], ("dead", str(item.stream_seq), str(p)),
+                )
+                for _, item, p in wanted
+                for entry in [item.batch.entries[p]]
+            )
+        )  # fmt: skip
+        marked = await self._settle(connector, [seq for seq, _, _ in wanted], DEAD)
+        entries = [item.batch.entries[p] for item, p in marked]
+        self._tally.bump(
+            {(connector, t, DEAD_LETTERED): n for t, n in Counter(e.event_type for e in entries).items()}
+        )
+        self._tally.queue(connector, -len(entries), -sum(e.size for e in entries))
+        updates = [(e.event_type, e.message_id) for e in entries]
+        await self._publish_updates(connector, now, updates, TAIL_DEAD_LETTER, reason=reason)
+        return len(marked)
+
+    def expire(
+        self, connector: str, *, older_than: float, now: float | None = None, limit: int | None = None
+    ) -> int:
+        """Not implemented on JetStream yet."""
+        raise NotImplementedError(
+            "expire is not implemented on the NATS cluster queue yet: old messages stay queued (none is lost)"
+        )
+
+    # -------------------------------------------------------------------------------------- observing
+
+    def backlog(self, connector: str) -> Backlog:
+        """Events and bytes waiting (from the shared counters), the oldest waiting batch's enqueue time
+        (read from the stream) and the dead letters kept (the dead-letter stream's count)."""
+        return self._run(self._backlog(connector), "read the backlog", "Nothing was changed.")
+
+    async def _backlog(self, connector: str) -> Backlog:
+        messages, size = sizes(await self._all_tallies(), connector)
+        oldest = None
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            first = await self._js.get_msg(self.stream, seq=1, subject=self._subject(connector), next=True)
+            if first.data:
+                oldest = codec.decode_batch(first.data).enqueued_at
+        subject = self._dead_subject(connector)
+        info = await self._js.stream_info(self.dead_stream, subjects_filter=subject)
+        dead = (info.state.subjects or {}).get(subject, 0)
+        return Backlog(messages=messages, bytes=size, oldest_enqueued_at=oldest, dead_letters=dead)
+
+    def set_state(self, connector: str, state: ConnectorState) -> None:
+        """Written to the shared KV bucket: every instance reads it."""
+        self._run(
+            self._kv.put(f"s.{codec.token(connector)}", state.to_json().encode()),
+            "record a state",
+            "Nothing was changed.",
+        )
+
+    def states(self) -> dict[str, ConnectorState]:
+        """Every connector's last recorded state, from the shared KV bucket."""
+        return self._run(self._states(), "read connector states", "Nothing was changed.")
+
+    async def _states(self) -> dict[str, ConnectorState]:
+        try:
+            keys = await self._kv.keys(filters=["s.*"])
+        except nats.js.errors.NoKeysError:
+            return {}
+        out = {}
+        for key in keys:
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                entry = await self._kv.get(key)
+                if entry.value:
+                    out[codec.connector_of(key[2:])] = ConnectorState.from_json(entry.value)
+        return out
+
+    def counters(self, connector: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
+        """Every instance's counts summed (this instance's from memory, others' as last written)."""
+        return summed(self._run(self._all_tallies(), "read counters", "Nothing was changed."), connector)
+
+    def counter_totals(self, connector: str | None = None) -> dict[str, int]:
+        """Counters summed over event types and connectors."""
+        totals: dict[str, int] = defaultdict(int)
+        for types in self.counters(connector).values():
+            for names in types.values():
+                for name, n in names.items():
+                    totals[name] += n
+        return dict(totals)
+
+    # ------------------------------------------------------------------------------------------ tail
+
+    async def _publish_tail(
+        self, connector: str, at: float, lines: list[list], *, source: str, bodies: list[bytes]
+    ) -> None:
+        """Best effort: a core NATS publish (no ack, not stored)."""
+        doc = {
+            "at": at,
+            "source": source,
+            "lines": lines,
+            "bodies": [b.decode("utf-8", "replace") for b in bodies],
+        }
+        await self._tail_publish(connector, doc)
+
+    async def _tail_publish(self, connector: str, doc: dict[str, Any]) -> None:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._nc.publish(f"{self.name}.tail.{codec.token(connector)}", orjson.dumps(doc))
+
+    async def _publish_updates(
+        self,
+        connector: str,
+        at: float,
+        updates: list[tuple[str, str]],
+        fate: str,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        if not updates:
+            return
+        doc = {"at": at, "fate": fate, "reason": reason, "updates": updates}
+        await self._tail_publish(connector, doc)
+
+    async def _heard_tail(self, msg: Msg) -> None:
+        connector = codec.connector_of(msg.subject.rsplit(".", 1)[1])
+        doc = orjson.loads(msg.data)
+        at = doc["at"]
+        rows: list[TailRow] = []
+        if "updates" in doc:
+            self._tail_seq += 1
+            for event_type, message_id in doc["updates"]:
+                rows.append(
+                    TailRow(self._tail_seq, at, connector, event_type, None, None, doc["fate"], doc["reason"],
+                            message_id, None, True, None)
+                )  # fmt: skip
+        else:
+            bodies = iter(doc["bodies"])
+            for line in doc["lines"]:
+                self._tail_seq += 1
+                event_type, segment_event, user, fate, reason, message_id, _ = line
+                body = next(bodies).encode() if fate == "queued" else None
+                rows.append(
+                    TailRow(self._tail_seq, at, connector, event_type, segment_event, user, fate, reason,
+                            message_id, doc["source"], False, body)
+                )  # fmt: skip
+        self._tail.extend(rows)
+        if len(self._tail) > self.tail_keep * 2:
+            del self._tail[: len(self._tail) - self.tail_keep]
+
+    def tail(
+        self, *, after: int = 0, limit: int = 1000, connector: str | None = None, messages: bool = True
+    ) -> list[TailRow]:
+        """Lines this instance heard since it started, after line `after` (best effort: see the module)."""
+        rows = self._run(self._tail_rows(after, limit, connector), "read the tail", "Nothing was changed.")
+        if not messages:
+            rows = [dataclasses.replace(row, message=None) for row in rows]
+        return rows
+
+    async def _tail_rows(self, after: int, limit: int, connector: str | None) -> list[TailRow]:
+        return [r for r in self._tail if r.seq > after and (connector is None or r.connector == connector)][
+            :limit
+        ]
+
+    def tail_last_seq(self) -> int:
+        """The newest tail line this instance heard (0 when none)."""
+        return self._tail_seq
+
+    # ------------------------------------------------------------------------------------ dead letters
+
+    def dead_letters(
+        self, connector: str | None = None, *, limit: int = 100, before: int | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters, newest first; page with `before` = the last id seen (ids are stream sequences)."""
+        return self._run(
+            self._letters(connector, None, True, before, limit), "read dead letters", "Nothing was changed."
+        )
+
+    async def _letters(
+        self,
+        connector: str | None,
+        ids: Iterable[int] | None,
+        newest_first: bool,
+        before: int | None,
+        limit: int | None,
+    ) -> list[DeadLetter]:
+        subject = self._dead_subject(connector) if connector is not None else None
+        return [
+            letter
+            async for letter in dead_letters.scan(
+                self._js, self.dead_stream, subject=subject, ids=ids, newest_first=newest_first,
+                before=before, limit=limit,
+            )
+        ]  # fmt: skip
+
+    def requeue(
+        self, connector: str | None = None, ids: Sequence[int] | None = None, *, now: float | None = None
+    ) -> int:
+        """Dead letters with a Segment message go back to the queue (published and acked first, then
+        removed from the dead-letter stream; a requeue interrupted in between is finished by running it
+        again: the publish is de-duplicated). Returns how many were requeued."""
+        now = time.time() if now is None else now
+        kept = "The dead letters not requeued are still kept; run it again."
+        return self._run(self._requeue(connector, ids, now), "requeue dead letters", kept)
+
+    async def _requeue(self, connector: str | None, ids: Sequence[int] | None, now: float) -> int:
+        letters = [d for d in await self._letters(connector, ids, False, None, None) if d.message is not None]
+        by_connector: dict[str, list[DeadLetter]] = defaultdict(list)
+        for letter in letters:
+            by_connector[letter.connector].append(letter)
+        for name, group in by_connector.items():
+            for start in range(0, len(group), 10_000):
+                chunk = group[start : start + 10_000]
+                bodies = [d.message or b"" for d in chunk]
+                data = codec.encode_batch(now, [(d.message_id or "", d.event_type) for d in chunk], bodies)
+                msg_id = codec.content_id("requeue", *(str(d.id) for d in chunk))
+                await self._js.publish(self._subject(name), data, headers={"Nats-Msg-Id": msg_id})
+                self._tally.queue(name, len(chunk), sum(len(b) for b in bodies))
+            types = Counter(d.event_type for d in group)
+            self._tally.bump({(name, t, REQUEUED): n for t, n in types.items()})
+            updates = [(d.event_type, d.message_id or "") for d in group]
+            await self._publish_updates(name, now, updates, QUEUED, reason=REQUEUED_REASON)
+        for letter in letters:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self._js.delete_msg(self.dead_stream, letter.id)
+        return len(letters)
+
+    def export_dead_letters(
+        self, path: Path | str, connector: str | None = None, ids: Iterable[int] | None = None
+    ) -> int:
+        """Dead letters as JSON lines in a private file (0600), fsynced; returns how many."""
+        letters = self._run(
+            self._letters(connector, ids, False, None, None), "read dead letters", "Nothing was written."
+        )
+        return dead_letters.export_lines(path, letters)
+
+    # ---------------------------------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Give back what this instance holds, write its counters, and disconnect (bounded in time)."""
+        if self._closed:
+            return
+        try:
+            with contextlib.suppress(StoreUnavailable):
+                self._run(self._close(), "close the cluster queue", "Leases end by themselves.")
+        finally:
+            self._closed = True
+            self._loop.stop()
+
+    async def _close(self) -> None:
+        self._flusher.cancel()
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._release_all(None)
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._flush()
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._nc.drain()
+
+
+def _mark_duplicate(line: list, counts: dict[tuple[str, str, str], int], connector: str) -> None:
+    """Turn a tail line from queued into duplicate, and count it so."""
+    line[FATE] = TAIL_DUPLICATE
+    line[4] = DUPLICATE_REASON
+    counts[(connector, line[TYPE], QUEUED)] -= 1
+    counts[(connector, line[TYPE], DUPLICATE)] += 1
+
+
+async def _none() -> None:
+    return None
+
+
+async def _ignore(error: Exception) -> None:
+    """Connection errors are retried by the client and surface on the calls that need an answer."""
+
+
+async def _nothing() -> None:
+    return None
