@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -35,14 +36,26 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine's own timeout (the same class since Python 3.11)
+                raise
             future.cancel()
             raise TimeoutError(f"no answer within {timeout:g} s") from None
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and wait (bounded) for its thread to end."""
+        """Cancel what still runs on the loop, stop it and wait (bounded) for its thread to end."""
         if self.loop.is_closed():
             return
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            self.call(_cancel_the_rest(), timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel every other task on the running loop and wait for them to end (client loops, watchers)."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

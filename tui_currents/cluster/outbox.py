@@ -143,6 +143,8 @@ class JetStreamOutbox:
         self.tail_keep = tail_keep
         self.path = Path(f"nats:{self.stream}")  # what StoreUnavailable names: this queue, not a file
         self._tally = Tally()
+        self._others: dict[str, Tally] = {}  # other instances' counters, by KV key
+        self._states: dict[str, ConnectorState] = {}
         self._held: dict[str, dict[int, _Held]] = defaultdict(dict)
         self._settled_before: dict[tuple[str, int], set[int]] = {}
         self._subs: dict[str, Any] = {}
@@ -176,7 +178,7 @@ class JetStreamOutbox:
                 f"{kept} Check that most NATS nodes are running and reachable; it works again once they are.",
                 cause="no quorum",
                 path=self.path,
-            ) from None
+            ) from error
 
     async def _open(self) -> None:
         self._nc = await nats.connect(
@@ -215,11 +217,15 @@ class JetStreamOutbox:
             self._kv = await self._js.create_key_value(
                 bucket=self.bucket, history=1, replicas=self.replicas, storage=api.StorageType.FILE
             )
-        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-            entry = await self._kv.get(self._counter_key)
-            if entry.value:
-                self._tally = Tally.decode(entry.value)
-                self._tally.dirty = False
+        # Every instance's counters and every connector's state, kept up to date by a watch on the bucket:
+        # reads are then local, and a change made by any instance shows within moments everywhere.
+        self._watcher = await self._kv.watchall()
+        while (entry := await self._watcher.updates(timeout=self.timeout)) is not None:
+            self._heard_kv(entry)
+        mine = self._others.pop(self._counter_key, None)
+        if mine is not None:
+            self._tally = mine
+        self._watching = asyncio.get_running_loop().create_task(self._watch_forever())
         await self._nc.subscribe(f"{self.name}.tail.*", cb=self._heard_tail)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -254,20 +260,31 @@ class JetStreamOutbox:
                 self._tally.dirty = True
                 raise
 
-    async def _all_tallies(self) -> list[Tally]:
-        tallies = [self._tally]
-        try:
-            keys = await self._kv.keys(filters=["n.*"])
-        except nats.js.errors.NoKeysError:
-            return tallies
-        for key in keys:
-            if key == self._counter_key:
+    def _heard_kv(self, entry: Any) -> None:
+        key, value = entry.key, entry.value
+        if key.startswith("n."):
+            if value:
+                self._others[key] = Tally.decode(value)
+            else:
+                self._others.pop(key, None)
+        elif key.startswith("s."):
+            connector = codec.connector_of(key[2:])
+            if value:
+                self._states[connector] = ConnectorState.from_json(value)
+            else:
+                self._states.pop(connector, None)
+
+    async def _watch_forever(self) -> None:
+        while True:
+            try:
+                entry = await self._watcher.updates(timeout=60)
+            except nats.errors.TimeoutError:
                 continue
-            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                entry = await self._kv.get(key)
-                if entry.value:
-                    tallies.append(Tally.decode(entry.value))
-        return tallies
+            if entry is not None:
+                self._heard_kv(entry)
+
+    async def _all_tallies(self) -> list[Tally]:
+        return [self._tally, *(t for key, t in self._others.items() if key != self._counter_key)]
 
     # ------------------------------------------------------------------------------------------ commit
 
@@ -427,9 +444,8 @@ class JetStreamOutbox:
         while budget[0] > 0 and budget[1] > 0:
             per_message = max(1, len(rows) // max(1, len(held)))
             want = max(1, min(256, budget[0] // per_message))
-            try:
-                msgs = await sub.fetch(want, timeout=self.fetch_wait)
-            except nats.errors.TimeoutError:
+            msgs = await self._fetch(sub, want)
+            if not msgs:
                 break
             stop = False
             for msg in msgs:
@@ -440,6 +456,21 @@ class JetStreamOutbox:
             if stop or len(msgs) < want:
                 break
         return rows
+
+    async def _fetch(self, sub: Any, want: int) -> list[Msg]:
+        """Up to `want` due messages ([] when none). A consumer just created, or whose leader moved to
+        another node, answers "no responders" for a moment: asked again until `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            try:
+                return await sub.fetch(want, timeout=self.fetch_wait)
+            except TimeoutError:  # nothing due (nats-py raises its own or asyncio's, by the path taken)
+                return []
+            except nats.js.errors.ServiceUnavailableError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def _take(self, connector: str, msg: Msg) -> _Held | None:
         """Own a fetched message (None when it holds nothing left to send: it is acked)."""
@@ -622,29 +653,19 @@ class JetStreamOutbox:
         return Backlog(messages=messages, bytes=size, oldest_enqueued_at=oldest, dead_letters=dead)
 
     def set_state(self, connector: str, state: ConnectorState) -> None:
-        """Written to the shared KV bucket: every instance reads it."""
-        self._run(
-            self._kv.put(f"s.{codec.token(connector)}", state.to_json().encode()),
-            "record a state",
-            "Nothing was changed.",
-        )
+        """Written to the shared KV bucket: every instance reads it (through its watch)."""
+        self._run(self._set_state(connector, state), "record a state", "Nothing was changed.")
+
+    async def _set_state(self, connector: str, state: ConnectorState) -> None:
+        await self._kv.put(f"s.{codec.token(connector)}", state.to_json().encode())
+        self._states[connector] = state
 
     def states(self) -> dict[str, ConnectorState]:
-        """Every connector's last recorded state, from the shared KV bucket."""
-        return self._run(self._states(), "read connector states", "Nothing was changed.")
+        """Every connector's last recorded state, as this instance's watch of the KV bucket last heard."""
+        return self._run(self._states_now(), "read connector states", "Nothing was changed.")
 
-    async def _states(self) -> dict[str, ConnectorState]:
-        try:
-            keys = await self._kv.keys(filters=["s.*"])
-        except nats.js.errors.NoKeysError:
-            return {}
-        out = {}
-        for key in keys:
-            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                entry = await self._kv.get(key)
-                if entry.value:
-                    out[codec.connector_of(key[2:])] = ConnectorState.from_json(entry.value)
-        return out
+    async def _states_now(self) -> dict[str, ConnectorState]:
+        return dict(self._states)
 
     def counters(self, connector: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
         """Every instance's counts summed (this instance's from memory, others' as last written)."""
@@ -818,12 +839,17 @@ class JetStreamOutbox:
 
     async def _close(self) -> None:
         self._flusher.cancel()
+        self._watching.cancel()
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._watcher.stop()
         with contextlib.suppress(*_NATS_ERRORS):
             await self._release_all(None)
         with contextlib.suppress(*_NATS_ERRORS):
             await self._flush()
         with contextlib.suppress(*_NATS_ERRORS):
-            await self._nc.drain()
+            await self._nc.flush(timeout=self.timeout)  # the acks and naks above reach the server
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._nc.close()
 
 
 def _mark_duplicate(line: list, counts: dict[tuple[str, str, str], int], connector: str) -> None:
