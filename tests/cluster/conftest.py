@@ -7,6 +7,7 @@ node running and healthy, and its own stream names, so a test that kills a node 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 LOOPBACK = "127.0.0.1"
@@ -123,6 +125,21 @@ class NatsCluster:
             self.start_node(node)
         if wait:
             self.wait_healthy()
+
+    def leader_of(self, stream: str) -> int:
+        """The index of the node leading `stream` (its Raft group), as the cluster reports it."""
+
+        async def ask() -> str:
+            nc = await nats.connect(servers=self.urls, connect_timeout=5)
+            try:
+                info = await nc.jetstream(timeout=5).stream_info(stream)
+                assert info.cluster is not None and info.cluster.leader is not None
+                return info.cluster.leader
+            finally:
+                await nc.close()
+
+        name = asyncio.run(ask())
+        return next(i for i, node in enumerate(self.nodes) if node.name == name)
 
     def healthy(self) -> bool:
         """Every running node reports JetStream healthy (meta leader known, its assets current)."""
