@@ -148,6 +148,7 @@ class JetStreamOutbox:
         self._held: dict[str, dict[int, _Held]] = defaultdict(dict)
         self._settled_before: dict[tuple[str, int], set[int]] = {}
         self._subs: dict[str, Any] = {}
+        self._events_per_message: dict[str, int] = {}  # the last batch message's size, per connector
         self._tail: list[TailRow] = []
         self._tail_seq = 0
         self._closed = False
@@ -442,8 +443,9 @@ class JetStreamOutbox:
             await item.msg.in_progress()  # fetched earlier: its ack wait starts again now
         sub = await self._subscription(connector)
         while budget[0] > 0 and budget[1] > 0:
-            per_message = max(1, len(rows) // max(1, len(held)))
-            want = max(1, min(256, budget[0] // per_message))
+            # Fetch about as many batch messages as the budget holds, so that an instance does not take
+            # messages it will not hand out soon (they would wait in its buffer, not go to another one).
+            want = max(1, min(256, budget[0] // self._events_per_message.get(connector, 50)))
             msgs = await self._fetch(sub, want)
             if not msgs:
                 break
@@ -478,6 +480,7 @@ class JetStreamOutbox:
         stream_seq = meta.sequence.stream
         skip = frozenset(self._settled_before.get((connector, stream_seq), ()))
         batch = codec.decode_batch(msg.data)
+        self._events_per_message[connector] = max(1, len(batch.entries))
         if len(skip) >= len(batch.entries):
             await msg.ack()
             self._settled_before.pop((connector, stream_seq), None)
@@ -506,9 +509,8 @@ class JetStreamOutbox:
                 item.retry_at = max(item.retry_at, retry_at)
             marked.append((item, position))
             touched[stream_seq] = item
-        for item in touched.values():
-            if len(item.settled) + len(item.skip) >= len(item.batch.entries):
-                await self._finish(connector, item)
+        complete = [i for i in touched.values() if len(i.settled) + len(i.skip) >= len(i.batch.entries)]
+        await asyncio.gather(*(self._finish(connector, item) for item in complete))
         return marked
 
     async def _finish(self, connector: str, item: _Held) -> None:
