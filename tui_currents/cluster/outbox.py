@@ -72,6 +72,7 @@ from tui_currents.outbox import (
     CommitResult,
     ConnectorState,
     DeadLetter,
+    Outbox,
     OutboxRow,
     StoreUnavailable,
     TailRow,
@@ -302,7 +303,7 @@ class JetStreamOutbox:
 
     async def _commit(self, received: Received, source: str, now: float) -> CommitResult:
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        publishes = []
+        publishes: list[Coroutine[Any, Any, api.PubAck | None]] = []
         plans = []  # (connector, queued entries, bodies, tail lines)
         duplicates = 0
         for connector, (entries, bodies) in received.tails.items():
@@ -451,10 +452,10 @@ class JetStreamOutbox:
                 break
             stop = False
             for msg in msgs:
-                item = await self._take(connector, msg)
-                if item is None or stop:
+                taken = await self._take(connector, msg)
+                if taken is None or stop:
                     continue
-                stop = not hand_out(item)
+                stop = not hand_out(taken)
             if stop or len(msgs) < want:
                 break
         return rows
@@ -849,7 +850,8 @@ class JetStreamOutbox:
         with contextlib.suppress(*_NATS_ERRORS):
             await self._flush()
         with contextlib.suppress(*_NATS_ERRORS):
-            await self._nc.flush(timeout=self.timeout)  # the acks and naks above reach the server
+            # the acks and naks above reach the server before the connection closes
+            await self._nc.flush(timeout=max(1, round(self.timeout)))
         with contextlib.suppress(*_NATS_ERRORS):
             await self._nc.close()
 
@@ -872,3 +874,10 @@ async def _ignore(error: Exception) -> None:
 
 async def _nothing() -> None:
     return None
+
+
+if TYPE_CHECKING:
+
+    def _is_an_outbox(queue: JetStreamOutbox) -> Outbox:
+        """mypy checks here that JetStreamOutbox has every call of the contract, with its signature."""
+        return queue
