@@ -17,7 +17,15 @@ import pytest
 from tests.cluster.conftest import NatsCluster
 from tests.test_store import queued
 from tui_currents.cluster import JetStreamOutbox
-from tui_currents.outbox import DEAD_LETTERED, DELIVERED, QUEUED, RETRIED, ConnectorState, StoreUnavailable
+from tui_currents.outbox import (
+    DEAD_LETTERED,
+    DELIVERED,
+    EXPIRED,
+    QUEUED,
+    RETRIED,
+    ConnectorState,
+    StoreUnavailable,
+)
 from tui_currents.received import Received
 
 C1 = "Production"
@@ -195,6 +203,31 @@ def test_a_whole_batch_dead_lettered_is_not_sent_again(open_outbox: OpenOutbox):
     assert outbox.dead_letter(C1, [r.seq for r in rows], reason="rejected") == 3
     assert lease_all(outbox) == []
     assert len(outbox.dead_letters(C1)) == 3
+
+
+def test_expire_moves_old_unleased_messages_to_dead_letters(open_outbox: OpenOutbox):
+    outbox, other = open_outbox("a"), open_outbox("b")
+    day = 86_400.0
+    now = time.time()
+    old_leased, _ = batch(3)
+    old, _ = batch(4)
+    young, _ = batch(5)
+    outbox.commit(old_leased, source="test", now=now - 8 * day)
+    outbox.commit(old, source="test", now=now - 8 * day)
+    outbox.commit(young, source="test", now=now - day)
+    leased = lease_all(other, max_messages=3)  # another instance holds the oldest batch
+    assert [r.message_id for r in leased] == message_ids(old_leased)
+
+    assert outbox.expire(C1, older_than=now - 7 * day, now=now, limit=3) == 3  # the limit cuts a batch
+    assert outbox.expire(C1, older_than=now - 7 * day, now=now) == 1
+    assert outbox.expire(C1, older_than=now - 7 * day, now=now) == 0
+    letters = outbox.dead_letters(C1)
+    assert sorted(d.message_id for d in letters) == sorted(message_ids(old))
+    assert {d.reason for d in letters} == {"expired: undeliverable for 7 days"}
+    totals = outbox.counter_totals(C1)
+    assert (totals[EXPIRED], totals[DEAD_LETTERED]) == (4, 4)
+    assert sorted(drain(outbox)) == sorted(message_ids(young))  # younger ones are still sent
+    other.delivered(C1, [r.seq for r in leased])
 
 
 # ---------------------------------------------------------------------------------------- two instances

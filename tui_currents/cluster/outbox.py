@@ -22,7 +22,7 @@ another instance receiving it sends them again, under the same messageId, which 
 Every call runs on a private event loop (loop.py) and waits at most `timeout` seconds: a cluster without
 quorum raises StoreUnavailable with a message saying what was kept, never hangs.
 
-Not implemented yet (raise NotImplementedError): `expire`. Known differences from the SQLite store:
+Known differences from the SQLite store:
 duplicates are collapsed per batch (the same batch again, or a messageId repeated within one batch), not
 per messageId across batches (Segment deduplicates those); `attempts` is the JetStream delivery count
 minus one, so releases and Retry-After waits count too; `lease_seconds` is the consumer's ack wait, set
@@ -53,10 +53,12 @@ from tui_currents.cluster.loop import LoopThread
 from tui_currents.cluster.tallies import Tally, sizes, summed
 from tui_currents.outbox import (
     ANONYMOUS,
+    DAY,
     DEAD_LETTERED,
     DELIVERED,
     DUPLICATE,
     DUPLICATE_REASON,
+    EXPIRED,
     NOT_FORWARDABLE,
     NOT_SELECTED,
     QUEUED,
@@ -595,7 +597,9 @@ class JetStreamOutbox:
         kept = "They stay leased and will be tried again."
         return self._run(self._dead_letter(connector, seqs, reason, now), "dead-letter events", kept)
 
-    async def _dead_letter(self, connector: str, seqs: Sequence[int], reason: str, now: float) -> int:
+    async def _dead_letter(
+        self, connector: str, seqs: Sequence[int], reason: str, now: float, *, expired: bool = False
+    ) -> int:
         held = self._held.get(connector, {})
         wanted = []
         for seq in seqs:
@@ -620,9 +624,10 @@ class JetStreamOutbox:
         )  # fmt: skip
         marked = await self._settle(connector, [seq for seq, _, _ in wanted], DEAD)
         entries = [item.batch.entries[p] for item, p in marked]
-        self._tally.bump(
-            {(connector, t, DEAD_LETTERED): n for t, n in Counter(e.event_type for e in entries).items()}
-        )
+        types = Counter(e.event_type for e in entries)
+        self._tally.bump({(connector, t, DEAD_LETTERED): n for t, n in types.items()})
+        if expired:
+            self._tally.bump({(connector, t, EXPIRED): n for t, n in types.items()})
         self._tally.queue(connector, -len(entries), -sum(e.size for e in entries))
         updates = [(e.event_type, e.message_id) for e in entries]
         await self._publish_updates(connector, now, updates, TAIL_DEAD_LETTER, reason=reason)
@@ -631,10 +636,41 @@ class JetStreamOutbox:
     def expire(
         self, connector: str, *, older_than: float, now: float | None = None, limit: int | None = None
     ) -> int:
-        """Not implemented on JetStream yet."""
-        raise NotImplementedError(
-            "expire is not implemented on the NATS cluster queue yet: old messages stay queued (none is lost)"
-        )
+        """Batch messages queued before `older_than` and not leased by any instance go to the dead letters
+        (reason "expired: undeliverable for N days"), oldest first, at most `limit` events (the rest of a
+        batch message cut by the limit is given back). Stops at the first younger message, which this
+        instance keeps for its next lease. Returns how many events were moved."""
+        now = time.time() if now is None else now
+        kept = "The messages stay queued; expiry is tried again later."
+        doing = "move expired messages to the dead letters"
+        return self._run(self._expire(connector, older_than, now, limit), doing, kept)
+
+    async def _expire(self, connector: str, older_than: float, now: float, limit: int | None) -> int:
+        reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
+        sub = await self._subscription(connector)
+        moved = 0
+        while limit is None or moved < limit:
+            waiting = sorted(
+                (h for h in self._held[connector].values() if not h.handed), key=lambda h: h.stream_seq
+            )
+            item = waiting[0] if waiting else None
+            while item is None:
+                msgs = await self._fetch(sub, 1)
+                if not msgs:
+                    return moved
+                item = await self._take(connector, msgs[0])
+            if item.batch.enqueued_at >= older_than:
+                break  # batch messages are queued in time order: the rest are younger
+            item.handed = True
+            positions = [
+                codec.row_seq(item.stream_seq, p)
+                for p in range(len(item.batch.entries))
+                if p not in item.skip
+            ]
+            room = len(positions) if limit is None else limit - moved
+            moved += await self._dead_letter(connector, positions[:room], reason, now, expired=True)
+            await self._settle(connector, positions[room:], AGAIN)
+        return moved
 
     # -------------------------------------------------------------------------------------- observing
 
