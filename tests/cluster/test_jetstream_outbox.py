@@ -117,7 +117,11 @@ def test_commit_then_lease_then_delivered_round_trip(open_outbox: OpenOutbox):
     outbox.set_state(C1, ConnectorState(state="running", detail="sending"))
     assert eventually(lambda: other.counter_totals(C1).get(DELIVERED) == 30)
     assert eventually(lambda: C1 in other.states() and other.states()[C1].detail == "sending")
-    assert eventually(lambda: any(row.fate == "delivered" for row in outbox.tail(connector=C1)))
+    # the tail (best effort) has each received event with its Segment message, then its delivery
+    assert eventually(lambda: sum(row.fate == "delivered" for row in outbox.tail(connector=C1)) == 30)
+    received_rows = [row for row in outbox.tail(connector=C1) if not row.update]
+    assert [row.message for row in received_rows] == first.tails[C1][1]
+    assert outbox.tail_last_seq() == max(row.seq for row in outbox.tail(limit=10_000))
 
 
 def test_a_retried_identical_commit_is_stored_once(open_outbox: OpenOutbox):

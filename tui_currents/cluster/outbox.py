@@ -10,8 +10,8 @@ Layout in JetStream (NAME is the `name` given, "tc" by default):
   owner at a time and comes back after the ack wait when its owner dies.
 - Stream `NAME_DEAD`, subjects `NAME.dead.<connector>`: one message per dead letter, with its reason.
 - KV bucket `NAME_state`: connector states (`s.<connector>`) and each instance's counters (`n.<instance>`).
-- Tail: best effort, core NATS subject `NAME.tail.<connector>`; each instance keeps the lines it heard
-  since it started, so lines published while it was away, or lost on a reconnect, are not in its tail.
+- Tail: best effort, core NATS subjects `NAME.tail.<connector>` (see tail.py): each instance keeps the
+  lines it heard since it started; lines published while it was away, or lost on a reconnect, are not in it.
 
 A leased row's `seq` packs (stream sequence of its batch message, position in it). A batch message is
 acked once every row of it handed out is delivered or dead-lettered; terminated when all were
@@ -50,6 +50,7 @@ from nats.js import api
 
 from tui_currents.cluster import codec, dead_letters
 from tui_currents.cluster.loop import LoopThread
+from tui_currents.cluster.tail import TailFeed
 from tui_currents.cluster.tallies import Tally, sizes, summed
 from tui_currents.outbox import (
     ANONYMOUS,
@@ -152,8 +153,6 @@ class JetStreamOutbox:
         self._settled_before: dict[tuple[str, int], set[int]] = {}
         self._subs: dict[str, Any] = {}
         self._events_per_message: dict[str, int] = {}  # the last batch message's size, per connector
-        self._tail: list[TailRow] = []
-        self._tail_seq = 0
         self._closed = False
         self._loop = LoopThread(name=f"nats-{name}")
         try:
@@ -230,7 +229,8 @@ class JetStreamOutbox:
         if mine is not None:
             self._tally = mine
         self._watching = asyncio.get_running_loop().create_task(self._watch_forever())
-        await self._nc.subscribe(f"{self.name}.tail.*", cb=self._heard_tail)
+        self._tail = TailFeed(self._nc, self.name, self.tail_keep)
+        await self._tail.listen()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _ensure_stream(self, config: api.StreamConfig) -> None:
@@ -348,7 +348,7 @@ class JetStreamOutbox:
             elif queued:
                 queued_total += len(queued)
                 self._tally.queue(connector, len(queued), sum(len(b) for b in queued_bodies))
-            await self._publish_tail(connector, now, lines, source=source, bodies=queued_bodies)
+            await self._tail.received(connector, now, lines, source=source, bodies=queued_bodies)
         for (connector, event_type, fate), n in received.fates.items():
             counts[(connector, event_type, RECEIVED)] += n
             counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
@@ -544,7 +544,7 @@ class JetStreamOutbox:
             {(connector, t, DELIVERED): n for t, n in Counter(e.event_type for e in entries).items()}
         )
         self._tally.queue(connector, -len(entries), -sum(e.size for e in entries))
-        await self._publish_updates(
+        await self._tail.updates(
             connector, now, [(e.event_type, e.message_id) for e in entries], TAIL_DELIVERED
         )
         return len(marked)
@@ -630,7 +630,7 @@ class JetStreamOutbox:
             self._tally.bump({(connector, t, EXPIRED): n for t, n in types.items()})
         self._tally.queue(connector, -len(entries), -sum(e.size for e in entries))
         updates = [(e.event_type, e.message_id) for e in entries]
-        await self._publish_updates(connector, now, updates, TAIL_DEAD_LETTER, reason=reason)
+        await self._tail.updates(connector, now, updates, TAIL_DEAD_LETTER, reason=reason)
         return len(marked)
 
     def expire(
@@ -721,79 +721,21 @@ class JetStreamOutbox:
 
     # ------------------------------------------------------------------------------------------ tail
 
-    async def _publish_tail(
-        self, connector: str, at: float, lines: list[list], *, source: str, bodies: list[bytes]
-    ) -> None:
-        """Best effort: a core NATS publish (no ack, not stored)."""
-        doc = {
-            "at": at,
-            "source": source,
-            "lines": lines,
-            "bodies": [b.decode("utf-8", "replace") for b in bodies],
-        }
-        await self._tail_publish(connector, doc)
-
-    async def _tail_publish(self, connector: str, doc: dict[str, Any]) -> None:
-        with contextlib.suppress(*_NATS_ERRORS):
-            await self._nc.publish(f"{self.name}.tail.{codec.token(connector)}", orjson.dumps(doc))
-
-    async def _publish_updates(
-        self,
-        connector: str,
-        at: float,
-        updates: list[tuple[str, str]],
-        fate: str,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        if not updates:
-            return
-        doc = {"at": at, "fate": fate, "reason": reason, "updates": updates}
-        await self._tail_publish(connector, doc)
-
-    async def _heard_tail(self, msg: Msg) -> None:
-        connector = codec.connector_of(msg.subject.rsplit(".", 1)[1])
-        doc = orjson.loads(msg.data)
-        at = doc["at"]
-        rows: list[TailRow] = []
-        if "updates" in doc:
-            self._tail_seq += 1
-            for event_type, message_id in doc["updates"]:
-                rows.append(
-                    TailRow(self._tail_seq, at, connector, event_type, None, None, doc["fate"], doc["reason"],
-                            message_id, None, True, None)
-                )  # fmt: skip
-        else:
-            bodies = iter(doc["bodies"])
-            for line in doc["lines"]:
-                self._tail_seq += 1
-                event_type, segment_event, user, fate, reason, message_id, _ = line
-                body = next(bodies).encode() if fate == "queued" else None
-                rows.append(
-                    TailRow(self._tail_seq, at, connector, event_type, segment_event, user, fate, reason,
-                            message_id, doc["source"], False, body)
-                )  # fmt: skip
-        self._tail.extend(rows)
-        if len(self._tail) > self.tail_keep * 2:
-            del self._tail[: len(self._tail) - self.tail_keep]
-
     def tail(
         self, *, after: int = 0, limit: int = 1000, connector: str | None = None, messages: bool = True
     ) -> list[TailRow]:
-        """Lines this instance heard since it started, after line `after` (best effort: see the module)."""
+        """Lines this instance heard since it started, after line `after` (best effort: see tail.py)."""
         rows = self._run(self._tail_rows(after, limit, connector), "read the tail", "Nothing was changed.")
         if not messages:
             rows = [dataclasses.replace(row, message=None) for row in rows]
         return rows
 
     async def _tail_rows(self, after: int, limit: int, connector: str | None) -> list[TailRow]:
-        return [r for r in self._tail if r.seq > after and (connector is None or r.connector == connector)][
-            :limit
-        ]
+        return self._tail.rows(after, limit, connector)  # read on the loop that writes it
 
     def tail_last_seq(self) -> int:
         """The newest tail line this instance heard (0 when none)."""
-        return self._tail_seq
+        return self._tail.last_seq
 
     # ------------------------------------------------------------------------------------ dead letters
 
@@ -848,7 +790,7 @@ class JetStreamOutbox:
             types = Counter(d.event_type for d in group)
             self._tally.bump({(name, t, REQUEUED): n for t, n in types.items()})
             updates = [(d.event_type, d.message_id or "") for d in group]
-            await self._publish_updates(name, now, updates, QUEUED, reason=REQUEUED_REASON)
+            await self._tail.updates(name, now, updates, QUEUED, reason=REQUEUED_REASON)
         for letter in letters:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self._js.delete_msg(self.dead_stream, letter.id)
