@@ -234,6 +234,20 @@ def test_expire_moves_old_unleased_messages_to_dead_letters(open_outbox: OpenOut
     other.delivered(C1, [r.seq for r in leased])
 
 
+def test_dead_letter_queued_empties_the_queue_of_a_removed_connector(open_outbox: OpenOutbox):
+    outbox = open_outbox()
+    first, _ = batch(3)
+    second, _ = batch(4)
+    outbox.commit(first, source="test")
+    outbox.commit(second, source="test")
+    assert outbox.dead_letter_queued(C1, reason="connector removed") == 7
+    assert lease_all(outbox) == []
+    letters = outbox.dead_letters(C1)
+    assert sorted(d.message_id for d in letters) == sorted(message_ids(first) + message_ids(second))
+    assert {d.reason for d in letters} == {"connector removed"}
+    assert EXPIRED not in outbox.counter_totals(C1)
+
+
 # ---------------------------------------------------------------------------------------- two instances
 
 

@@ -643,10 +643,26 @@ class JetStreamOutbox:
         now = time.time() if now is None else now
         kept = "The messages stay queued; expiry is tried again later."
         doing = "move expired messages to the dead letters"
-        return self._run(self._expire(connector, older_than, now, limit), doing, kept)
-
-    async def _expire(self, connector: str, older_than: float, now: float, limit: int | None) -> int:
         reason = f"expired: undeliverable for {max(0.0, (now - older_than) / DAY):g} days"
+        return self._run(
+            self._bury_waiting(connector, older_than, reason, now, limit, expired=True), doing, kept
+        )
+
+    def dead_letter_queued(self, connector: str, *, reason: str, now: float | None = None) -> int:
+        """Every message waiting for the connector and not leased by any instance goes to the dead letters
+        with `reason` (e.g. the connector is removed). Returns how many were moved."""
+        now = time.time() if now is None else now
+        kept = "The messages not yet moved stay queued."
+        doing = "move queued messages to the dead letters"
+        return self._run(
+            self._bury_waiting(connector, float("inf"), reason, now, None, expired=False), doing, kept
+        )
+
+    async def _bury_waiting(
+        self, connector: str, older_than: float, reason: str, now: float, limit: int | None, *, expired: bool
+    ) -> int:
+        """`expire` and `dead_letter_queued`: dead-letter the waiting batch messages queued before
+        `older_than`, oldest first, fetched one at a time through the shared consumer."""
         sub = await self._subscription(connector)
         moved = 0
         while limit is None or moved < limit:
@@ -668,7 +684,7 @@ class JetStreamOutbox:
                 if p not in item.skip
             ]
             room = len(positions) if limit is None else limit - moved
-            moved += await self._dead_letter(connector, positions[:room], reason, now, expired=True)
+            moved += await self._dead_letter(connector, positions[:room], reason, now, expired=expired)
             await self._settle(connector, positions[room:], AGAIN)
         return moved
 
