@@ -133,6 +133,16 @@ def test_a_retried_identical_commit_is_stored_once(open_outbox: OpenOutbox):
     assert sorted(drain(outbox)) == sorted(message_ids(received))
 
 
+def test_a_batch_larger_than_one_nats_message_is_split_and_still_stored_once(open_outbox: OpenOutbox):
+    outbox = open_outbox()
+    ids = [f"big-{i}-{uuid.uuid4()}" for i in range(60)]
+    received = Received.of([(C1, queued(i, padding=20_000)) for i in ids])  # ~1.2 MB: over 1 MB max_payload
+    assert outbox.commit(received, source="test").queued == 60
+    again = outbox.commit(received, source="test")
+    assert (again.queued, again.duplicates) == (0, 60)
+    assert drain(outbox) == message_ids(received)  # in order, each once
+
+
 def test_a_lease_hands_out_whole_batch_messages_within_bounds(open_outbox: OpenOutbox):
     outbox = open_outbox()
     for _ in range(3):

@@ -78,6 +78,21 @@ def decode_batch(data: bytes) -> Batch:
     return Batch(index["at"], entries, bodies)
 
 
+def chunks(sizes: Sequence[int], room: int) -> list[tuple[int, int]]:
+    """(start, end) ranges of consecutive items whose sizes add up to at most `room` bytes (an item larger
+    than `room` alone in its range) and at most MAX_EVENTS_PER_MESSAGE - 1 items."""
+    ranges = []
+    start = total = 0
+    for index, size in enumerate(sizes):
+        if index > start and (total + size > room or index - start >= MAX_EVENTS_PER_MESSAGE - 1):
+            ranges.append((start, index))
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        ranges.append((start, len(sizes)))
+    return ranges
+
+
 def batch_id(connector: str, message_ids: Sequence[str], bodies: Sequence[bytes]) -> str:
     """The `Nats-Msg-Id` of a batch: a hash of its content without the time, so a commit retried with the
     same batch (after a publish whose ack was lost) is stored once."""

@@ -152,6 +152,7 @@ class JetStreamOutbox:
         self._held: dict[str, dict[int, _Held]] = defaultdict(dict)
         self._settled_before: dict[tuple[str, int], set[int]] = {}
         self._subs: dict[str, Any] = {}
+        self._stored_unreported: dict[str, None] = {}  # ids of batches stored by a commit that then failed
         self._events_per_message: dict[str, int] = {}  # the last batch message's size, per connector
         self._closed = False
         self._loop = LoopThread(name=f"nats-{name}")
@@ -305,12 +306,15 @@ class JetStreamOutbox:
 
     async def _commit(self, received: Received, source: str, now: float) -> CommitResult:
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        publishes: list[Coroutine[Any, Any, api.PubAck | None]] = []
-        plans = []  # (connector, queued entries, bodies, tail lines)
+        publishes: list[Coroutine[Any, Any, api.PubAck]] = []
+        plans: list[tuple[str, list[tuple[str, str]], list[bytes], str]] = []  # per batch message
+        lines_of: dict[str, list[list]] = {}  # tail lines per connector, marked copies of the batch's
         duplicates = 0
         for connector, (entries, bodies) in received.tails.items():
-            lines = [list(entry) for entry in entries]  # marked copies: the batch stays as given
-            queued, queued_bodies, seen = [], [], set()
+            lines = lines_of[connector] = [list(entry) for entry in entries]
+            queued: list[tuple[str, str]] = []
+            queued_bodies: list[bytes] = []
+            seen: set[str] = set()
             at = [i for i, entry in enumerate(entries) if entry[FATE] == "queued"]
             for index, body in zip(at, bodies, strict=True):
                 line = lines[index]
@@ -321,34 +325,49 @@ class JetStreamOutbox:
                 seen.add(line[MESSAGE_ID])
                 queued.append((line[MESSAGE_ID], line[TYPE]))
                 queued_bodies.append(body)
-            plans.append((connector, queued, queued_bodies, lines))
-            if queued:
-                data = codec.encode_batch(now, queued, queued_bodies)
-                msg_id = codec.batch_id(connector, [m for m, _ in queued], queued_bodies)
-                publishes.append(
-                    self._js.publish(self._subject(connector), data, headers={"Nats-Msg-Id": msg_id})
-                )
-            else:
-                publishes.append(_none())
+            # One batch message per connector, or several when its events would not fit in one.
+            for start, end in codec.chunks([len(body) for body in queued_bodies], self._message_room()):
+                chunk, chunk_bodies = queued[start:end], queued_bodies[start:end]
+                msg_id = codec.batch_id(connector, [m for m, _ in chunk], chunk_bodies)
+                plans.append((connector, chunk, chunk_bodies, msg_id))
+                data = codec.encode_batch(now, chunk, chunk_bodies)
+                headers = {"Nats-Msg-Id": msg_id}
+                publishes.append(self._js.publish(self._subject(connector), data, headers=headers))
         dead_publishes = [
             self._publish_dead(
                 connector, event_id, event_type, reason, now, 0, record, None, ("rejected", source, record)
             )
             for connector, event_id, event_type, reason, record in received.dead
         ]
-        acks = await asyncio.gather(*publishes)
-        await asyncio.gather(*dead_publishes)
+        acks = await asyncio.gather(*publishes, return_exceptions=True)
+        dead = await asyncio.gather(*dead_publishes, return_exceptions=True)
+        failure = next((r for r in [*acks, *dead] if isinstance(r, BaseException)), None)
+        if failure is not None:
+            # Batch messages stored before another publish failed: the caller retries the commit and
+            # finds them stored; remember they are this commit's own, not duplicates from the source.
+            for plan, ack in zip(plans, acks, strict=True):
+                if isinstance(ack, api.PubAck) and not ack.duplicate:
+                    self._stored_unreported[plan[3]] = None
+            while len(self._stored_unreported) > 10_000:
+                del self._stored_unreported[next(iter(self._stored_unreported))]
+            raise failure
         queued_total = 0
-        for (connector, queued, queued_bodies, lines), ack in zip(plans, acks, strict=True):
-            if ack is not None and ack.duplicate:  # this very batch is already stored
-                for line in lines:
-                    if line[FATE] == "queued":
+        tail_bodies: dict[str, list[bytes]] = defaultdict(list)
+        for (connector, chunk, chunk_bodies, msg_id), ack in zip(plans, acks, strict=True):
+            mine = msg_id in self._stored_unreported
+            self._stored_unreported.pop(msg_id, None)
+            if isinstance(ack, api.PubAck) and ack.duplicate and not mine:  # this very batch is stored
+                ids = {message_id for message_id, _ in chunk}
+                for line in lines_of[connector]:
+                    if line[FATE] == "queued" and line[MESSAGE_ID] in ids:
                         _mark_duplicate(line, counts, connector)
-                duplicates += len(queued)
-            elif queued:
-                queued_total += len(queued)
-                self._tally.queue(connector, len(queued), sum(len(b) for b in queued_bodies))
-            await self._tail.received(connector, now, lines, source=source, bodies=queued_bodies)
+                duplicates += len(chunk)
+                continue
+            queued_total += len(chunk)
+            self._tally.queue(connector, len(chunk), sum(len(b) for b in chunk_bodies))
+            tail_bodies[connector] += chunk_bodies
+        for connector, lines in lines_of.items():
+            await self._tail.received(connector, now, lines, source=source, bodies=tail_bodies[connector])
         for (connector, event_type, fate), n in received.fates.items():
             counts[(connector, event_type, RECEIVED)] += n
             counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
@@ -360,6 +379,11 @@ class JetStreamOutbox:
             filtered=received.items - queued_total - duplicates - len(received.dead),
             dead_lettered=len(received.dead),
         )
+
+    def _message_room(self) -> int:
+        """Bytes of Segment messages one batch message may carry: the server's payload limit, less room
+        for the index line."""
+        return max(1, int(self._nc.max_payload * 0.75))
 
     async def _publish_dead(
         self,
@@ -856,10 +880,6 @@ def _mark_duplicate(line: list, counts: dict[tuple[str, str, str], int], connect
     line[4] = DUPLICATE_REASON
     counts[(connector, line[TYPE], QUEUED)] -= 1
     counts[(connector, line[TYPE], DUPLICATE)] += 1
-
-
-async def _none() -> None:
-    return None
 
 
 async def _ignore(error: Exception) -> None:
