@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.cluster.conftest import NatsCluster
+from tests.cluster.conftest import NatsCluster, free_ports
 from tests.test_store import queued
 from tui_currents.cluster import JetStreamOutbox
 from tui_currents.outbox import (
@@ -360,7 +360,7 @@ def test_two_nodes_down_commit_fails_in_bounded_time_and_recovers(
     with pytest.raises(StoreUnavailable) as failure:
         outbox.commit(received, source="test")
     assert time.monotonic() - began < 6.0  # twice the timeout, plus slack: never a hang
-    assert failure.value.cause == "no quorum"
+    assert failure.value.cause == "no quorum", str(failure.value)
     assert "acknowledged" in str(failure.value) and "\n" not in str(failure.value)
 
     nats_cluster.restart(1, wait=False)
@@ -374,3 +374,14 @@ def test_two_nodes_down_commit_fails_in_bounded_time_and_recovers(
             assert time.monotonic() < deadline, "the queue did not work again once the nodes were back"
     nats_cluster.wait_healthy()  # delivery resumes once the consumer's replicas have caught up
     assert len(drain(outbox)) == 10
+
+
+def test_nats_unreachable_at_start_is_a_clear_error_in_bounded_time():
+    urls = [f"nats://127.0.0.1:{port}" for port in free_ports(2)]  # nothing listens there
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable) as failure:
+        JetStreamOutbox(urls, instance="a", name="nothing", timeout=1.0)
+    assert time.monotonic() - began < 4.0
+    assert failure.value.cause == "no quorum", str(failure.value)
+    assert all(url in str(failure.value) for url in urls)
+    assert "Nothing was read or written." in str(failure.value)

@@ -96,6 +96,20 @@ _FATE_COUNTER = {
     "rejected": DEAD_LETTERED,
 }
 _NATS_ERRORS = (TimeoutError, asyncio.TimeoutError, nats.errors.Error, OSError)
+# Failures that mean "no quorum answered" (nodes down, a leader being elected), not "refused".
+_NO_ANSWER = (
+    TimeoutError,
+    asyncio.TimeoutError,
+    OSError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
 DONE, DEAD, AGAIN = "done", "dead", "again"  # how a handed-out row was settled
 
 
@@ -165,8 +179,8 @@ class JetStreamOutbox:
     # ------------------------------------------------------------------------------------- plumbing
 
     def _run(self, coro: Coroutine[Any, Any, T], doing: str, kept: str) -> T:
-        """Run `coro` on the client's loop within `timeout` (twice for the connection, which may walk
-        several servers); NATS failures become StoreUnavailable naming what was kept."""
+        """Run `coro` on the client's loop, waiting at most twice `timeout` (a call makes a few requests,
+        each bounded by `timeout`); NATS failures become StoreUnavailable saying what was kept."""
         if self._closed:
             coro.close()
             raise StoreUnavailable(
@@ -174,13 +188,20 @@ class JetStreamOutbox:
             )
         try:
             return self._loop.call(coro, self.timeout * 2)
-        except _NATS_ERRORS as error:
+        except _NO_ANSWER as error:
             urls = ", ".join(self.servers)
-            detail = str(error) or type(error).__name__
             raise StoreUnavailable(
-                f"Could not {doing}: the NATS cluster ({urls}) gave no answer with a quorum ({detail}). "
-                f"{kept} Check that most NATS nodes are running and reachable; it works again once they are.",
+                f"Could not {doing}: the NATS cluster ({urls}) gave no answer with a quorum "
+                f"({_detail(error)}). {kept} Check that most NATS nodes are running and reachable; "
+                "it works again once they are.",
                 cause="no quorum",
+                path=self.path,
+            ) from error
+        except _NATS_ERRORS as error:
+            raise StoreUnavailable(
+                f"Could not {doing}: the NATS cluster refused it ({_detail(error)}). {kept} "
+                "This will not pass by itself: see the NATS servers' logs.",
+                cause="refused",
                 path=self.path,
             ) from error
 
@@ -872,6 +893,10 @@ class JetStreamOutbox:
             await self._nc.flush(timeout=max(1, round(self.timeout)))
         with contextlib.suppress(*_NATS_ERRORS):
             await self._nc.close()
+
+
+def _detail(error: BaseException) -> str:
+    return str(error) or type(error).__name__
 
 
 def _mark_duplicate(line: list, counts: dict[tuple[str, str, str], int], connector: str) -> None:
