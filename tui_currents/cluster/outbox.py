@@ -3,8 +3,9 @@
 Layout in JetStream (NAME is the `name` given, "tc" by default):
 
 - Stream `NAME_OUTBOX` (work queue, file storage, `replicas` copies), subjects `NAME.outbox.<connector>`:
-  one message per commit per connector carrying all its queued events (see codec.py), published with a
-  `Nats-Msg-Id` derived from its content, so a commit retried with the same batch is stored once.
+  one message per commit per connector carrying all its queued events (several when they would pass the
+  server's max_payload; see codec.py), published with a `Nats-Msg-Id` derived from its content, so a
+  commit retried with the same batch is stored once.
   `commit` returns only after the publish ack, i.e. once a quorum of replicas stored it.
 - One durable pull consumer per connector (`c_<connector>`), shared by every instance: a message has one
   owner at a time and comes back after the ack wait when its owner dies.
@@ -19,14 +20,14 @@ dead-lettered; nak'ed with the latest asked delay when any row was given back or
 rows of a nak'ed message that were already settled are skipped when it comes back to this instance;
 another instance receiving it sends them again, under the same messageId, which Segment deduplicates.
 
-Every call runs on a private event loop (loop.py) and waits at most `timeout` seconds: a cluster without
-quorum raises StoreUnavailable with a message saying what was kept, never hangs.
+Every call runs on a private event loop (loop.py) and waits at most twice `timeout` seconds: a cluster
+without quorum raises StoreUnavailable with a message saying what was kept (errors.py), never hangs.
 
-Known differences from the SQLite store:
-duplicates are collapsed per batch (the same batch again, or a messageId repeated within one batch), not
-per messageId across batches (Segment deduplicates those); `attempts` is the JetStream delivery count
-minus one, so releases and Retry-After waits count too; `lease_seconds` is the consumer's ack wait, set
-when the consumer is first created; dead-letter caps are not applied.
+Known differences from the SQLite store: duplicates are collapsed per batch message (the same batch
+again, or a messageId repeated within one batch), not per messageId across batches (Segment deduplicates
+those); `attempts` is the JetStream delivery count minus one, so releases and Retry-After waits count too;
+the `lease_seconds` given to `lease` is not used: the consumer's ack wait is the constructor's
+`lease_seconds`, set when the consumer is first created; dead-letter caps are not applied.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from tui_currents.cluster import codec, dead_letters
+from tui_currents.cluster.errors import NATS_ERRORS, unavailable
 from tui_currents.cluster.loop import LoopThread
 from tui_currents.cluster.tail import TailFeed
 from tui_currents.cluster.tallies import Tally, sizes, summed
@@ -95,21 +97,6 @@ _FATE_COUNTER = {
     "not forwardable": NOT_FORWARDABLE,
     "rejected": DEAD_LETTERED,
 }
-_NATS_ERRORS = (TimeoutError, asyncio.TimeoutError, nats.errors.Error, OSError)
-# Failures that mean "no quorum answered" (nodes down, a leader being elected), not "refused".
-_NO_ANSWER = (
-    TimeoutError,
-    asyncio.TimeoutError,
-    OSError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.NoServersError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.ConnectionReconnectingError,
-    nats.js.errors.ServiceUnavailableError,
-    nats.js.errors.NoStreamResponseError,
-)
 DONE, DEAD, AGAIN = "done", "dead", "again"  # how a handed-out row was settled
 
 
@@ -188,22 +175,8 @@ class JetStreamOutbox:
             )
         try:
             return self._loop.call(coro, self.timeout * 2)
-        except _NO_ANSWER as error:
-            urls = ", ".join(self.servers)
-            raise StoreUnavailable(
-                f"Could not {doing}: the NATS cluster ({urls}) gave no answer with a quorum "
-                f"({_detail(error)}). {kept} Check that most NATS nodes are running and reachable; "
-                "it works again once they are.",
-                cause="no quorum",
-                path=self.path,
-            ) from error
-        except _NATS_ERRORS as error:
-            raise StoreUnavailable(
-                f"Could not {doing}: the NATS cluster refused it ({_detail(error)}). {kept} "
-                "This will not pass by itself: see the NATS servers' logs.",
-                cause="refused",
-                path=self.path,
-            ) from error
+        except NATS_ERRORS as error:
+            raise unavailable(error, doing, kept, self.servers, self.path) from error
 
     async def _open(self) -> None:
         self._nc = await nats.connect(
@@ -274,7 +247,7 @@ class JetStreamOutbox:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await self._flush()
 
     async def _flush(self) -> None:
@@ -882,21 +855,17 @@ class JetStreamOutbox:
     async def _close(self) -> None:
         self._flusher.cancel()
         self._watching.cancel()
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             await self._watcher.stop()
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             await self._release_all(None)
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             await self._flush()
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             # the acks and naks above reach the server before the connection closes
             await self._nc.flush(timeout=max(1, round(self.timeout)))
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             await self._nc.close()
-
-
-def _detail(error: BaseException) -> str:
-    return str(error) or type(error).__name__
 
 
 def _mark_duplicate(line: list, counts: dict[tuple[str, str, str], int], connector: str) -> None:
