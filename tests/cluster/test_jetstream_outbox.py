@@ -124,6 +124,16 @@ def test_commit_then_lease_then_delivered_round_trip(open_outbox: OpenOutbox):
     assert outbox.tail_last_seq() == max(row.seq for row in outbox.tail(limit=10_000))
 
 
+def test_an_instance_restarted_keeps_counting_from_its_figures(open_outbox: OpenOutbox):
+    outbox = open_outbox("a")
+    outbox.commit(batch(12)[0], source="test")
+    outbox.close()  # writes its counters
+    again = open_outbox("a")
+    again.commit(batch(3)[0], source="test")
+    assert again.counter_totals(C1)[QUEUED] == 15
+    assert again.backlog(C1).messages == 15
+
+
 def test_a_retried_identical_commit_is_stored_once(open_outbox: OpenOutbox):
     outbox = open_outbox()
     received, _ = batch(25)
