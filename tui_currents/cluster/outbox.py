@@ -459,6 +459,8 @@ class JetStreamOutbox:
             return True
 
         for item in sorted((h for h in held.values() if not h.handed), key=lambda h: h.stream_seq):
+            if item.handed:  # taken by a lease running beside this one (on another thread) meanwhile
+                continue
             if not hand_out(item):
                 return rows
             await item.msg.in_progress()  # fetched earlier: its ack wait starts again now
