@@ -64,6 +64,7 @@ SLOW = (
     "tests/test_logs.py",
     "tests/test_webhook.py",
     "tests/test_wheel.py",
+    "tests/cluster/",
 )
 
 
