@@ -94,6 +94,8 @@ def _one_round(home: Path, *, seeded: bool) -> tuple[list[str], list[subprocess.
     return missing, results
 
 
+# Minutes of Argon2 work in a dozen processes: a soak run. The processes test above is the quick proof.
+@pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_concurrent_cli_writers_lose_no_secret(tmp_path: Path) -> None:
     """Eight `workspace add --receiver-token-stdin` and four `connector add --write-key-stdin` at once, on a

@@ -25,7 +25,7 @@ async def test_the_palette_over_the_editor_has_its_actions(seeded):
             assert wanted in names
         names["editor: select no event type"].run()
         await pilot.pause(0.1)
-        assert "0 of" in str(editor.query_one("#event-summary").render())
+        assert "0/51 of" in str(editor.query_one("#event-summary").render())
         # Through the palette itself, as a person does it.
         await pilot.press("ctrl+p")
         await pilot.press(*"editor: cancel")

@@ -23,6 +23,7 @@ def settle(*keys: str):
             await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.3)
         await pilot.app.workers.wait_for_complete()
+        await pilot.wait_for_scheduled_animations()
         pilot.app.clear_notifications()
         await pilot.pause(0.05)
 
