@@ -47,6 +47,9 @@ class R:
     active: bool = True
     retention_days: int = 30
     asked: list[int] = field(default_factory=list, compare=False)  # how many dead letters were looked up
+    enabled: bool = True
+    token: str | None = None  # why the workspace's receiver token cannot be read
+    token_since: float = 0.0  # minute the engine first recorded it
 
     def reading(self) -> Reading:
         def newest(n: int) -> list[DeadLetter]:
@@ -66,10 +69,14 @@ class R:
             active=self.active,
             retention_days=self.retention_days,
             newest_dead_letters=newest,
+            enabled=self.enabled,
+            token_problem=self.token,
+            token_problem_since=None if self.token is None else at(self.token_since),
         )
 
 
 DEFAULTS = Thresholds()
+GONE = "the encrypted keyring file is missing. Put it back (from a backup)."
 
 
 def run(
@@ -179,6 +186,31 @@ SCENARIOS = [
         ],
     ),
     (
+        "an unreadable receiver token alerts after a minute, even for a paused connector, and recovers",
+        AlertKind.RECEIVER_TOKEN,
+        [
+            (0, R(RUNNING), None),
+            (0.5, R(RUNNING, token=GONE, token_since=0.45), None),  # a 3-second blip...
+            (0.6, R(RUNNING), None),  # ...gone by the next check: it mailed no one
+            (1, R(PAUSED, active=False, token=GONE, token_since=1), None),
+            (1.9, R(PAUSED, active=False, token=GONE, token_since=1), None),  # 54 seconds
+            (2, R(PAUSED, active=False, token=GONE, token_since=1), ALERT),
+            (30, R(PAUSED, active=False, token=GONE, token_since=1), None),  # still unreadable: no second
+            (31, R(PAUSED, active=False), RECOVERY),
+            (32, R(RUNNING), None),
+        ],
+    ),
+    (
+        "an unreadable receiver token does not alert for a disabled connector (it takes no events)",
+        AlertKind.RECEIVER_TOKEN,
+        [
+            (0, R(enabled=False, active=False, token=GONE, token_since=0), None),
+            (10, R(enabled=False, active=False, token=GONE, token_since=0), None),
+            (11, R(RUNNING, token=GONE, token_since=0), ALERT),  # enabled again, still unreadable
+            (12, R(RUNNING), RECOVERY),
+        ],
+    ),
+    (
         "shorter thresholds are followed",
         AlertKind.BACKLOG,
         [
@@ -215,6 +247,9 @@ def test_an_alert_remembers_when_its_condition_began() -> None:
     _, memory = run(AlertKind.BACKLOG, [(90, R(RUNNING, waiting=2, oldest=20))])
     assert memory.since == at(20)
 
+    _, memory = run(AlertKind.RECEIVER_TOKEN, [(9, R(RUNNING, token=GONE, token_since=4))])
+    assert memory.alerted and memory.since == at(4)
+
 
 def test_new_dead_letters_begin_when_the_first_of_them_came_and_only_then_are_looked_up() -> None:
     first, rise, more = R(RUNNING, dead=5), R(RUNNING, dead=8, dead_at=(9, 6, 4, 1)), R(RUNNING, dead=9)
@@ -234,6 +269,14 @@ def test_a_clock_set_back_does_not_silence_alerts() -> None:
     memory = Memory(last_alert_at=at(60))  # an alert "in the future": the clock went back since
     result = step(AlertKind.CREDENTIALS, memory, R(REJECTED).reading(), at(0), Thresholds())
     assert result.phase is ALERT
+
+
+def test_an_unreadable_token_recorded_just_after_the_check_began_is_in_the_grace() -> None:
+    # The engine records problems from another thread: one may bear a time a little after `now`.
+    raised, _ = run(AlertKind.RECEIVER_TOKEN, [(1, R(RUNNING, token=GONE, token_since=1.01))])
+    assert raised == [None]
+    raised, _ = run(AlertKind.RECEIVER_TOKEN, [(1, R(RUNNING, token=GONE, token_since=60))])
+    assert raised == [ALERT]  # an hour ahead: the clock was set back
 
 
 def test_a_step_leaves_the_memory_it_was_given_as_it_was() -> None:

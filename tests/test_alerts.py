@@ -16,6 +16,7 @@ import logging
 import socket
 import sqlite3
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,9 +38,10 @@ from tui_currents.alerts import (
     smtp_sender_for,
 )
 from tui_currents.config import Config, Connector, SmtpSettings, Workspace
+from tui_currents.control import Control
 from tui_currents.mapping import Fate, map_event, normalise
 from tui_currents.paths import Home
-from tui_currents.secrets import Secrets, write_key_env_var
+from tui_currents.secrets import PASSPHRASE_ENV, Secrets, write_key_env_var
 from tui_currents.store import ConnectorState, ConnectorStatus, Store
 
 from .fixtures.currents_events import event
@@ -405,6 +407,79 @@ def test_dead_letters_alert_once_and_recover_after_a_quiet_hour(
 
 
 # --------------------------------------------------------------------------------- rate limit, restarts
+
+
+def test_an_unreadable_receiver_token_alerts_each_enabled_connector_of_its_workspace_and_recovers(
+    smtp: SmtpServer, store: Store, tmp_path: Path
+) -> None:
+    def connector(name: str, workspace: str, contact: str, **options: object) -> Connector:
+        return Connector(
+            name=name, workspace=workspace, contact_email=contact, events=[EMAIL_SEND], **options
+        )
+
+    config = Config(
+        workspaces=[Workspace("acme"), Workspace("globex")],
+        connectors=[
+            connector(NAME, "acme", CONTACT),
+            connector("SMS", "acme", "sms@example.com", paused=True),  # paused: its events are refused too
+            connector("Archive", "acme", "archive@example.com", enabled=False),  # takes no events
+            connector("Globex", "globex", "globex@example.com"),  # another workspace, readable
+        ],
+        smtp=smtp.settings(),
+    )
+    engine = Control(store.path)  # the engine's side: how it records what its receiver cannot read
+    try:
+        problem = f"{tmp_path / 'keyring.cfg'} is missing. Put it back (from a backup)."
+        engine.set_receiver_problems({"acme": problem})
+        began = time.time()
+        clock = Clock(began)
+        monitor = AlertMonitor(store.path, sender=sender_for(smtp), clock=clock, store=store)
+        queue(store, config, 4, at=began)
+        assert monitor.tick(config) == []  # within the grace: a blip mails no one
+        clock.advance(30)
+        assert monitor.tick(config) == [] and smtp.mailbox.raw == []
+
+        clock.advance(40)
+        new = monitor.tick(config)
+        assert sorted((a.connector, a.kind, a.phase, a.email) for a in new) == [
+            (NAME, AlertKind.RECEIVER_TOKEN, Phase.ALERT, EmailStatus.PENDING),
+            ("SMS", AlertKind.RECEIVER_TOKEN, Phase.ALERT, EmailStatus.PENDING),
+        ]
+        assert all(a.since is not None and abs(a.since - began) < 5 for a in new)
+        assert sorted(smtp.mailbox.recipients) == [[CONTACT], ["sms@example.com"]]
+        by_recipient = dict(
+            zip((r[0] for r in smtp.mailbox.recipients), smtp.mailbox.messages(), strict=True)
+        )
+        message = by_recipient[CONTACT]
+        assert message["Subject"] == (
+            f"[tui-currents] Connector '{NAME}': Braze's events are refused (receiver token unreadable)"
+        )
+        text = body(message)
+        assert "Braze workspace 'acme'" in text and "503" in text and problem in text  # what happened
+        assert "nothing is acknowledged" in text and "4 events" in text  # what is kept
+        assert "keyring file back" in text and PASSPHRASE_ENV in text and "tui-currents status" in text
+        assert open_alerts(store.path) and {a.kind for a in open_alerts(store.path)} == {
+            AlertKind.RECEIVER_TOKEN
+        }
+
+        for _ in range(3):  # still unreadable: no second email
+            clock.advance(10 * MINUTE)
+            assert monitor.tick(config) == []
+        assert len(smtp.mailbox.raw) == 2
+
+        engine.set_receiver_problems({})  # the keyring can be read again
+        clock.advance(10)
+        recoveries = monitor.tick(config)
+        assert sorted((a.connector, a.phase) for a in recoveries) == [
+            (NAME, Phase.RECOVERY),
+            ("SMS", Phase.RECOVERY),
+        ]
+        subjects = smtp.mailbox.subjects()[2:]
+        assert f"[tui-currents] Connector '{NAME}': the receiver token can be read again" in subjects
+        assert open_alerts(store.path) == []
+        assert monitor.tick(config) == [] and len(smtp.mailbox.raw) == 4
+    finally:
+        engine.close()
 
 
 def test_alerts_are_rate_limited_per_kind_and_connector(smtp: SmtpServer, store: Store, clock: Clock) -> None:

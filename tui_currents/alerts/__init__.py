@@ -1,4 +1,5 @@
-"""Alert emails to a connector's contact: a rejected write key, events waiting too long, dead letters.
+"""Alert emails to a connector's contact: a rejected write key, events waiting too long, dead letters, an
+unreadable receiver token.
 
 The engine calls `AlertMonitor.tick(config)` every few seconds (from a thread). Each tick reads the store's
 current readings for every configured connector and decides, per connector and per kind of alert:
@@ -14,6 +15,11 @@ current readings for every configured connector and decides, per connector and p
   connector: events are about to be lost.
 - "dead letters": the connector's dead_lettered counter rose. It clears after
   `Thresholds.dead_letter_quiet` (1 hour by default) without new dead letters.
+- "receiver token unreadable": the engine cannot read the receiver token of the connector's workspace
+  (it records why in the store's `receiver_problems` table), so Braze's events for it are answered 503.
+  Raised for every enabled connector of the workspace, paused ones too, once the problem has lasted
+  `Thresholds.receiver_token_grace` (1 minute by default: a blip mails no one); it clears when the token
+  can be read again.
 
 An alert goes out at most once per kind and connector within `Thresholds.rate_limit` (30 minutes by
 default), and one recovery email follows when its condition clears. What was decided is kept in two small

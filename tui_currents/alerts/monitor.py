@@ -123,10 +123,11 @@ class AlertMonitor:
             now = self.clock()
             stored = self._store.alert_memories()
             states = self._store.states()
+            token_problems = self._store.receiver_problems()
             changed: dict[tuple[str, str], str] = {}
             drafts: list[NewAlert] = []
             for connector in config.connectors:
-                reading = self._read(connector, states)
+                reading = self._read(connector, states, token_problems.get(connector.workspace))
                 for kind in AlertKind:
                     key = (connector.name, kind.value)
                     before = stored.get(key)
@@ -147,8 +148,11 @@ class AlertMonitor:
                 self._log(alert)
             return alerts
 
-    def _read(self, connector: Connector, states: dict[str, ConnectorState]) -> Reading:
+    def _read(
+        self, connector: Connector, states: dict[str, ConnectorState], token_problem: tuple[str, float] | None
+    ) -> Reading:
         name = connector.name
+        problem, since = token_problem if token_problem is not None else (None, None)
         totals = self._store.counter_totals(name)
         return Reading(
             state=states.get(name),
@@ -158,6 +162,9 @@ class AlertMonitor:
             active=connector.active,
             retention_days=connector.retention_days,
             newest_dead_letters=lambda n: self._store.dead_letters(name, limit=n),
+            enabled=connector.enabled,
+            token_problem=problem,
+            token_problem_since=since,
         )
 
     def _draft(self, kind: AlertKind, phase: Phase, facts: Facts) -> NewAlert:

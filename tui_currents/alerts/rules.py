@@ -29,6 +29,7 @@ class AlertKind(StrEnum):
     BACKLOG = "backlog waiting"
     RETENTION = "nearing expiry"
     DEAD_LETTERS = "dead letters"
+    RECEIVER_TOKEN = "receiver token unreadable"  # Braze's events for the workspace are answered 503
 
 
 class Phase(StrEnum):
@@ -47,6 +48,7 @@ class Thresholds:
     rate_limit: float = 30 * 60.0  # at most one alert per kind and connector within this
     dead_letter_quiet: float = HOUR  # dead letters are over after this long without a new one
     give_up_after: float = DAY  # an email not sent within this is given up (and logged)
+    receiver_token_grace: float = 60.0  # a receiver token unreadable for less than this mails no one
 
 
 @dataclass(slots=True)
@@ -90,6 +92,11 @@ class Reading:
     # The connector's n newest dead letters: looked up only when new ones begin an episode (and for the
     # alert's wording), so a check costs no more than the counters while nothing happens.
     newest_dead_letters: Callable[[int], Sequence[DeadLetter]] = _no_dead_letters
+    enabled: bool = True  # enabled at all (paused or not): the receiver takes its workspace's events for it
+    # Why the running engine cannot read the receiver token of the connector's workspace, and since when
+    # (None while it can): Braze's requests for the workspace are answered 503 meanwhile.
+    token_problem: str | None = None
+    token_problem_since: float | None = None
 
     @property
     def state_name(self) -> str | None:
@@ -137,6 +144,17 @@ def _holds(
         if reading.active:
             return True, backlog.oldest_enqueued_at
         return None, None  # the user paused or disabled it: waiting is expected
+    if kind is AlertKind.RECEIVER_TOKEN:  # raised even for a paused connector: its events are refused too
+        if reading.token_problem is None:
+            return False, None
+        if not reading.enabled:
+            return None, None  # it takes no events: nothing is refused for it
+        began = reading.token_problem_since or now
+        # A blip shorter than the grace mails no one. A start recorded just after `now` was taken is still
+        # in the grace; one far ahead means the clock was set back, which counts as the grace having passed.
+        if memory.active or abs(now - began) >= thresholds.receiver_token_grace:
+            return True, began
+        return None, None
     if kind is AlertKind.RETENTION:  # raised even for a paused connector: events are about to be lost
         warn_at = reading.retention_days * DAY * thresholds.retention_warning
         return age is not None and age >= warn_at, backlog.oldest_enqueued_at

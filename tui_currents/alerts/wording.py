@@ -26,6 +26,7 @@ from tui_currents.alerts.rules import (
 from tui_currents.config import MAX_RETENTION_DAYS, Connector
 from tui_currents.logs import mask
 from tui_currents.outbox import ConnectorStatus
+from tui_currents.secrets import PASSPHRASE_ENV
 
 SUBJECT_PREFIX = "[tui-currents]"
 MAX_QUOTED_ERROR_CHARS = 300
@@ -269,6 +270,41 @@ def _dead_letters_recovery(f: Facts) -> tuple[str, list[str]]:
     return f"no new dead letters for {quiet}", [first]
 
 
+def _receiver_token_alert(f: Facts) -> tuple[str, list[str]]:
+    c, r, m, now = f.connector, f.reading, f.memory, f.now
+    first = (
+        f"Since {_when(m.since or now)}, tui-currents cannot read the receiver token of Braze workspace "
+        f"'{c.workspace}', so every request Braze sends for it (the events of connector '{c.name}') is "
+        'answered 503 ("try again later").'
+    )
+    if r.token_problem:
+        first += f" The keyring's answer: {_quote(r.token_problem)}"
+    kept = (
+        "What is kept: nothing is acknowledged to Braze meanwhile, so nothing is lost yet. Braze keeps the "
+        "refused events and sends them again with growing pauses, but only for a limited time (a problem "
+        "lasting days makes Braze drop new events). " + _waiting(r, now)
+    )
+    todo = (
+        "What to do: put the keyring file back (from a backup), or, if it is now written with another "
+        f"passphrase, restart the service with that passphrase ({PASSPHRASE_ENV}). The receiver reads "
+        "the token again by itself within seconds of the file being readable. Check with\n"
+        f"{COMMAND_INDENT}tui-currents status"
+    )
+    after = "You will get one more email when the receiver token can be read again."
+    return "Braze's events are refused (receiver token unreadable)", [first, kept, todo, after]
+
+
+def _receiver_token_recovery(f: Facts) -> tuple[str, list[str]]:
+    c, r, m, now = f.connector, f.reading, f.memory, f.now
+    first = (
+        f"The receiver token of Braze workspace '{c.workspace}' can be read again ({_when(now)}); Braze's "
+        f"events for connector '{c.name}' had been answered 503 since {_when(m.since or now)} "
+        f"({_duration(now - (m.since or now))}). Braze sends the refused events again by itself; they are "
+        "received and delivered as usual."
+    )
+    return "the receiver token can be read again", [first, _waiting(r, now)]
+
+
 def _save_key(name: str) -> str:
     return (
         "save a new write key with\n"
@@ -339,4 +375,6 @@ _WRITERS: dict[tuple[AlertKind, Phase], Callable[[Facts], tuple[str, list[str]]]
     (AlertKind.RETENTION, Phase.RECOVERY): _retention_recovery,
     (AlertKind.DEAD_LETTERS, Phase.ALERT): _dead_letters_alert,
     (AlertKind.DEAD_LETTERS, Phase.RECOVERY): _dead_letters_recovery,
+    (AlertKind.RECEIVER_TOKEN, Phase.ALERT): _receiver_token_alert,
+    (AlertKind.RECEIVER_TOKEN, Phase.RECOVERY): _receiver_token_recovery,
 }

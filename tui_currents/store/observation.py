@@ -42,6 +42,12 @@ class Observation(StoreBase):
         rows = self._read("SELECT connector, state FROM connector_states ORDER BY connector")
         return {name: ConnectorState.from_json(text) for name, text in rows}
 
+    def receiver_problems(self) -> dict[str, tuple[str, float]]:
+        """Per workspace, why the running engine cannot read its receiver token and since when (as the engine
+        records them with `Control.set_receiver_problems`); empty when every token can be read."""
+        rows = self._read("SELECT workspace, problem, since FROM receiver_problems ORDER BY workspace")
+        return {workspace: (problem, since) for workspace, problem, since in rows}
+
     # --------------------------------------------------------------------------------------- counters
 
     def counters(self, connector: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
