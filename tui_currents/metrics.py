@@ -150,8 +150,18 @@ class TimedStore:
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)
 
-    def lease(self, connector: str, **kwargs: object) -> list[OutboxRow]:
-        rows = self._store.lease(connector, **kwargs)
+    def lease(
+        self,
+        connector: str,
+        *,
+        max_messages: int,
+        max_bytes: int,
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> list[OutboxRow]:
+        rows = self._store.lease(
+            connector, max_messages=max_messages, max_bytes=max_bytes, lease_seconds=lease_seconds, now=now
+        )
         with self._lock:
             for row in rows:
                 self._enqueued[row.seq] = row.enqueued_at
@@ -172,17 +182,21 @@ class TimedStore:
             for seq in seqs:
                 self._enqueued.pop(seq, None)
 
-    def retry_later(self, connector: str, seqs: Sequence[int], **kwargs: object) -> None:
+    def retry_later(
+        self, connector: str, seqs: Sequence[int], *, retry_at: float, error: str, count_attempt: bool = True
+    ) -> None:
         self._forget(seqs)
-        self._store.retry_later(connector, seqs, **kwargs)
+        self._store.retry_later(connector, seqs, retry_at=retry_at, error=error, count_attempt=count_attempt)
 
-    def release(self, connector: str, seqs: Sequence[int], **kwargs: object) -> None:
+    def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         self._forget(seqs)
-        self._store.release(connector, seqs, **kwargs)
+        self._store.release(connector, seqs, retry_at=retry_at)
 
-    def dead_letter(self, connector: str, seqs: Sequence[int], **kwargs: object) -> int:
+    def dead_letter(
+        self, connector: str, seqs: Sequence[int], *, reason: str, now: float | None = None
+    ) -> int:
         self._forget(seqs)
-        return self._store.dead_letter(connector, seqs, **kwargs)
+        return self._store.dead_letter(connector, seqs, reason=reason, now=now)
 
 
 class ServiceMetrics:
