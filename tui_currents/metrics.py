@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -227,12 +228,12 @@ class ServiceMetrics:
         """The store for one connector's delivery, timing its deliveries."""
         return TimedStore(store, self.latency.labels(connector).observe)
 
-    def receiver_middleware(self) -> Callable:
+    def receiver_middleware(self) -> Middleware:
         """An aiohttp middleware counting the receiver's answers by status code."""
         requests = self.receiver_requests
 
         @web.middleware
-        async def count(request: web.Request, handler: Callable) -> web.StreamResponse:
+        async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
