@@ -25,16 +25,21 @@ from tui_currents.tui.app import CurrentsApp  # noqa: E402
 from tui_currents.tui.backend import Backend  # noqa: E402
 
 SIZE = (100, 32)
-# (file name, keys pressed from the connectors screen to get there)
+SMALL = (80, 24)
+# (file name, keys pressed from the connectors screen to get there, terminal size, theme)
 SHOTS = (
-    ("connectors", ()),
-    ("editor", ("e",)),
-    ("tail", ("t",)),
-    ("message", ("t", "up", "enter")),
-    ("health", ("h",)),
-    ("dead-letters", ("x",)),
-    ("help", ("f1",)),
-    ("palette", ("ctrl+p",)),
+    ("connectors", (), SIZE, None),
+    ("editor", ("e",), SIZE, None),
+    ("tail", ("t",), SIZE, None),
+    ("message", ("t", "up", "enter"), SIZE, None),
+    ("health", ("h",), SIZE, None),
+    ("dead-letters", ("x",), SIZE, None),
+    ("help", ("f1",), SIZE, None),
+    ("palette", ("ctrl+p",), SIZE, None),
+    ("connectors-80x24", (), SMALL, None),
+    ("tail-80x24", ("t",), SMALL, None),
+    ("connectors-light", (), SIZE, "currents-light"),
+    ("health-light", ("h",), SIZE, "currents-light"),
 )
 
 
@@ -68,8 +73,10 @@ async def capture(out: Path, seconds: float, rate: float) -> list[Path]:
                 # A few refusals, so that the dead letters screen has reasons to show.
                 engine.sandbox.faults.update(next_statuses=[422, 422])
             await asyncio.sleep(seconds)  # let the demo traffic fill the counters and the tail
-            for name, keys in SHOTS:
+            for name, keys, size, theme in SHOTS:
                 app.show_home()
+                await pilot.resize_terminal(*size)
+                app.set_theme(theme or "currents-dark", remember=False)
                 await pilot.pause(0.2)
                 for key in keys:
                     await pilot.press(key)

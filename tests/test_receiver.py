@@ -277,6 +277,16 @@ async def test_concurrent_batches_are_all_stored_before_their_answers(start, cli
         assert reader.counter_totals(MAIN)["received"] == len(SUPPORTED) * len(rounds)
 
 
+async def test_equal_bodies_at_the_same_moment_are_each_answered(start, client) -> None:
+    # Equal small bodies can be one object in memory (b"" always is): each request is still its own.
+    running = await start()
+    bodies = [b"", b'{"events": []}'] * 12
+
+    responses = await asyncio.gather(*(running.post(client, MARKETING, content=b) for b in bodies))
+
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+
+
 # ------------------------------------------------------------------------------------------- refusing
 
 

@@ -23,6 +23,7 @@ from tui_currents import logs
 from tui_currents import secrets as secrets_module
 from tui_currents.paths import Home
 from tui_currents.secrets import (
+    KeyringUnreadable,
     PassphraseRequired,
     Secrets,
     SecretsUnavailable,
@@ -94,6 +95,39 @@ def test_the_file_is_readable_by_keyrings_cryptfile_and_changes_from_elsewhere_a
     started = time.perf_counter()
     assert shared.get_write_key("Billing") == "wk_billing_from_elsewhere_1111"
     assert time.perf_counter() - started < 0.1  # served from memory, no Argon2 derivation
+
+
+def test_an_unreadable_file_is_never_taken_for_nothing_stored_nor_overwritten(tmp_path):
+    """Deleted, cut short or emptied under a running process: reads raise KeyringUnreadable (not None, which
+    means "not stored"), writes refuse a damaged file and leave it as it is, and opening it says what is
+    wrong. A good copy put back reads again; after a deletion, storing a secret starts a new file."""
+    home = Home.at(tmp_path / "home").ensure()
+    vault = Secrets(home, backend="file", passphrase=PASSPHRASE)
+    vault.set_receiver_token("prod", TOKEN)
+    path = home.keyring_file
+    good = path.read_bytes()
+    assert vault.get_receiver_token("prod") == TOKEN and vault.get_receiver_token("staging") is None
+
+    for how, damaged in (("cut short", good[: len(good) // 2]), ("emptied", b"")):
+        path.write_bytes(damaged)
+        with pytest.raises(KeyringUnreadable) as caught:
+            vault.get_receiver_token("staging")
+        assert str(path) in str(caught.value) and TOKEN not in str(caught.value), how
+        with pytest.raises(SecretsUnavailable):
+            vault.set_write_key("Marketing", WRITE_KEY)
+        assert path.read_bytes() == damaged, how  # never overwritten
+        with pytest.raises(KeyringUnreadable, match="left untouched"):
+            Secrets(home, backend="file", passphrase=PASSPHRASE + " (another process)")
+        path.write_bytes(good)
+        assert vault.get_receiver_token("prod") == TOKEN
+
+    path.unlink()
+    with pytest.raises(KeyringUnreadable, match="is missing"):
+        vault.get_receiver_token("prod")
+    vault.set_write_key("Marketing", WRITE_KEY)  # a new file, as on first use
+    assert stock_keyring(vault).get_password("tui-currents", "write-key:Marketing") == WRITE_KEY
+    assert vault.get_receiver_token("prod") is None  # that one went with the deleted file
+    assert mode(path) == 0o600 and mode(secrets_module.lock_file_for(path)) == 0o600
 
 
 def test_nothing_is_created_until_a_secret_is_stored(home):

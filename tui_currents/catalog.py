@@ -686,7 +686,10 @@ def resolve_events(spec: str) -> list[str]:
         if names is None and part.lower() in _NOT_FORWARDABLE:
             raise ValueError(_NOT_FORWARDABLE[part.lower()])
         if names is None:
-            close = difflib.get_close_matches(part.lower(), _DISPLAY_NAMES, n=1, cutoff=0.6)
+            # A name's start (`Push` for `Push notification`) is a likely meaning too.
+            wanted = part.lower()
+            close = [n for n in _DISPLAY_NAMES if n.startswith(wanted + " ")]
+            close = close or difflib.get_close_matches(wanted, _DISPLAY_NAMES, n=1, cutoff=0.6)
             hint = f"; did you mean `{_DISPLAY_NAMES[close[0]]}`?" if close else ""
             raise ValueError(f"unknown event type, group or category `{part}`{hint}")
         chosen.update(names)

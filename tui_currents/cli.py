@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import getpass
 import json
 import os
@@ -23,6 +24,10 @@ class UsageError(Exception):
     """A problem the user fixes by changing the command line or the input (exit code 2)."""
 
 
+class EngineRunning(Exception):
+    """The command cannot be done while an engine runs on the home (exit code 1)."""
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -36,12 +41,35 @@ def _secrets(home: Home, *, interactive: bool):
 
     try:
         return Secrets(home)
-    except SecretsUnavailable as exc:
+    except SecretsUnavailable:
         if not (interactive and sys.stdin.isatty()):
             raise
-        print(str(exc), file=sys.stderr)
-        passphrase = getpass.getpass(f"Passphrase for {home.keyring_file}: ")
-        return Secrets(home, backend="file", passphrase=passphrase)
+        return Secrets(home, backend="file", passphrase=_ask_passphrase(home))
+
+
+PASSPHRASE_TRIES = 3
+
+
+def _ask_passphrase(home: Home) -> str:
+    """Ask for the encrypted keyring file's passphrase on the terminal: once to unlock an existing file;
+    twice, to rule out a typo that would lock the keys away, to create one."""
+    path = home.keyring_file
+    if path.exists():
+        print(f"The keys of this home are in the encrypted file {path}.", file=sys.stderr)
+        return getpass.getpass("Its passphrase: ")
+    print(
+        "No OS keyring here: keys will be kept in an encrypted file. Choose its passphrase (asked twice).",
+        file=sys.stderr,
+    )
+    for _ in range(PASSPHRASE_TRIES):
+        first = getpass.getpass("New passphrase: ")
+        if not first.strip():
+            print("The passphrase cannot be empty.", file=sys.stderr)
+            continue
+        if getpass.getpass("The same passphrase again: ") == first:
+            return first
+        print("The two passphrases differ; once more.", file=sys.stderr)
+    raise UsageError("the passphrases did not match, so nothing was stored; run the command again")
 
 
 def _read_secret_from_stdin(what: str) -> str:
@@ -249,7 +277,9 @@ def _apply_connector_options(connector: config.Connector, args: argparse.Namespa
     if args.override:
         connector.name_overrides = {**connector.name_overrides, **_pairs(args.override, "--override")}
     if args.transform:
-        connector.field_transforms = {**connector.field_transforms, **_pairs(args.transform, "--transform")}
+        transforms = _pairs(args.transform, "--transform")
+        _warn_unknown_fields(transforms)
+        connector.field_transforms = {**connector.field_transforms, **transforms}
     for option in ("retention_days", "max_in_flight", "gzip"):
         value = getattr(args, option)
         if value is not None:
@@ -364,15 +394,7 @@ def cmd_connector(args: argparse.Namespace) -> int:
         print(f"Connector {args.name!r} {'paused' if action == 'pause' else 'resumed'}.")
         return 0
     if action == "test":
-        from tui_currents.control import SEND_TEST_EVENTS, Control
-
-        cfg = config.load(home)
-        cfg.connector(args.name)
-        ctl = Control(home.store_file)
-        ctl.post(SEND_TEST_EVENTS, connector=args.name)
-        ctl.close()
-        print(f"Asked the engine to send one test event of each selected type through {args.name!r}.")
-        return 0
+        return _send_test_events(home, args)
     raise UsageError(f"unknown connector action {action!r}")
 
 
@@ -457,6 +479,57 @@ def _remove_connector(home: Home, args: argparse.Namespace) -> int:
             "check `tui-currents status`",
             file=sys.stderr,
         )
+
+
+def _warn_unknown_fields(transforms: dict[str, str]) -> None:
+    """A transform of a field no event type carries does nothing: say so (it is kept, as asked)."""
+    known = set(catalog.COMMON_FIELDS) | set(catalog.TRACKING_FIELDS)
+    for entry in catalog.CATALOG:
+        known.update(catalog.required_fields(entry.event_type), catalog.optional_fields(entry.event_type))
+    for field in transforms:
+        if field not in known:
+            close = difflib.get_close_matches(field, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            print(
+                f"tui-currents: warning: no event type has a field {field!r}, so its transform does "
+                f"nothing{hint}",
+                file=sys.stderr,
+            )
+
+
+def _send_test_events(home: Home, args: argparse.Namespace) -> int:
+    """`connector test NAME`: ask first (or take --yes), and only when an engine runs to send them."""
+    from tui_currents import test_events
+    from tui_currents.control import SEND_TEST_EVENTS, Control
+
+    connector = config.load(home).connector(args.name)
+    question = test_events.question(connector)
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError(f"{question} Nothing was sent: add --yes to send without a terminal.")
+    ctl = Control(home.store_file) if home.store_file.exists() else None
+    try:
+        presence = ctl.presence() if ctl else None
+        if not (presence and presence.alive()):
+            print(
+                "tui-currents: no engine is running, so nothing was sent; start one with `tui-currents run` "
+                "and try again.",
+                file=sys.stderr,
+            )
+            return 1
+        if not args.yes:
+            print(question)
+            print(test_events.NOTE)
+            if input("Send them? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing was sent.")
+                return 0
+        ctl.post(SEND_TEST_EVENTS, connector=connector.name)
+    finally:
+        if ctl:
+            ctl.close()
+    print(
+        f"Asked the engine to send {test_events.count(connector)} test events through {connector.name!r} "
+        f"to {test_events.destination(connector)}. {test_events.NOTE}"
+    )
     return 0
 
 
@@ -511,6 +584,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             count = store.export_dead_letters(args.file, args.connector)
             print(f"{count:,} dead letters written to {args.file} (JSON lines, private to you).")
             return 0
+        missing = [
+            i for i in args.id or [] if [d.id for d in store.dead_letters(limit=1, before=i + 1)] != [i]
+        ]
+        if missing:
+            raise UsageError(
+                f"no dead letter with id {', '.join(map(str, missing))}; nothing was put back "
+                "(see: tui-currents dead-letters list)"
+            )
         moved = store.requeue(args.connector, args.id or None)
     finally:
         store.close()
@@ -520,6 +601,21 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         "(dead letters with no Segment message, rejected while mapping, cannot be sent and stay)."
     )
     return 0
+
+
+# ----------------------------------------------------------------------------- sandbox
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """`tui-currents sandbox`: the local Segment stand-in, for trying a connector by hand."""
+    from tui_currents import sandbox
+
+    print(
+        "A local Segment stand-in: point a connector at it (--endpoint, or Custom endpoint in the editor); "
+        "each second it says what it accepted. Ctrl+C stops it. Its address:",
+        flush=True,
+    )
+    return sandbox.serve(args, report_every=1.0)
 
 
 # ----------------------------------------------------------------------------- SMTP
@@ -593,6 +689,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     engine = report["engine"]
     if engine["running"]:
         print(f"Engine: running (pid {engine['pid']}, receiver {engine['receiver'] or 'off'})")
+        for workspace, problem in engine.get("receiver_problems", {}).items():
+            print(f"Workspace {workspace!r}: {problem}")
     else:
         print("Engine: not running (start it with: tui-currents run)")
     if engine.get("store_problem"):
@@ -611,7 +709,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "-" if oldest is None else f"{oldest:.0f}s",
                 str(c["delivered"]),
                 str(c["dead_letters"]),
-                c.get("last_error") or "",
+                _last_error(c),
             ]
         )
     print(
@@ -621,6 +719,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         if c.get("warning"):
             print(f"Warning ({c['name']}): {c['warning']}")
     return 0
+
+
+def _last_error(connector: dict) -> str:
+    """The last error with when it happened, marked resolved once the connector runs again."""
+    error = connector.get("last_error")
+    if not error:
+        return ""
+    from datetime import UTC, datetime
+
+    at = connector.get("last_error_at")
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC") if at else "time unknown"
+    resolved = ", resolved" if connector.get("state") in ("running", "idle") else ""
+    return f"{error} ({when}{resolved})"
 
 
 # ----------------------------------------------------------------------------- run, demo, tui
@@ -649,14 +760,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _engine_home_and_secrets(args: argparse.Namespace):
     if getattr(args, "demo", False) or args.command == "demo":
+        from tui_currents import demo_setup
         from tui_currents.demo_setup import default_demo_home, demo_secrets
 
         home = Home.resolve(args.home or os.environ.get("TUI_CURRENTS_HOME") or default_demo_home())
+        if getattr(args, "reset", False):
+            _reset_demo(home)
+        fresh = not home.config_file.exists()
         home.ensure()
+        if fresh:  # only a home the demo itself fills is ever marked as the demo's
+            demo_setup.mark_demo_home(home)
         return home, demo_secrets(home)
     home = _home(args)
     home.ensure()
     return home, _secrets(home, interactive=True)
+
+
+def _reset_demo(home: Home) -> None:
+    """`demo --reset`: empty the demo home, unless the demo runs there now or it is not a demo home."""
+    from tui_currents import demo_setup
+
+    if not home.root.exists():
+        return
+    if home.store_file.exists() and demo_setup.is_demo_home(home):
+        from tui_currents.control import Control
+
+        ctl = Control(home.store_file)
+        try:
+            presence = ctl.presence()
+        finally:
+            ctl.close()
+        if presence and presence.alive():
+            raise EngineRunning(f"the demo runs in {home.root} now (pid {presence.pid}); quit it, then reset")
+    demo_setup.reset(home)  # a ValueError (exit 2) for a home that is not the demo's
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -730,6 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="open the TUI with a demo workspace and a local Segment sandbox")
     demo.add_argument("--demo-rate", type=float, default=50.0, help="demo events per second (default 50)")
+    demo.add_argument("--reset", action="store_true", help="empty the demo home first, to start afresh")
     demo.set_defaults(func=cmd_tui)
 
     run = sub.add_parser("run", help="run the engine headless (receiver and delivery) until SIGINT/SIGTERM")
@@ -769,11 +906,11 @@ def build_parser() -> argparse.ArgumentParser:
     ws_add.add_argument(
         "--receiver-token-stdin", action="store_true", help="read the receiver token from stdin"
     )
-    ws_list = ws_sub.add_parser("list")
+    ws_list = ws_sub.add_parser("list", help="list the workspaces and whether each has a token")
     ws_list.add_argument("--json", action="store_true")
     ws_token = ws_sub.add_parser("token", help="print a workspace's receiver token (terminal only)")
     ws_token.add_argument("name")
-    ws_rm = ws_sub.add_parser("remove")
+    ws_rm = ws_sub.add_parser("remove", help="remove a workspace and its token")
     ws_rm.add_argument("name")
     ws.set_defaults(func=cmd_workspace)
 
@@ -797,9 +934,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--retention-days", type=int)
         p.add_argument("--max-in-flight", type=int)
         p.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None)
-    con_list = con_sub.add_parser("list")
+    con_list = con_sub.add_parser("list", help="list the connectors with state, backlog and counts")
     con_list.add_argument("--json", action="store_true")
-    con_show = con_sub.add_parser("show")
+    con_show = con_sub.add_parser("show", help="show one connector's settings and figures")
     con_show.add_argument("name")
     con_show.add_argument("--json", action="store_true")
     con_rm = con_sub.add_parser(
@@ -821,8 +958,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="with --deliver-first: seconds to wait at most (default 300)",
     )
-    for action in ("pause", "resume", "test"):
-        con_sub.add_parser(action).add_argument("name")
+    for action, what in (
+        ("pause", "stop sending (events are still received and queued)"),
+        ("resume", "send again"),
+    ):
+        con_sub.add_parser(action, help=what).add_argument("name")
+    con_test = con_sub.add_parser("test", help="send one test event of each selected type (asks first)")
+    con_test.add_argument("name")
+    con_test.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     con.set_defaults(func=cmd_connector)
 
     dead = sub.add_parser("dead-letters", help="messages that will not be sent unless retried, and why")
@@ -838,6 +981,14 @@ def build_parser() -> argparse.ArgumentParser:
     dead_retry.add_argument("--connector")
     dead_retry.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
     dead.set_defaults(func=cmd_dead_letters)
+
+    sand = sub.add_parser(
+        "sandbox", help="run a local Segment stand-in on 127.0.0.1 and show what it accepts (for testing)"
+    )
+    from tui_currents.sandbox_options import add_arguments as sandbox_arguments
+
+    sandbox_arguments(sand)
+    sand.set_defaults(func=cmd_sandbox)
 
     smtp = sub.add_parser("smtp", help="the SMTP password for alert emails (settings are in [smtp])")
     smtp_sub = smtp.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -889,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as exc:  # config.connector(name) for an unknown name
         print(f"tui-currents: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    except SecretsUnavailable as exc:
+    except (SecretsUnavailable, EngineRunning) as exc:
         print(f"tui-currents: {exc}", file=sys.stderr)
         return 1
     except StoreUnavailable as exc:  # damaged, empty, read-only, a full disk: what happened, kept, to do

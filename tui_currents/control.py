@@ -8,144 +8,29 @@ leave a command in a small table of the store's database and the engine picks it
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import sqlite3
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from tui_currents.paths import touch_private
+from tui_currents.store.control_table import (
+    KINDS,
+    RELOAD,
+    RETRY_DEAD_LETTERS,
+    SEND_TEST_EVENTS,
+    Command,
+    Control,
+    Presence,
+)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS engine_commands (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    args TEXT NOT NULL,
-    taken_at REAL
-);
-CREATE TABLE IF NOT EXISTS engine_presence (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    pid INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL,
-    receiver TEXT,
-    demo INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-# What a console may ask for; anything else is ignored by the engine with a log line.
-RELOAD = "reload"  # config or write keys changed
-SEND_TEST_EVENTS = "send-test-events"  # args: {"connector": name}
-RETRY_DEAD_LETTERS = "retry-dead-letters"  # args: {"connector": name | None, "ids": [..] | None}
-KINDS = frozenset({RELOAD, SEND_TEST_EVENTS, RETRY_DEAD_LETTERS})
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    id: int
-    kind: str
-    args: dict
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """What a running engine says about itself, for consoles and `status`."""
-
-    pid: int
-    started_at: float
-    heartbeat_at: float
-    receiver: str | None
-    demo: bool
-
-    def alive(self, now: float | None = None, *, within: float = 5.0) -> bool:
-        return ((now or time.time()) - self.heartbeat_at) <= within
-
-
-class Control:
-    """Post and take engine commands through the store's SQLite file."""
-
-    def __init__(self, db_path: Path):
-        """Open the command table in the store's file; StoreUnavailable (one line for people) when the file
-        cannot be opened or written (read-only, damaged, a full disk)."""
-        from tui_currents.store import StoreUnavailable
-        from tui_currents.store.errors import unavailable
-
-        try:
-            touch_private(db_path)  # private to the user before SQLite creates it with the umask's mode
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"Could not open the store {db_path}: {exc.strerror or exc} (read-only, or another user's). "
-                "Nothing was changed. Make the file and its folder writable by this user.",
-                cause="read-only",
-                path=db_path,
-            ) from None
-        try:
-            self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            err = unavailable(exc, db_path, "open the engine's command table", "Nothing was changed.")
-            if err is None:
-                raise
-            raise err from exc
-
-    def close(self) -> None:
-        self._db.close()
-
-    def post(self, kind: str, **args: object) -> int:
-        """Leave a command for the engine; returns its id."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown engine command {kind!r}")
-        cur = self._db.execute(
-            "INSERT INTO engine_commands (at, kind, args) VALUES (?, ?, ?)",
-            (time.time(), kind, json.dumps(args)),
-        )
-        return int(cur.lastrowid)
-
-    def taken(self, command_id: int) -> bool:
-        """Whether the engine has taken this command (a command gone from the table was taken long ago)."""
-        row = self._db.execute("SELECT taken_at FROM engine_commands WHERE id = ?", (command_id,)).fetchone()
-        return row is None or row[0] is not None
-
-    def take(self) -> list[Command]:
-        """Claim every command not yet taken (engine side)."""
-        now = time.time()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            rows = self._db.execute(
-                "SELECT id, kind, args FROM engine_commands WHERE taken_at IS NULL ORDER BY id"
-            ).fetchall()
-            if rows:
-                self._db.execute("UPDATE engine_commands SET taken_at = ? WHERE taken_at IS NULL", (now,))
-            # Keep the table small: taken commands are history of no further use after an hour.
-            self._db.execute("DELETE FROM engine_commands WHERE taken_at < ?", (now - 3600,))
-        return [Command(id=r[0], kind=r[1], args=json.loads(r[2])) for r in rows]
-
-    def beat(self, *, pid: int, started_at: float, receiver: str | None, demo: bool) -> None:
-        """Engine side: say it is alive (called every second)."""
-        self._db.execute(
-            "INSERT INTO engine_presence (id, pid, started_at, heartbeat_at, receiver, demo)"
-            " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid,"
-            " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
-            " receiver = excluded.receiver, demo = excluded.demo",
-            (pid, started_at, time.time(), receiver, int(demo)),
-        )
-
-    def gone(self) -> None:
-        """Engine side: a clean stop."""
-        self._db.execute("DELETE FROM engine_presence")
-
-    def presence(self) -> Presence | None:
-        row = self._db.execute(
-            "SELECT pid, started_at, heartbeat_at, receiver, demo FROM engine_presence WHERE id = 1"
-        ).fetchone()
-        if row is None:
-            return None
-        return Presence(
-            pid=row[0], started_at=row[1], heartbeat_at=row[2], receiver=row[3], demo=bool(row[4])
-        )
+__all__ = [
+    "KINDS",
+    "RELOAD",
+    "RETRY_DEAD_LETTERS",
+    "SEND_TEST_EVENTS",
+    "Command",
+    "Control",
+    "Presence",
+    "engine_lock_holder",
+]
 
 
 def engine_lock_holder(lock_file: Path) -> int | None:

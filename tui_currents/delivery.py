@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -62,6 +63,8 @@ StateCallback = Callable[[str, ConnectorState], None]
 USER_AGENT = f"tui-currents/{__version__}"
 EXCERPT_CHARS = 200  # of Segment's answer, kept in dead-letter reasons and errors
 EXPIRE_PER_CHECK = 5_000  # expired messages moved per turn of the loop (keeps each turn short)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 _SENT_AT_LEN = len("2024-01-01T00:00:00.000Z")
 
 
@@ -245,7 +248,7 @@ class ConnectorDelivery:
             return
         if self._recheck_key or (self._key_blocked() and now - self._last_key_poll >= self.key_poll_seconds):
             await self._refresh_key()
-        self._housekeeping(now)
+        await self._housekeeping(now)
         if self._key_blocked():
             self._show_key_problem()
             await self._wait(self.key_poll_seconds)
@@ -266,7 +269,7 @@ class ConnectorDelivery:
         try:
             # The store's lock may be held by a commit waiting on the disk: wait for it in a worker thread,
             # so the event loop (and the receiver sharing it) keeps serving meanwhile.
-            rows = await asyncio.to_thread(
+            rows = await self._off_loop(
                 self.store.lease,
                 self.connector,
                 max_messages=self.max_messages,
@@ -280,11 +283,11 @@ class ConnectorDelivery:
         if not rows:
             if not self._tasks:
                 self._set(Status.IDLE, "Nothing to send.")
-            self._flush()
+            await self._flush()
             await self._wait(self.idle_poll_seconds)
             return
         self._set(Status.RUNNING, f"Sending to {self._host}.")
-        self._flush()
+        await self._flush()
         self._small_batch = (
             4 * len(rows) < self.max_messages and 4 * sum(r.bytes for r in rows) < self.max_bytes
         )
@@ -301,7 +304,7 @@ class ConnectorDelivery:
 
     async def _wait(self, timeout: float) -> None:
         """Sleep up to `timeout` seconds, or until woken (new messages, a finished batch, stop, a key)."""
-        self._flush()
+        await self._flush()
         if not self._wake.is_set():
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(timeout, 0.0))
@@ -316,7 +319,7 @@ class ConnectorDelivery:
         if self._own_client and self._client is not None:
             await self._client.aclose()
         self._set(Status.STOPPED, "Delivery stopped; waiting events stay queued.")
-        self._flush(force=True)
+        await self._flush(force=True)
         self._done.set()
 
     # ---------------------------------------------------------------------------------- one batch
@@ -325,6 +328,12 @@ class ConnectorDelivery:
         # The request as a whole must stay under the limit: envelope, key, sentAt and commas included.
         key = self._key or ""
         return max(1, self.max_bytes - _envelope_bytes(key) - self.max_messages)
+
+    async def _off_loop(self, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run a store call in a worker thread. Each one may wait for the store's lock or an fsync; on the
+        event loop that would stall everything sharing it (the receiver, and in-process the TUI). The
+        caller awaits it, so its writes keep their order (a mark is written before the next lease)."""
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     def _blocked(self) -> bool:
         return self._stopping or self._key_blocked() or self._clock() < self._not_before
@@ -339,7 +348,9 @@ class ConnectorDelivery:
             # mark is written (`_unrecorded`): they are not sent again. Messages already recorded as done
             # or scheduled for later are not taken by a lease whatever their lease says.
             accepted = {seq for seqs, _ in self._unrecorded for seq in seqs}
-            self.store.release(self.connector, [r.seq for r in rows if r.seq not in accepted])
+            await self._off_loop(
+                self.store.release, self.connector, [r.seq for r in rows if r.seq not in accepted]
+            )
             self._store_trouble(exc)
 
     async def _record_unrecorded(self) -> bool:
@@ -347,7 +358,7 @@ class ConnectorDelivery:
         while self._unrecorded:
             seqs, at = self._unrecorded[0]
             try:
-                await asyncio.to_thread(self.store.delivered, self.connector, seqs, now=at)
+                await self._off_loop(self.store.delivered, self.connector, seqs, now=at)
             except StoreUnavailable as exc:
                 self._store_trouble(exc)
                 return False
@@ -358,7 +369,8 @@ class ConnectorDelivery:
         too_big = [r for r in rows if r.bytes > segment.MAX_MESSAGE_BYTES]
         if too_big:
             for row in too_big:
-                self.store.dead_letter(
+                await self._off_loop(
+                    self.store.dead_letter,
                     self.connector,
                     [row.seq],
                     reason=f"the message is {row.bytes:,} bytes, over Segment's limit of "
@@ -372,7 +384,7 @@ class ConnectorDelivery:
             if self._blocked():
                 waiting = [r.seq for p in (*parts, part) for r in p]
                 retry_at = self._not_before if self._not_before > self._clock() else 0.0
-                self.store.release(self.connector, waiting, retry_at=retry_at)
+                await self._off_loop(self.store.release, self.connector, waiting, retry_at=retry_at)
                 return
             key = self._key or ""
             answer = await self._post(part, key)
@@ -381,7 +393,7 @@ class ConnectorDelivery:
             if answer.retry_after:
                 self._pause(now, answer)
             if answer.status is None:
-                self._retry(part, answer.text, now)
+                await self._retry(part, answer.text, now)
                 continue
             verdict = segment.verdict(answer.status)
             if verdict is segment.Verdict.DELIVERED:
@@ -392,7 +404,8 @@ class ConnectorDelivery:
                     raise
             elif verdict is segment.Verdict.RETRY:
                 if answer.retry_after:
-                    self.store.retry_later(
+                    await self._off_loop(
+                        self.store.retry_later,
                         self.connector,
                         seqs,
                         retry_at=self._not_before,
@@ -400,26 +413,34 @@ class ConnectorDelivery:
                         count_attempt=False,
                     )
                 else:
-                    self._retry(part, answer.text, now)
+                    await self._retry(part, answer.text, now)
             elif verdict is segment.Verdict.SPLIT:
                 if len(part) == 1:
-                    self.store.dead_letter(
-                        self.connector, seqs, reason=f"Segment rejected this message: {answer.text}", now=now
+                    await self._off_loop(
+                        self.store.dead_letter,
+                        self.connector,
+                        seqs,
+                        reason=f"Segment rejected this message: {answer.text}",
+                        now=now,
                     )
                 else:
                     middle = len(part) // 2
                     parts.extend((part[middle:], part[:middle]))  # the first half is sent first
             elif verdict is segment.Verdict.REDIRECT:
-                self._retry(part, answer.text, now, redirect=answer.location or "no Location given")
+                await self._retry(part, answer.text, now, redirect=answer.location or "no Location given")
             elif verdict is segment.Verdict.CREDENTIALS:
-                self.store.release(self.connector, seqs)
+                await self._off_loop(self.store.release, self.connector, seqs)
                 self._credentials_rejected(key, answer, now)
             else:
                 hint = ""
                 if answer.status == 404:
                     hint = " Check the connector's endpoint; requeue these dead letters once it is fixed."
-                self.store.dead_letter(
-                    self.connector, seqs, reason=f"Segment refused the batch: {answer.text}.{hint}", now=now
+                await self._off_loop(
+                    self.store.dead_letter,
+                    self.connector,
+                    seqs,
+                    reason=f"Segment refused the batch: {answer.text}.{hint}",
+                    now=now,
                 )
 
     async def _record_delivered(self, seqs: list[int], now: float) -> None:
@@ -436,7 +457,7 @@ class ConnectorDelivery:
             group, self._to_record = self._to_record, []
             addresses = [addr for seqs, _, _ in group for addr in seqs]
             try:
-                await asyncio.to_thread(
+                await self._off_loop(
                     self.store.delivered, self.connector, addresses, now=max(at for _, at, _ in group)
                 )
             except Exception as exc:  # StoreUnavailable (or a bug): each batch's task deals with it
@@ -459,6 +480,7 @@ class ConnectorDelivery:
         if self.gzip:
             body = await asyncio.to_thread(gzip.compress, body, 5)
             headers["Content-Encoding"] = "gzip"
+        assert self._client is not None  # made by run() when none was given
         try:
             response = await self._client.post(
                 self.url, content=body, headers=headers, timeout=self.request_timeout
@@ -493,7 +515,9 @@ class ConnectorDelivery:
 
     # ------------------------------------------------------------------------------ what happened
 
-    def _retry(self, part: list[OutboxRow], error: str, now: float, *, redirect: str | None = None) -> None:
+    async def _retry(
+        self, part: list[OutboxRow], error: str, now: float, *, redirect: str | None = None
+    ) -> None:
         """Back the connector off and schedule the batch again, as one more attempt. The hold is set before
         the store is written: a store that cannot take the retry must not also cancel the backoff."""
         attempt = max(r.attempts for r in part)
@@ -525,7 +549,9 @@ class ConnectorDelivery:
             )
         else:
             log.warning("connector %r: %s; retrying in %.1f s", self.connector, error, delay)
-        self.store.retry_later(self.connector, [r.seq for r in part], retry_at=retry_at, error=error)
+        await self._off_loop(
+            self.store.retry_later, self.connector, [r.seq for r in part], retry_at=retry_at, error=error
+        )
 
     def _pause(self, now: float, answer: _Answer) -> None:
         until = now + (answer.retry_after or 0.0)
@@ -566,17 +592,17 @@ class ConnectorDelivery:
         self._last_error = text
         self._last_error_at = now
 
-    def _housekeeping(self, now: float) -> None:
+    async def _housekeeping(self, now: float) -> None:
         """Now and then: expire messages past the retention and warn when the oldest nears it."""
         if now - self._last_retention < self.retention_check_seconds:
             return
         self._last_retention = now
         retention = self.retention_days * DAY
         try:
-            expired = self.store.expire(
-                self.connector, older_than=now - retention, now=now, limit=EXPIRE_PER_CHECK
+            expired = await self._off_loop(
+                self.store.expire, self.connector, older_than=now - retention, now=now, limit=EXPIRE_PER_CHECK
             )
-            oldest = self.store.backlog(self.connector).oldest_enqueued_at
+            oldest = (await self._off_loop(self.store.backlog, self.connector)).oldest_enqueued_at
         except StoreUnavailable as exc:
             self._store_trouble(exc)
             return
@@ -652,7 +678,7 @@ class ConnectorDelivery:
             warning=self._warning,
         )
 
-    def _flush(self, *, force: bool = False) -> None:
+    async def _flush(self, *, force: bool = False) -> None:
         """Write the latest state: at once when the state itself changed, else at most once a second."""
         state = self._state
         if state is None or state == self._written:
@@ -663,7 +689,7 @@ class ConnectorDelivery:
         if not (force or due or (changed and not self._state_unrecorded)):
             return
         try:
-            self.store.set_state(self.connector, state)
+            await self._off_loop(self.store.set_state, self.connector, state)
         except StoreUnavailable as exc:
             if not self._state_unrecorded:  # said once, not on every turn of the loop
                 log.error("connector %r: state not recorded: %s", self.connector, exc)

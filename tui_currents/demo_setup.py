@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets as token_source
+import shutil
 from pathlib import Path
 
 import platformdirs
@@ -24,8 +25,45 @@ DEMO_EMAIL = "ops@example.com"
 DEMO_KEYRING_PASSPHRASE = "tui-currents-demo"
 
 
+# A file in the root of every home the demo has used: `demo --reset` empties only such a home.
+DEMO_MARKER = "DEMO-HOME"
+
+
 def default_demo_home() -> Path:
     return Path(platformdirs.user_data_dir("tui-currents")) / "demo"
+
+
+def mark_demo_home(home: Home) -> None:
+    """Say in the home itself that it is the demo's (so a reset may empty it)."""
+    marker = home.root / DEMO_MARKER
+    if not marker.exists():
+        marker.write_text("This folder is tui-currents' demo home; `tui-currents demo --reset` empties it.\n")
+
+
+def is_demo_home(home: Home) -> bool:
+    """True for a home the demo created or used: the default demo home, or one with the marker."""
+    return (home.root / DEMO_MARKER).exists() or home.root == default_demo_home().absolute()
+
+
+def reset(home: Home) -> None:
+    """Empty a demo home (config, store, keyring file, logs) so the demo starts afresh.
+
+    Raises ValueError for a home that is not the demo's: a real home is never emptied."""
+    if not is_demo_home(home):
+        raise ValueError(
+            f"{home.root} is not a demo home, so it was left as it is; --reset only empties the demo's "
+            "own home"
+        )
+    for folder in {home.root, home.data}:
+        if not folder.exists():
+            continue
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    home.ensure()
+    mark_demo_home(home)
 
 
 def demo_secrets(home: Home) -> Secrets:
@@ -41,7 +79,8 @@ async def start_sandbox_for(home: Home, secrets: Secrets):
     from tui_currents.sandbox import SegmentSandbox
 
     write_key = "demo_" + token_source.token_urlsafe(24)
-    sandbox = SegmentSandbox(write_keys={write_key}, reject_unknown_keys=True)
+    # Any key: connectors created in the demo deliver here too, with whatever key was typed for them.
+    sandbox = SegmentSandbox(write_keys=None)
     await sandbox.start()
     cfg = config.load(home)
     if not any(w.name == DEMO_WORKSPACE for w in cfg.workspaces):

@@ -26,7 +26,6 @@ from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.logs import register_secret
-from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
@@ -134,10 +133,10 @@ class Engine:
     async def _start(self) -> None:
         self._started_at = time.time()
         self.config = config.load(self.home)
-        self.store = Store(self.home.store_file, synchronous=self.config.durability.upper())
-        self.store.release_leases()
-        self._control = control.Control(self.home.store_file)
-        self._control.take()  # commands left for a previous run are stale: this run reloads everything
+        # Opening (and maybe upgrading) the store waits on the disk: in a worker thread, since in-process the
+        # event loop is the TUI's. Every store call the engine makes from the loop goes through a thread.
+        await asyncio.to_thread(self._open_store, self.config.durability.upper())
+        assert self.store is not None  # set by _open_store
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.options.http_timeout, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -176,6 +175,19 @@ class Engine:
             ", demo: nothing leaves this machine" if self.options.demo else "",
         )
 
+    def _open_store(self, synchronous: str) -> None:
+        self.store = Store(self.home.store_file, synchronous=synchronous)
+        self.store.release_leases()
+        self._control = control.Control(self.home.store_file)
+        self._control.take()  # commands left for a previous run are stale: this run reloads everything
+
+    def _close_store(self) -> None:
+        if self._control is not None:
+            self._control.gone()
+            self._control.close()
+        if self.store is not None:
+            self.store.close()
+
     async def stop(self) -> None:
         """Stop taking new work, let in-flight batches finish (or leave them leased for the next run)."""
         if self._stopping:
@@ -194,11 +206,7 @@ class Engine:
             await self._http.aclose()
         if self.sandbox is not None:
             await self.sandbox.stop()
-        if self._control is not None:
-            self._control.gone()
-            self._control.close()
-        if self.store is not None:
-            self.store.close()
+        await asyncio.to_thread(self._close_store)
         self._lock.release()
         log.info("engine stopped")
 
@@ -231,23 +239,42 @@ class Engine:
             token_provider=self.secrets.get_receiver_token,
             settings=settings,
             middlewares=(self.metrics.receiver_middleware(),) if self.metrics else (),
+            token_version=self.secrets.version,
         )
         self.receiver_url = await self._receiver.start(host, port)
+        self._tasks.append(asyncio.create_task(self._watch_receiver_tokens(), name="receiver-tokens"))
+
+    async def _watch_receiver_tokens(self) -> None:
+        """Read receiver tokens again after the keyring changes (before requests need them), and tell
+        consoles which workspaces' tokens cannot be read (status, the TUI)."""
+        published: dict[str, str] | None = None
+        while True:
+            try:
+                names = [w.name for w in self.config.workspaces]
+                await self._receiver.tokens.refresh(names)
+                problems = self._receiver.tokens.problems(names)
+                if problems != published and self._control is not None:
+                    self._control.set_receiver_problems(problems)
+                    published = problems
+            except asyncio.CancelledError:
+                raise
+            except sqlite3.Error:
+                pass  # the store cannot be written: the engine's watcher says so; published next round
+            except Exception:
+                log.exception("receiver token watcher: unexpected error (the engine keeps running)")
+            await asyncio.sleep(WATCH_INTERVAL)
 
     def send_test_events(self, connector_name: str) -> int:
-        """Like Braze's "Send test events": one generated event of each type the connector selects."""
-        from tui_currents.sources.demo import DemoGenerator
+        """Like Braze's "Send test events": one generated event of each type the connector selects, each
+        marked as a test (see `tui_currents.test_events`)."""
+        from tui_currents import test_events
 
         connector = self.config.connector(connector_name)
-        rules = connector.rules()
-        generator = DemoGenerator(seed=int(time.time()))
-        items = []
-        for event_type in connector.events:
-            record = generator.event(event_type, anonymous=False)
-            items.append((connector.name, map_event(normalise(record), rules)))
-        self.store.commit(items, source="test")
-        log.info("sent %d test events through connector %r", len(items), connector.name)
-        return len(items)
+        outcomes = test_events.build(connector)
+        self.store.commit([(connector.name, o) for o in outcomes], source="test")
+        sent = test_events.queued(outcomes)
+        log.info("sent %d test events through connector %r", sent, connector.name)
+        return sent
 
     # ----------------------------------------------------------------- config, live
 
@@ -268,14 +295,15 @@ class Engine:
                 if mtime != self._config_mtime:
                     self._config_mtime = mtime
                     reload = True
-                for command in self._control.take():
-                    reload |= self._run_command(command)
+                for command in await asyncio.to_thread(self._control.take):
+                    reload |= await asyncio.to_thread(self._run_command, command)
                 if reload:
                     self.reload()
                 now = time.time()
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     last_beat = now
-                    self._control.beat(
+                    await asyncio.to_thread(
+                        self._control.beat,
                         pid=os.getpid(),
                         started_at=self._started_at,
                         receiver=self.receiver_url,
@@ -294,7 +322,8 @@ class Engine:
                 log.exception("engine watcher: unexpected error (the engine keeps running)")
 
     def _run_command(self, command: control.Command) -> bool:
-        """Carry out a console's command; True when it asks for a reload."""
+        """Carry out a console's command (in a worker thread: it writes the store); True when it asks for a
+        reload."""
         if command.kind == control.RELOAD:
             return True
         if command.kind == control.SEND_TEST_EVENTS:
@@ -350,8 +379,15 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _batch_url(self, connector: Connector) -> str:
+        # In the demo every connector delivers to the local sandbox, whatever region or endpoint it names:
+        # nothing typed in the demo may reach a real Segment source.
+        if self.options.demo and self.sandbox is not None:
+            return self.sandbox.url + "/v1/batch"
+        return connector.batch_url()
+
     def _delivery_signature(self, connector: Connector) -> tuple:
-        return (connector.batch_url(), connector.max_in_flight, connector.gzip, connector.retention_days)
+        return (self._batch_url(connector), connector.max_in_flight, connector.gzip, connector.retention_days)
 
     def _sync_delivery(self, connector: Connector) -> None:
         name = connector.name
@@ -361,7 +397,11 @@ class Engine:
             if running:
                 self._in_background(self._stop_delivery(name, state=state))
             else:
-                self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+                self._in_background(
+                    asyncio.to_thread(
+                        self.store.set_state, name, ConnectorState(state=state, since=time.time())
+                    )
+                )
             return
         signature = self._delivery_signature(connector)
         if running and running[2] == signature:
@@ -379,7 +419,7 @@ class Engine:
         delivery = ConnectorDelivery(
             store,
             name,
-            connector.batch_url(),
+            self._batch_url(connector),
             functools.partial(self._write_key_off_loop, name),
             client=self._http,
             max_in_flight=connector.max_in_flight,
@@ -403,7 +443,9 @@ class Engine:
         await delivery.stop()
         await asyncio.gather(task, return_exceptions=True)
         if state and self.store is not None:
-            self.store.set_state(name, ConnectorState(state=state, since=time.time()))
+            await asyncio.to_thread(
+                self.store.set_state, name, ConnectorState(state=state, since=time.time())
+            )
 
     async def _write_key_off_loop(self, connector_name: str) -> str | None:
         # An encrypted keyring file derives its key on each read (about a second): never on the event loop

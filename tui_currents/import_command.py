@@ -20,6 +20,7 @@ from tui_currents.store import Store
 COLUMNS = (
     "read",
     "queued",
+    "duplicate",
     "not_selected",
     "anonymous",
     "unsupported",
@@ -32,6 +33,7 @@ HEADERS = (
     "Event type",
     "Read",
     "Queued",
+    "Duplicate",
     "Not selected",
     "Anonymous",
     "Unsupported",
@@ -86,8 +88,18 @@ def summary_text(summary: ImportSummary) -> str:
         fmt = "  ".join([f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]])
         lines += ["", fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*r) for r in rows]
+    if rows:
+        total = summary.totals()
+        filtered = total.not_selected + total.anonymous
+        lines.append(
+            f"\nRead {total.read:,} = queued {total.queued:,} + duplicate {total.duplicate:,}"
+            f" + filtered {filtered:,} + unsupported {total.unsupported:,} + rejected {total.rejected:,}"
+            + (f" + outside the time range {total.outside_time:,}" if total.outside_time else "")
+            + (f" + not chosen {total.not_chosen:,}" if total.not_chosen else "")
+            + "."
+        )
     if not summary.dry_run and summary.duplicates:
-        lines.append(f"\n{summary.duplicates:,} events were already queued or delivered: not sent again.")
+        lines.append(f"{summary.duplicates:,} events were already queued or delivered: not sent again.")
     for problem in summary.problems:
         lines.append(
             f"problem: {problem.path}: {problem.message} ({problem.records_imported} records imported)"
@@ -127,6 +139,13 @@ def run_import(
     finally:
         progress.done()
         store.close()
+    if summary.files_total == 0:
+        print(
+            f"tui-currents: no Avro file (.avro) in {path}: only Avro files, as Currents exports them, are "
+            "read; nothing was imported",
+            file=sys.stderr,
+        )
+        return 2
     print(summary_text(summary))
     if not dry_run and summary.queued:
         ctl = Control(home.store_file)

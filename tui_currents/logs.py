@@ -13,6 +13,8 @@ import os
 import re
 import sys
 import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -174,6 +176,47 @@ def formatter_for(log_format: str) -> logging.Formatter:
     if log_format == "human":
         return MaskedFormatter(FORMAT)
     raise ValueError(f"the log format must be 'human' or 'json', not {log_format!r}")
+
+
+class WarnOnce:
+    """Warnings logged the first time their key is seen (a misconfigured sender repeats its request every
+    few seconds), remembered per kind of warning so that one kind cannot silence another.
+
+    Both bounds hold against a prober that makes up a new key per request: each kind remembers its
+    `keys_per_kind` most recent keys (least recently seen forgotten first) and logs at most
+    `lines_per_minute` new ones a minute; the rest are counted and said in one line with the next.
+    """
+
+    def __init__(self, logger: logging.Logger, *, keys_per_kind: int = 128, lines_per_minute: int = 10):
+        self.logger = logger
+        self.keys_per_kind = keys_per_kind
+        self.lines_per_minute = lines_per_minute
+        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._minute: dict[str, tuple[float, int, int]] = {}  # kind: (minute began, logged, held back)
+        self._lock = threading.Lock()
+
+    def warn(self, kind: str, key: str, message: str, *args: object) -> bool:
+        """Log `message % args` unless `key` of this `kind` was warned about recently; True if logged."""
+        with self._lock:
+            seen = self._seen.setdefault(kind, OrderedDict())
+            if key in seen:
+                seen.move_to_end(key)
+                return False
+            seen[key] = None
+            if len(seen) > self.keys_per_kind:
+                seen.popitem(last=False)
+            now = time.monotonic()
+            began, logged, held = self._minute.get(kind, (now, 0, 0))
+            if now - began >= 60.0:
+                began, logged, held = now, 0, held
+            if logged >= self.lines_per_minute:
+                self._minute[kind] = (began, logged, held + 1)
+                return False
+            self._minute[kind] = (began, logged + 1, 0)
+        if held:
+            self.logger.warning("%d more warnings like the next one were not logged (%s)", held, kind)
+        self.logger.warning(message, *args)
+        return True
 
 
 def setup_logging(

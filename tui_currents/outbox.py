@@ -119,6 +119,7 @@ class CommitResult:
     duplicates: int = 0
     filtered: int = 0  # not selected, anonymous, unsupported, not forwardable
     dead_lettered: int = 0  # rejected by the mapping
+    duplicates_by_type: dict[str, int] | None = None  # event type -> duplicates (None when there are none)
 
 
 class OutboxRow(NamedTuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,26 @@ def write_private(path: str | os.PathLike[str], data: bytes | str) -> None:
             os.unlink(temp_name)
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive OS lock on `lock_file` (created empty, 0600) for a read-modify-write that other
+    processes must not interleave with. Released by the OS if the process dies. POSIX only: elsewhere
+    writes stay atomic (write_private) but are not serialised."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_file = Path(lock_file)
+    make_private_dir(lock_file.parent)
+    fd = os.open(lock_file, os.O_CREAT | os.O_RDWR, PRIVATE_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def touch_private(path: str | os.PathLike[str]) -> Path:

@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tui_currents.sandbox_options import WRITE_KEYS_ENV, add_arguments
 from tui_currents.segment import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -62,7 +63,6 @@ assert MAX_BATCH_BYTES < SEGMENT_MAX_REQUEST_BYTES
 # Raw bodies beyond this are refused by aiohttp itself (413) before being read into memory.
 _RAW_BODY_CAP = 16 * 1024 * 1024
 
-WRITE_KEYS_ENV = "TUI_CURRENTS_SANDBOX_WRITE_KEYS"
 
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 _OK_BODY = b'{"success":true}'
@@ -863,7 +863,7 @@ def read_write_keys(path: str | None, environ: Mapping[str, str] = os.environ) -
     return {k for k in keys if k and not k.startswith("#")}
 
 
-async def _serve(sandbox: SegmentSandbox) -> None:
+async def _serve(sandbox: SegmentSandbox, *, report_every: float | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -871,31 +871,32 @@ async def _serve(sandbox: SegmentSandbox) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with sandbox:
         print(sandbox.url, flush=True)
-        await stop.wait()
+        if report_every is None:
+            await stop.wait()
+            return
+        reported = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), report_every)
+            if sandbox.accepted_count != reported:
+                print(accepted_line(sandbox, sandbox.accepted_count - reported), flush=True)
+                reported = sandbox.accepted_count
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tui_currents.sandbox`: serve until SIGINT/SIGTERM; prints the base URL first."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tui_currents.sandbox",
-        description="A local stand-in for Segment's HTTP Tracking API (prints its base URL, then serves).",
+def accepted_line(sandbox: SegmentSandbox, new: int) -> str:
+    """One line saying what arrived since the last line: how many, and of which events."""
+    recent = sandbox.recent(min(new, 1000))
+    names = Counter(str(m.get("event", m.get("type", "?"))) for m in recent)
+    top = ", ".join(f"{name} {n}" for name, n in names.most_common(3))
+    return (
+        f"accepted {new:,} message{'s' if new != 1 else ''} ({sandbox.accepted_count:,} in all;"
+        f" {sandbox.duplicates:,} duplicates): {top}"
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument(
-        "--write-key-file",
-        help=f"file with the accepted write keys, one a line (else ${WRITE_KEYS_ENV}, comma-separated; "
-        "with neither, any key is accepted)",
-    )
-    parser.add_argument("--reject-unknown-keys", action="store_true", help="answer 401 to other keys")
-    parser.add_argument(
-        "--lenient",
-        action="store_true",
-        help="answer 200 and drop batches over 2,500 messages, as Segment does",
-    )
-    parser.add_argument("--keep", type=int, default=10_000, help="accepted messages kept for viewing")
-    parser.add_argument("--seed", type=int, help="seed for the random fault draws")
-    args = parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace, *, report_every: float | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (the base URL printed first); with `report_every`, a line of what was
+    accepted at most that often."""
     try:
         keys = read_write_keys(args.write_key_file)
     except OSError as exc:
@@ -914,11 +915,21 @@ def main(argv: list[str] | None = None) -> int:
         faults=Faults(seed=args.seed),
     )
     try:
-        asyncio.run(_serve(sandbox))
+        asyncio.run(_serve(sandbox, report_every=report_every))
     except OSError as exc:
         print(f"could not listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tui_currents.sandbox`: serve until SIGINT/SIGTERM; prints the base URL first."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tui_currents.sandbox",
+        description="A local stand-in for Segment's HTTP Tracking API (prints its base URL, then serves).",
+    )
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

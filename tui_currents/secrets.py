@@ -15,11 +15,19 @@ encrypted file already exists keeps using it when a passphrase is at hand.
 Values are cached in memory for the process (the encrypted file derives a key on every read, about half
 a second); a change another process makes is picked up on the next read (file) or within a few seconds
 (OS keyring). Secret values never appear in reprs, exceptions or log lines.
+
+The encrypted file is rewritten whole on every change, so each write or delete holds an OS lock on
+``keyring.cfg.lock`` beside it and starts from the file as it is at that moment: processes storing secrets
+at once (the TUI and the CLI, two CLIs) never drop each other's. A file that disappears or is damaged
+while secrets are in use is reported as KeyringUnreadable, never taken for "nothing stored", and is never
+overwritten.
 """
 
 from __future__ import annotations
 
+import base64
 import configparser
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -29,12 +37,12 @@ import secrets as token_source
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from tui_currents.logs import register_secret
-from tui_currents.paths import PRIVATE_FILE_MODE, Home, make_private_dir, write_private
+from tui_currents.paths import PRIVATE_FILE_MODE, Home, exclusive_lock, make_private_dir, write_private
 
 SERVICE = "tui-currents"
 BACKEND_ENV = "TUI_CURRENTS_KEYRING"
@@ -64,6 +72,25 @@ class PassphraseRequired(SecretsUnavailable):
 
 class WrongPassphrase(SecretsUnavailable):
     """The passphrase given does not unlock the encrypted keyring file."""
+
+
+class KeyringUnreadable(SecretsUnavailable):
+    """Secrets are stored but cannot be read now: the keyring file went missing, is damaged or does not
+    decrypt, or the keyring failed. Unlike a None answer ("nothing stored"), this says nothing about
+    whether a secret exists: a receiver must ask the sender to retry rather than refuse it."""
+
+
+class _DamagedFile(Exception):
+    """The keyring file is not a whole keyring file; the message (no values) says what is wrong."""
+
+
+_SETTINGS_SECTION = "keyring_2Dsetting"  # "keyring-setting" as keyrings.cryptfile escapes it
+_REFERENCE_OPTION = "password_20reference"
+
+
+def lock_file_for(keyring_file: Path) -> Path:
+    """The lock file that serialises writes of `keyring_file` between processes."""
+    return keyring_file.with_name(keyring_file.name + ".lock")
 
 
 def env_name_part(name: str) -> str:
@@ -129,6 +156,8 @@ class _Concealed:
 
 def _safe_reason(exc: BaseException) -> str:
     # Only the kind of failure: a backend's own message is not trusted to leave values out.
+    if isinstance(exc, _DamagedFile):
+        return str(exc)  # our own words, without values
     if isinstance(exc, OSError):
         return f"{exc.strerror or type(exc).__name__}" + (f" ({exc.filename})" if exc.filename else "")
     return type(exc).__name__
@@ -154,6 +183,8 @@ class _Vault:
         self._lock = threading.RLock()
         self._values: dict[str, tuple[_Concealed, float]] = {}
         self._stamp = self._file_stamp()
+        # Once the file has existed, its disappearance means secrets were lost, not that none were stored.
+        self._had_file = self._stamp is not None
 
     def __repr__(self) -> str:
         return f"<keyring {self.name}: {self.description}>"
@@ -167,6 +198,37 @@ class _Vault:
     def _nothing_stored(self) -> bool:
         # A keyring file that does not exist yet holds nothing: no need to create it just to read.
         return self.backend is None and self._file is not None and not self._file.exists()
+
+    def _missing_file(self) -> bool:
+        """The keyring file existed while this process used it and is gone now."""
+        return self._file is not None and self._had_file and self._stamp is None
+
+    def _gone(self, what: str) -> KeyringUnreadable:
+        return KeyringUnreadable(
+            f"Could not read the {what}: the encrypted keyring file {self._file} is missing. Put it back "
+            "(from a backup), or store the write keys and receiver tokens again."
+        )
+
+    def version(self) -> object:
+        """A value that changes whenever what is stored may have changed (for the file: one stat)."""
+        if self._file is not None:
+            return self._file_stamp()
+        return int(time.monotonic() // OS_CACHE_SECONDS)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Thread lock, plus the file's OS lock between processes, with the cache checked against the
+        file as it is now (another process may have written just before the lock was taken)."""
+        with self._lock:
+            if self._file is None:
+                yield
+                return
+            with exclusive_lock(lock_file_for(self._file)):
+                self._check_file_changed()
+                yield
+                # Our own write, stamped while no other process can write: the cache stays valid.
+                self._stamp = self._file_stamp()
+                self._had_file = self._had_file or self._stamp is not None
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         if self._file is None:
@@ -195,50 +257,66 @@ class _Vault:
             cached = self._values.get(username)
             if cached is not None and self._fresh(cached[1]):
                 return cached[0].value
+            if self._missing_file():
+                raise self._gone(what)
             if self._nothing_stored():
                 return None
             backend = self._unlocked()
             try:
                 value = backend.get_password(SERVICE, username)
             except Exception as exc:
-                raise SecretsUnavailable(
-                    f"Could not read the {what} from {self.description}: {_safe_reason(exc)}."
+                if self._file is not None and not self._file.exists():
+                    raise self._gone(what) from None
+                raise KeyringUnreadable(
+                    f"Could not read the {what} from {self.description}: {_safe_reason(exc)}. Nothing was "
+                    "changed; put back a good copy of the file, or unlock the keyring."
                 ) from None
             self._values[username] = (_Concealed(value), time.monotonic())
+            self._had_file = self._had_file or self._file is not None
             return value
 
     def set(self, username: str, value: str, what: str) -> None:
         with self._lock:
-            self._check_file_changed()
-            backend = self._unlocked()
             try:
-                backend.set_password(SERVICE, username, value)
+                if self._file is None:
+                    self._unlocked().set_password(SERVICE, username, value)
+                else:
+                    self._set_in_file(username, value)
+            except SecretsUnavailable:
+                raise  # already says what and what to do (a damaged file, a wrong passphrase)
             except Exception as exc:
                 raise SecretsUnavailable(
                     f"Could not store the {what} in {self.description}: {_safe_reason(exc)}. "
                     "The previous value, if any, is unchanged."
                 ) from None
             self._values[username] = (_Concealed(value), time.monotonic())
-            self._stamp = self._file_stamp()
+
+    def _set_in_file(self, username: str, value: str) -> None:
+        with exclusive_lock(lock_file_for(self._file)):
+            backend = self._unlocked()  # creates the file on first use: one process at a time
+        # Encrypting derives a key (Argon2, about half a second): done before taking the lock, so that
+        # concurrent writers wait only for each other's read-modify-write of the file.
+        sealed = backend.seal(SERVICE, username, value)
+        with self._writing():
+            if not self._file.exists():
+                backend.start_file()  # gone since it was unlocked: a new file, as on first use
+            backend.write_sealed(SERVICE, username, sealed)
 
     def delete(self, username: str, what: str) -> None:
         from keyring.errors import PasswordDeleteError
 
         with self._lock:
-            self._check_file_changed()
-            if self._nothing_stored():
-                return
-            backend = self._unlocked()
             try:
-                backend.delete_password(SERVICE, username)
-            except PasswordDeleteError:
-                pass  # nothing stored: already the wanted outcome
+                with self._writing():
+                    if self._nothing_stored() or (self._file is not None and not self._file.exists()):
+                        return  # no file: nothing stored to remove
+                    with contextlib.suppress(PasswordDeleteError):  # not stored: already the wanted outcome
+                        self._unlocked().delete_password(SERVICE, username)
             except Exception as exc:
                 raise SecretsUnavailable(
                     f"Could not remove the {what} from {self.description}: {_safe_reason(exc)}."
                 ) from None
             self._values[username] = (_Concealed(None), time.monotonic())
-            self._stamp = self._file_stamp()
 
     def clear(self) -> None:
         with self._lock:
@@ -268,10 +346,79 @@ def _crypt_file_class() -> type:
             raise RuntimeError("used by tui-currents directly, not offered as a default keyring")
 
         def _read_config(self) -> configparser.RawConfigParser:
+            """The file as it is now, checked whole: a damaged file raises _DamagedFile, so that it is
+            neither taken for "nothing stored" nor overwritten. A missing file reads as empty."""
             config = configparser.RawConfigParser()
-            if os.path.exists(self.file_path):
-                config.read(self.file_path, encoding="utf-8")
+            try:
+                with open(self.file_path, encoding="utf-8") as handle:
+                    text = handle.read()
+            except FileNotFoundError:
+                return config
+            except UnicodeDecodeError:
+                raise _DamagedFile("it is not a text file") from None
+            if not text.strip():
+                raise _DamagedFile("it is empty")
+            # configparser ends every section with a blank line; a file cut short does not.
+            if not text.endswith("\n\n"):
+                raise _DamagedFile("it ends in the middle of an entry (cut short?)")
+            try:
+                config.read_string(text, source=str(self.file_path))
+            except configparser.Error:
+                raise _DamagedFile("it is not a keyring file") from None
+            if not config.has_option(_SETTINGS_SECTION, _REFERENCE_OPTION):
+                raise _DamagedFile("its keyring settings are missing")
             return config
+
+        def _check_file(self) -> bool:
+            # The stock check takes a damaged file for "no file" and starts a new one over it.
+            config = self._read_config()
+            if not config.sections():
+                return False
+            with contextlib.suppress(AttributeError):  # a file without a scheme is accepted, as stock
+                self._check_scheme(config)  # takes the AES mode the file was written with
+            self._check_version(config)
+            return True
+
+        def _init_file(self) -> None:
+            # Written in one go (the stock version writes three times, showing half a file to readers).
+            if os.path.exists(self.file_path):
+                self._read_config()  # raises _DamagedFile: an existing file is never started over
+            self.start_file()
+
+        def start_file(self) -> None:
+            """Write a new, empty keyring file for the passphrase set (the caller holds the lock)."""
+            config = configparser.RawConfigParser()
+            config.add_section(_SETTINGS_SECTION)
+            assoc = self._generate_assoc("keyring-setting", "password reference")
+            sealed = self.encrypt(b"password reference value", assoc)
+            config.set(_SETTINGS_SECTION, _REFERENCE_OPTION, "\n" + base64.encodebytes(sealed).decode())
+            config.set(_SETTINGS_SECTION, escape("scheme"), self.scheme)
+            config.set(_SETTINGS_SECTION, escape("version"), self.version)
+            self._save_config(config)
+
+        def seal(self, service: str, username: str, password: str) -> str:
+            """`password` encrypted as set_password would store it, for write_sealed under the lock."""
+            self._check_version(self._read_config())  # the file's version decides the associated data
+            assoc = self._generate_assoc(service, username)
+            return "\n" + base64.encodebytes(self.encrypt(password.encode("utf-8"), assoc)).decode()
+
+        def write_sealed(self, service: str, username: str, sealed: str) -> None:
+            """Store a value from `seal` into the file as it is now (the caller holds the lock)."""
+            self._write_config_value(service, username, sealed)
+
+        def get_password(self, service: str, username: str) -> str | None:
+            # As the stock reader, over the checked file (the stock one reads a damaged file as empty).
+            config = self._read_config()
+            self._check_version(config)
+            assoc = self._generate_assoc(service, username)
+            try:
+                sealed = base64.decodebytes(config.get(escape(service), escape(username)).encode())
+            except (configparser.NoOptionError, configparser.NoSectionError):
+                return None
+            try:
+                return self.decrypt(sealed, assoc).decode("utf-8")
+            except ValueError:
+                return self.decrypt(sealed).decode("utf-8")  # entries written without associated data
 
         def _save_config(self, config: configparser.RawConfigParser) -> None:
             from io import StringIO
@@ -476,6 +623,7 @@ class Secrets:
             # An existing file is unlocked now, so a wrong passphrase is reported up front; a new one is
             # only created when the first secret is stored.
             concealed = _Concealed(passphrase)
+            # Reading only (a new file is written in one go, under the lock, when the first secret is stored).
             backend = self._unlock(path, passphrase) if path.exists() else None
             vault = _Vault(
                 backend,
@@ -496,6 +644,11 @@ class Secrets:
         backend.file_path = str(path)
         try:
             backend.keyring_key = passphrase  # unlocks an existing file, or creates a new one
+        except _DamagedFile as exc:
+            raise KeyringUnreadable(
+                f"{path} could not be opened as an encrypted keyring ({exc}); it was left untouched. Put "
+                "back a good copy of it, or move it away and store the write keys and receiver tokens again."
+            ) from None
         except ValueError as exc:
             if "MAC check failed" in str(exc) or "Incorrect Password" in str(exc):
                 raise WrongPassphrase(
@@ -544,6 +697,14 @@ class Secrets:
             raise ValueError(f"the {what} is empty")
         register_secret(value)
         self._require_vault().set(username, value, what)
+
+    def version(self) -> object:
+        """A value that changes whenever stored secrets may have changed: for the encrypted file its
+        identity, time and size (one stat, cheap enough for every request); for the OS keyring, every few
+        seconds. Lets a caller keep what it derived from secrets until they may have changed."""
+        if self._vault is None:
+            return None  # environment overrides only: fixed for the life of the process
+        return self._vault.version()
 
     def clear_cache(self) -> None:
         """Forget values read so far (the next read asks the keyring again)."""

@@ -125,10 +125,12 @@ def store_problem(home: Home, *, heartbeat_age: float | None, running: bool) -> 
 def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
     """The whole `status --json` document: the engine and every configured connector."""
     presence = None
+    unreadable: dict[str, str] = {}
     if home.store_file.exists():
         ctl = Control(home.store_file)
         try:
             presence = ctl.presence()
+            unreadable = ctl.receiver_problems()
         finally:
             ctl.close()
     now = time.time()
@@ -182,6 +184,10 @@ def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
             "started_at": presence.started_at if running and presence else None,
             "heartbeat_age_seconds": heartbeat_age if running else None,
             "store_problem": problem,
+            # Workspaces whose requests are answered 503 because their token cannot be read.
+            "receiver_problems": {w: f"receiver token unreadable: {t}" for w, t in unreadable.items()}
+            if running
+            else {},
         },
         "connectors": connectors,
     }

@@ -27,14 +27,13 @@ import httpx
 from tui_currents import __version__
 from tui_currents.config import LOOPBACK_HOSTS
 from tui_currents.logs import mask
+from tui_currents.store import StoreUnavailable, webhook_cursor
 
 log = logging.getLogger("tui_currents.webhook")
 
 DAY = 86_400.0
 REQUEST_TIMEOUT = 10.0
 BATCH = 50  # alerts read per round
-_SCHEMA = "CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER)"
-_ALERT_COLUMNS = "id, at, connector, kind, phase, since, subject, body"
 NO_URL = (
     "[alerts] webhook is on but no URL is stored in the keyring; store it with `tui-currents alerts webhook`"
 )
@@ -119,50 +118,6 @@ class WebhookPoster:
         self._url_read = False
         self._wake.set()
 
-    # ------------------------------------------------------------------ the store's alerts
-
-    def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        db.execute(_SCHEMA)
-        return db
-
-    def _next(self, *, enabled: bool) -> list[tuple]:
-        """The alerts after the cursor (none while disabled: the cursor then follows the newest)."""
-        db = self._db()
-        try:
-            row = db.execute("SELECT last FROM webhook_cursor WHERE id = 1").fetchone()
-            if not enabled:
-                self._save(db, db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
-                return []
-            if row is None:  # the first run ever: alerts from before this run are old news
-                before = "SELECT coalesce(max(id), 0) FROM alerts WHERE at < ?"
-                row = (db.execute(before, (self._started_at,)).fetchone()[0],)
-                self._save(db, row[0])
-            return db.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id > ? ORDER BY id LIMIT ?", (row[0], BATCH)
-            ).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []  # the alert monitor has not made its tables yet
-            raise
-        finally:
-            db.close()
-
-    def _advance(self, alert_id: int) -> None:
-        db = self._db()
-        try:
-            self._save(db, alert_id)
-        finally:
-            db.close()
-
-    @staticmethod
-    def _save(db: sqlite3.Connection, last: int) -> None:
-        db.execute(
-            "INSERT INTO webhook_cursor (id, last) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last = "
-            "max(last, excluded.last)",
-            (last,),
-        )
-
     # ------------------------------------------------------------------ posting
 
     async def _current_url(self) -> str | None:
@@ -227,12 +182,19 @@ class WebhookPoster:
             while True:
                 try:
                     on = enabled()
-                    for row in await asyncio.to_thread(self._next, enabled=on):
+                    rows = await asyncio.to_thread(
+                        webhook_cursor.next_alerts,
+                        self.path,
+                        enabled=on,
+                        started_at=self._started_at,
+                        limit=BATCH,
+                    )
+                    for row in rows:
                         await self._deliver(client, row, enabled)
-                        await asyncio.to_thread(self._advance, row[0])
+                        await asyncio.to_thread(webhook_cursor.advance, self.path, row[0])
                 except asyncio.CancelledError:
                     raise
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, StoreUnavailable) as exc:
                     log.warning("alert webhook: the store cannot be read (%s); tried again shortly", exc)
                 except Exception as exc:  # posting alerts must never end: the next round tries again
                     log.error("alert webhook: unexpected %s; tried again shortly", type(exc).__name__)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 import logging
 import os
@@ -304,7 +305,8 @@ async def test_every_token_comparison_goes_through_a_constant_time_compare(
     start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Behaviour, not a stopwatch: whatever the given token (right, wrong at its start or its end, shorter,
-    longer), the receiver compares it with the stored one once, through hmac.compare_digest, as bytes."""
+    longer), the receiver compares its SHA-256 digest with the stored token's once, through
+    hmac.compare_digest (digests: the same length whatever was sent)."""
     target = await start()
     token = TOKENS[MARKETING]
     calls: list[tuple[object, object]] = []
@@ -332,7 +334,9 @@ async def test_every_token_comparison_goes_through_a_constant_time_compare(
                 headers={"Authorization": f"Bearer {given}"},
             )
             assert response.status_code == expected_status
-            assert calls == [(given.encode(), token.encode())]
+            assert calls == [
+                (hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest())
+            ]
 
 
 async def test_a_token_wrong_at_its_start_and_one_wrong_at_its_end_take_the_same_time(start) -> None:
@@ -363,6 +367,56 @@ async def test_a_token_wrong_at_its_start_and_one_wrong_at_its_end_take_the_same
             samples[given].append(await timed(given))
     a, b = statistics.median(samples[first]), statistics.median(samples[last])
     assert abs(a - b) < max(0.000_5, 0.3 * min(a, b)), (a, b)
+
+
+WORKSPACE_TIMING_TOLERANCE = 0.000_06  # seconds; reading the token in a worker thread cost 200 us to 2 ms
+
+
+def _low(samples: list[float]) -> float:
+    # The 20th percentile: load on the machine only ever adds time, so the low end shows the work done.
+    return statistics.quantiles(samples, n=5)[0]
+
+
+async def test_a_wrong_token_takes_as_long_for_a_known_workspace_as_for_an_unknown_one(start) -> None:
+    """Refusals must not tell which workspaces exist. Wrong tokens for a configured workspace and for made-up
+    names are sent interleaved over one connection; the low ends (20th percentiles) of the two timings must
+    be within tens of microseconds. Up to five rounds of 300 pairs: a real difference shows in every round,
+    a burst of load on the machine in some."""
+    target = await start()
+    wrong = "w" * 43
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def timed(workspace: str) -> float:
+            began = time.perf_counter()
+            response = await client.post(
+                f"{target.url}/currents/{workspace}",
+                content=b"",
+                headers={"Authorization": f"Bearer {wrong}"},
+            )
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 401
+            return elapsed
+
+        for n in range(50):  # warm up the connection and the caches
+            await timed(MARKETING)
+            await timed(f"warm-up-{n}")
+        gaps: list[float] = []
+        for round_ in range(5):
+            known: list[float] = []
+            unknown: list[float] = []
+            for n in range(300):
+                name = f"nobody-{round_}-{n}"
+                if n % 2:
+                    known.append(await timed(MARKETING))
+                    unknown.append(await timed(name))
+                else:
+                    unknown.append(await timed(name))
+                    known.append(await timed(MARKETING))
+            gaps.append(_low(known) - _low(unknown))
+            if abs(gaps[-1]) < WORKSPACE_TIMING_TOLERANCE:
+                break
+    print(f"\nknown minus unknown (20th percentiles) per round: {[f'{g * 1e6:.0f} us' for g in gaps]}")
+    assert abs(gaps[-1]) < WORKSPACE_TIMING_TOLERANCE, gaps
 
 
 # -------------------------------------------------------------------------------------- HTTP framing
@@ -669,6 +723,36 @@ async def test_hundreds_of_unknown_workspaces_do_not_flood_the_log(start, caplog
     assert set(statuses) == {401}
     assert len(caplog.records) <= 300  # a bounded number of "unknown workspace" lines, not one per probe
     assert await healthy(target)
+
+
+async def test_a_flood_of_unknown_names_does_not_silence_other_warnings(start, caplog) -> None:
+    """Probes for 300 made-up workspace names are logged a few lines a minute at most, and afterwards the
+    warnings of other kinds (a missing version header, a wrong token for a real workspace) still appear."""
+    target = await start()
+    caplog.set_level(logging.DEBUG, logger="tui_currents")
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        for n in range(300):
+            response = await client.post(
+                f"{target.url}/currents/probe-{n}",
+                content=b"{}",
+                headers={"Authorization": f"Bearer {'t' * 43}"},
+            )
+            assert response.status_code == 401
+        wrong = await client.post(
+            f"{target.url}/currents/{MARKETING}", content=b"", headers={"Authorization": f"Bearer {'t' * 43}"}
+        )
+        right = await client.post(  # without the Braze-Currents-Version header
+            f"{target.url}/currents/{OTHER}",
+            content=b"",
+            headers={"Authorization": f"Bearer {TOKENS[OTHER]}"},
+        )
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    messages = [record.getMessage() for record in caplog.records]
+    probes = [m for m in messages if "not a configured workspace" in m]
+    assert 1 <= len(probes) <= 20, len(probes)
+    assert any("Braze-Currents-Version" in m for m in messages), messages[-3:]
+    assert any(f"a request for {MARKETING!r} carried a wrong receiver token" in m for m in messages)
+    assert not any(TOKENS[OTHER] in m for m in messages)
 
 
 # ---------------------------------------------------------------------------------------- bound address

@@ -19,9 +19,13 @@ from .helpers import make_app, ready, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 
-def table_rows(app) -> dict[str, list[str]]:
+def table_rows(app) -> dict[str, dict[str, str]]:
+    """Each row's cells by column key (which columns show depends on the width)."""
     table = app.screen.query_one(DataTable)
-    return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
+    columns = [c.key.value for c in table.ordered_columns]
+    return {
+        key.value: dict(zip(columns, (str(c) for c in table.get_row(key)), strict=True)) for key in table.rows
+    }
 
 
 async def test_an_empty_home_explains_the_first_step(home):
@@ -42,20 +46,20 @@ async def test_every_connector_shows_its_figures_from_the_store(seeded):
         backlog = {n: store.backlog(n) for n in ("Production", "SMS to EU")}
         delivered = {n: store.counter_totals(n).get("delivered", 0) for n in ("Production", "SMS to EU")}
     app = make_app(seeded.home)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(120, 24)) as pilot:
         await ready(pilot)
         rows = table_rows(app)
         assert list(rows) == ["Production", "SMS to EU", "Brand archive"]
         production = rows["Production"]
-        assert production[1:3] == ["marketing", "US"]
-        assert production[5] == str(backlog["Production"].messages)
-        assert production[6] == str(delivered["Production"])
-        assert production[7] == str(backlog["Production"].dead_letters) == "3"
-        assert "HTTP 503" in production[8]
-        assert rows["SMS to EU"][2] == "EU"
-        assert rows["Brand archive"][2] == "custom" and "paused" in rows["Brand archive"][3]
+        assert (production["workspace"], production["destination"]) == ("marketing", "US")
+        assert production["backlog"] == str(backlog["Production"].messages)
+        assert production["delivered"] == str(delivered["Production"])
+        assert production["dead"] == str(backlog["Production"].dead_letters) == "3"
+        assert "HTTP 503" in production["error"]
+        assert rows["SMS to EU"]["destination"] == "EU"
+        assert rows["Brand archive"]["destination"] == "custom" and "paused" in rows["Brand archive"]["state"]
         # No engine runs: the stored "backing off" is not passed off as current.
-        assert "not running" in production[3]
+        assert "not running" in production["state"]
         detail = str(app.screen.query_one("#connector-detail").render())
         assert "last known: backing off" in detail and "Last error: HTTP 503" in detail
 
@@ -67,7 +71,7 @@ async def test_pause_and_resume_change_the_config_file(seeded):
         assert not config.load(seeded.home).connector("Production").paused
         await pilot.press("p")
         await wait_until(pilot, lambda: config.load(seeded.home).connector("Production").paused)
-        await wait_until(pilot, lambda: "paused" in table_rows(app)["Production"][3])
+        await wait_until(pilot, lambda: "paused" in table_rows(app)["Production"]["state"])
         await pilot.press("p")
         await wait_until(pilot, lambda: not config.load(seeded.home).connector("Production").paused)
 

@@ -46,10 +46,12 @@ async def test_the_console_names_the_service_and_forwards_requests(seeded, servi
         assert "console of the service (pid 4242)" in str(app.screen.query_one("#mode-line").render())
         # With the service alive, the stored states are current.
         table = app.screen.query_one("DataTable")
-        await wait_until(pilot, lambda: "backing off" in str(table.get_row("Production")[3]))
+        await wait_until(pilot, lambda: "backing off" in str(table.get_cell("Production", "state")))
 
         taken: list[control.Command] = []
-        await pilot.press("s")  # send test events through the highlighted connector
+        await pilot.press("s")  # send test events through the highlighted connector, once confirmed
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
         await wait_until(pilot, lambda: bool(taken.extend(service.take()) or taken))
         assert [(c.kind, c.args) for c in taken] == [(control.SEND_TEST_EVENTS, {"connector": "Production"})]
 

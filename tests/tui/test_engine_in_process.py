@@ -58,11 +58,13 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, ConnectorsScreen), timeout=20)
 
-            await pilot.press("s")  # one test event of each selected type
+            await pilot.press("s")  # one test event of each selected type, once confirmed
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+            await pilot.press("y")
             await wait_until(pilot, lambda: sandbox.accepted_for(WRITE_KEY) == len(EMAIL), timeout=20)
             assert {m["event"] for m in sandbox.recent(100)} == {catalog.find(e).segment_event for e in EMAIL}
-            table = app.screen.query_one("DataTable")
-            await wait_until(pilot, lambda: str(table.get_row("Sandbox")[6]) == str(len(EMAIL)))
+            detail = app.screen.query_one("#connector-detail")  # at 80 columns "Delivered" is in the detail
+            await wait_until(pilot, lambda: f"Delivered {len(EMAIL)} " in str(detail.render()))
 
             # Update the selection: the delivery loop is not restarted and the new selection applies.
             delivery_task = backend.engine._deliveries["Sandbox"][1]
@@ -74,6 +76,8 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             assert set(config.load(home).connector("Sandbox").events) == EMAIL | PUSH
             assert backend.engine._deliveries["Sandbox"][1] is delivery_task and not delivery_task.done()
             await pilot.press("s")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+            await pilot.press("y")
             expected = 2 * len(EMAIL) + len(PUSH)
             await wait_until(pilot, lambda: sandbox.accepted_for(WRITE_KEY) == expected, timeout=20)
         assert backend.engine is None  # stopped with the app; queued events stay in the store

@@ -58,6 +58,14 @@ def test_tail(snap_compare, seeded):
     assert snap_compare(make_app(seeded.home), terminal_size=(100, 32), run_before=settle("t"))
 
 
+def test_tail_at_80x24(snap_compare, seeded):
+    assert snap_compare(make_app(seeded.home), terminal_size=(80, 24), run_before=settle("t"))
+
+
+def test_new_connector_at_80x24(snap_compare, seeded):
+    assert snap_compare(make_app(seeded.home), terminal_size=(80, 24), run_before=settle("n"))
+
+
 def test_health(snap_compare, seeded):
     assert snap_compare(make_app(seeded.home), terminal_size=(80, 24), run_before=settle("h"))
 

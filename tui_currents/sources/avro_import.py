@@ -78,7 +78,8 @@ class TypeCounts:
     """What became of the records of one event type."""
 
     read: int = 0
-    queued: int = 0  # would be queued, for a dry run
+    queued: int = 0  # queued to be sent (would be, for a dry run)
+    duplicate: int = 0  # already queued or recently delivered: not sent again
     not_selected: int = 0
     anonymous: int = 0
     unsupported: int = 0
@@ -438,6 +439,11 @@ class _Run:
         if committed is not None:
             self.summary.queued += committed.queued
             self.summary.duplicates += committed.duplicates
+            # The router counted every mapped event as queued; the store found some already there.
+            for event_type, n in (committed.duplicates_by_type or {}).items():
+                counts = self.counts(event_type)
+                counts.queued -= n
+                counts.duplicate += n
 
     def read_file(
         self, path: Path, file_type: str | None, start: int, on_chunk: Callable[[int], None]

@@ -28,7 +28,7 @@ store cannot write, or a batch has waited longer than it may for reading and sto
 from __future__ import annotations
 
 import asyncio
-import hmac
+import itertools
 import logging
 import ssl
 import time
@@ -45,10 +45,10 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from tui_currents.config import ReceiverSettings
 from tui_currents.received import Received
-from tui_currents.secrets import receiver_token_env_var
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
 from tui_currents.sources.intake import MappingProcess, answer_seconds
+from tui_currents.sources.receiver_auth import KeyringTrouble, TokenCheck
 from tui_currents.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_currents.receiver")
@@ -66,7 +66,6 @@ ANSWER_GRACE_SECONDS = 10.0  # a batch is answered within twice its reading time
 IngestorProvider = Callable[[], Ingestor | None]
 TokenProvider = Callable[[str], str | None]
 Middleware = Callable  # an aiohttp middleware (web.middleware)
-_WARNINGS_KEPT = 256  # distinct warnings remembered, so that a prober cannot flood the log or the memory
 
 
 def ssl_context_from(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
@@ -171,10 +170,6 @@ class _Runner(web.AppRunner):
         return server
 
 
-class _KeyringTrouble(Exception):
-    """The workspace's token could not be read."""
-
-
 class _GroupCommit:
     """Commits the batches of concurrent requests together.
 
@@ -264,6 +259,7 @@ class _Handler:
         settings: ReceiverSettings,
         read_timeout: float,
         mapping_process: bool | None = None,
+        tokens: TokenCheck | None = None,
     ):
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
@@ -274,16 +270,11 @@ class _Handler:
         self.mapping = MappingProcess(use_process=mapping_process)
         self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
         self.group_commit = _GroupCommit(self.committing)
-        self._warned: set[str] = set()
+        self.tokens = tokens or TokenCheck(token_provider)
+        self.warnings = self.tokens.warnings  # Braze repeats a misconfigured request every few seconds
         self._due: dict[int, float] = {}  # batches being read and stored: when each is overdue
+        self._batch_numbers = itertools.count()
         self._store_trouble = False  # the last commit failed because the store cannot write
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        """Log a warning the first time only: Braze repeats a misconfigured request every few seconds."""
-        if key in self._warned or len(self._warned) >= _WARNINGS_KEPT:
-            return
-        self._warned.add(key)
-        log.warning(message, *args)
 
     async def close(self) -> None:
         """Wait for the worker threads to finish what they have (requests in progress are done)."""
@@ -310,7 +301,9 @@ class _Handler:
 
     async def _read_and_store(self, workspace: str, ingestor: Ingestor, body: bytes) -> int:
         """Map the body and commit its batch; the number of events. Counted as in progress for /healthz."""
-        key = id(body)
+        # A number of its own: id(body) is shared by equal small bodies (b"" is one object), so two requests
+        # of an empty body at once would take each other's place.
+        key = next(self._batch_numbers)
         self._due[key] = time.monotonic() + answer_seconds(body)
         try:
             connectors = ingestor.connector_rules(workspace)
@@ -327,50 +320,18 @@ class _Handler:
             del self._due[key]
 
     async def _authorised(self, request: web.Request, workspace: str, ingestor: Ingestor) -> bool:
-        """Whether the request carries the workspace's token. Raises _KeyringTrouble when the token
-        cannot be read (the request is then answered 503: the sender's credentials are not at fault)."""
+        """Whether the request carries the workspace's token (the same work whether the workspace exists
+        or not; see receiver_auth.py). Raises KeyringTrouble when the token cannot be read: the request
+        is then answered 503, since the sender's credentials are not at fault."""
         header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            return False
-        if not ingestor.has_workspace(workspace):
-            # Not asking the keyring about names that are not workspaces keeps probes cheap.
-            self._warn_once(
-                f"unknown:{workspace}",
-                "receiver: requests for %r, which is not a configured workspace, are answered 401 (logged "
-                "once); check the URL in Braze's Currents settings",
-                workspace[:80],
-            )
-            return False
-        # The keyring may be slow on a cache miss (the encrypted file derives a key): not on the loop.
-        try:
-            expected = await asyncio.to_thread(self.token_provider, workspace)
-        except Exception as exc:
-            # Only the error's type: its text could hold more than it should.
-            log.error(
-                "receiver: the receiver token of %r could not be read from the keyring (%s); requests are "
-                "answered 503 so that Braze retries. Check that the keyring is unlocked.",
-                workspace,
-                type(exc).__name__,
-            )
-            raise _KeyringTrouble from None
-        if not expected:
-            self._warn_once(
-                f"no-token:{workspace}",
-                "receiver: workspace %r has no receiver token, so its requests are refused (401, logged "
-                "once); store one for it in the keyring (the TUI's workspace screen) or set %s",
-                workspace,
-                receiver_token_env_var(workspace),
-            )
-            return False
-        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+        return await self.tokens.authorised(workspace, ingestor.has_workspace(workspace), header)
 
     def _check_version(self, request: web.Request) -> None:
         version = request.headers.get(VERSION_HEADER)
         if version != SUPPORTED_VERSION:
-            self._warn_once(
-                "version",
+            self.warnings.warn(
+                "version header",
+                str(version)[:40],
                 "receiver: %s is %r, this program knows version %s; events are accepted, but check for an "
                 "update if they look wrong (logged once)",
                 VERSION_HEADER,
@@ -386,7 +347,7 @@ class _Handler:
         try:
             if not await self._authorised(request, workspace, ingestor):
                 return _unauthorised()
-        except _KeyringTrouble:
+        except KeyringTrouble:
             return _json(
                 503,
                 {"error": "the receiver cannot check tokens right now; send the batch again later"},
@@ -464,13 +425,15 @@ def create_app(
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     mapping_process: bool | None = None,
     middlewares: Sequence[Middleware] = (),
+    tokens: TokenCheck | None = None,
 ) -> web.Application:
     """The receiver's aiohttp application. `ingestor_provider()` gives the current Ingestor (the engine
     swaps it on config changes), `token_provider(workspace)` the workspace's receiver token or None.
     `settings` is the config's receiver settings (`max_body_bytes` is read from it). A body must arrive
     within `read_timeout` seconds of its headers. `mapping_process`: read bodies in a mapping process
-    (None: when there is a second core for it; see intake.py)."""
-    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout, mapping_process)
+    (None: when there is a second core for it; see intake.py). `tokens`: the token check to use (by
+    default one over `token_provider`)."""
+    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout, mapping_process, tokens)
     # client_max_size makes aiohttp stop reading a body (413) once it grows past the limit, whatever
     # Content-Length said (or when there is none: chunked bodies).
     app = web.Application(client_max_size=handler.max_body_bytes, middlewares=middlewares)
@@ -496,10 +459,14 @@ class Receiver:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         mapping_process: bool | None = None,
         middlewares: Sequence[Middleware] = (),  # e.g. the service's metrics
+        token_version: Callable[[], object] | None = None,
     ):
         self.middlewares = tuple(middlewares)
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
+        # Token digests are kept until `token_version()` changes (Secrets.version when the provider is a
+        # Secrets' get_receiver_token); the engine refreshes them ahead of requests.
+        self.tokens = TokenCheck(token_provider, token_version)
         self.settings = settings
         self.read_timeout = read_timeout
         self.mapping_process = mapping_process
@@ -531,6 +498,7 @@ class Receiver:
             read_timeout=self.read_timeout,
             mapping_process=self.mapping_process,
             middlewares=self.middlewares,
+            tokens=self.tokens,
         )
         # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
         # body's own read timeout only starts once the headers are in.

@@ -16,9 +16,42 @@ PAGE_SIZE = 16_384  # larger pages make each b-tree insert cheaper for rows of a
 CHUNK = 500  # ids per IN (...) list and rows per maintenance transaction
 
 
-# 3: the alert tables (an upgrade from 2 only creates them)
+# Small tables beside the outbox, written by consoles and the engine's side tasks through
+# side_connection.connect, which creates them (and only them) in a file no store has set up yet.
+SIDE_TABLES = """CREATE TABLE IF NOT EXISTS engine_commands (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL,
+    taken_at REAL
+);
+
+CREATE TABLE IF NOT EXISTS engine_presence (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    receiver TEXT,
+    demo INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS receiver_problems (
+    workspace TEXT PRIMARY KEY,
+    problem TEXT NOT NULL,
+    since REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS webhook_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last INTEGER
+);
+"""
+
+# 3 only added tables (the alert tables, and SIDE_TABLES) to SCHEMA: a file of version 2 gets them by running
+# SCHEMA again (every statement is IF NOT EXISTS).
 SCHEMA_VERSION = 3
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     connector TEXT NOT NULL,
@@ -117,6 +150,8 @@ CREATE TABLE IF NOT EXISTS alert_state (
     PRIMARY KEY (connector, kind)
 ) WITHOUT ROWID;
 """
+    + SIDE_TABLES
+)
 
 
 INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"

@@ -121,6 +121,7 @@ class Writer(TailLog):
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
             backlog: dict[str, BacklogChange] = defaultdict(BacklogChange)
             queued = duplicates = 0
+            duplicate_types: dict[str, int] = {}
             for connector, (entries, bodies) in tails.items():
                 at = [index for index, entry in enumerate(entries) if entry[FATE] == "queued"]
                 message_keys = [
@@ -152,6 +153,7 @@ class Writer(TailLog):
                             counts[(connector, entry[TYPE], QUEUED)] -= 1
                             counts[(connector, entry[TYPE], DUPLICATE)] += 1
                             duplicates += 1
+                            duplicate_types[entry[TYPE]] = duplicate_types.get(entry[TYPE], 0) + 1
                             continue
                         new_keys.add(key)
                         segment.append((entry[MESSAGE_ID], entry[TYPE], len(body)))
@@ -190,6 +192,7 @@ class Writer(TailLog):
             duplicates=duplicates,
             filtered=received.items - queued - duplicates - len(received.dead),
             dead_lettered=len(received.dead),
+            duplicates_by_type=duplicate_types or None,
         )
 
     def _trim_dead_letters(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:

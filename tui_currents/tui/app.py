@@ -303,13 +303,38 @@ class CurrentsApp(App[int]):
         self.push_screen(ConfirmScreen(f"Delete connector {name!r}?", detail, yes=yes, danger=True), answered)
 
     async def send_test_events(self, name: str) -> None:
-        """One event of each selected type through the connector."""
+        """Ask (naming the connector, its destination and how many), then send one marked test event of
+        each selected type through the connector."""
+        from tui_currents import test_events
+
+        backend = self.backend
         try:
-            message = self.backend.send_test_events(name)
-        except Exception as exc:  # a store or config problem: say it, keep the app running
-            self.notify(f"Test events not sent: {exc}", severity="error", timeout=12)
+            connector = (await backend.run(backend.load_config)).connector(name)
+        except (config_module.ConfigError, KeyError) as exc:
+            self.notify(str(exc.args[0] if isinstance(exc, KeyError) else exc), severity="error", timeout=12)
             return
-        self.notify(message, title="Test events")
+        if not backend.engine_running:
+            self.notify(
+                "No engine is running, so nothing can be sent; start one with `tui-currents run`.",
+                title="Test events",
+                severity="warning",
+                timeout=12,
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                message = backend.send_test_events(name)
+            except Exception as exc:  # a store or config problem: say it, keep the app running
+                self.notify(f"Test events not sent: {exc}", severity="error", timeout=12)
+                return
+            self.notify(message, title="Test events")
+
+        self.push_screen(
+            ConfirmScreen(test_events.question(connector), test_events.NOTE, yes="Send"), answered
+        )
 
     def open_tail(self, connector: str | None) -> None:
         from tui_currents.tui.screens.tail import TailScreen
@@ -320,6 +345,11 @@ class CurrentsApp(App[int]):
         from tui_currents.tui.screens.health import HealthScreen
 
         self.open_view(HealthScreen())
+
+    def open_workspaces(self) -> None:
+        from tui_currents.tui.screens.workspaces import WorkspacesScreen
+
+        self.open_view(WorkspacesScreen())
 
     def open_dead_letters(self) -> None:
         from tui_currents.tui.screens.dead_letters import DeadLettersScreen

@@ -34,6 +34,7 @@ from tui_currents.config import Config, ConfigError, Connector, FieldError, Work
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.tui.widgets.tail_view import TailLine
+from tui_currents.tui.widgets.throughput import CounterHistory
 
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
@@ -152,6 +153,7 @@ class Backend:
         self._reader: Store | None = None
         self._control: control.Control | None = None
         self._meters: dict[str, _RateMeter] = {}
+        self._histories: dict[str, CounterHistory] = {}
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -323,6 +325,31 @@ class Backend:
         await asyncio.to_thread(config_module.set_paused, self.home, name, paused)
         self._engine_reload()
 
+    async def add_workspace(self, name: str) -> str:
+        """Add a Braze workspace with a new receiver token; returns the token (to show once)."""
+
+        def add() -> str:
+            config_module.add_workspace(self.home, Workspace(name=name))
+            token = self.secrets.generate_receiver_token()
+            self.secrets.set_receiver_token(name, token)
+            return token
+
+        token = await asyncio.to_thread(add)
+        self._engine_reload()
+        return token
+
+    async def rotate_receiver_token(self, name: str) -> str:
+        """Give a workspace a new receiver token (the old one stops working); returns it (to show once)."""
+
+        def rotate() -> str:
+            token = self.secrets.generate_receiver_token()
+            self.secrets.set_receiver_token(name, token)
+            return token
+
+        token = await asyncio.to_thread(rotate)
+        self._engine_reload()
+        return token
+
     def write_key_hint(self, name: str) -> str | None:
         """ "…abcd" when a write key is stored, else None."""
         return self.secrets.write_key_hint(name)
@@ -410,6 +437,7 @@ class Backend:
         counters = reader.counters() if reader else {}
         now = self.clock()
         running = self.engine_running
+        unreadable = self._control.receiver_problems() if running and self._control is not None else {}
         rows = []
         for connector in cfg.connectors:
             per_type = counters.get(connector.name, {})
@@ -422,6 +450,12 @@ class Backend:
             label, detail = self._state_label(connector, state, running)
             meter = self._meters.setdefault(connector.name, _RateMeter())
             rate = meter.sample(totals.get("received", 0), now)
+            self._histories.setdefault(connector.name, CounterHistory()).add(
+                now, totals.get("delivered", 0), totals.get("dead_lettered", 0)
+            )
+            if label == "idle" and (rate > 0 or (backlog and backlog.messages)):
+                # The engine says "idle" between two leases; with events flowing or waiting, it is at work.
+                label, detail = "running", "sending what arrives"
             # The busiest types among those this connector forwards.
             top = sorted(
                 ((t, c.get("queued", 0)) for t, c in per_type.items() if c.get("queued", 0)),
@@ -444,7 +478,11 @@ class Backend:
                     last_error=state.last_error if state else None,
                     paused=connector.paused,
                     paused_until=state.paused_until if state else None,
-                    warning=state.warning if state else None,
+                    warning=(
+                        f"receiver token unreadable: {unreadable[connector.workspace]}"
+                        if connector.workspace in unreadable
+                        else (state.warning if state else None)
+                    ),
                     top_event_types=tuple(top),
                 )
             )
@@ -465,6 +503,21 @@ class Backend:
         if state is None:
             return "starting", "the engine has not reported on it yet"
         return state.state, state.detail
+
+    def throughput(self, name: str | None, seconds: int, bucket: int) -> tuple[list[float], list[float]]:
+        """Delivered and failed events/s per bucket over the last `seconds` (since this app opened), for
+        one connector or, with `name` None, all of them added up."""
+        now = self.clock()
+        histories = [self._histories[name]] if name in self._histories else []
+        if name is None:
+            histories = list(self._histories.values())
+        delivered = [0.0] * (seconds // bucket)
+        failed = [0.0] * (seconds // bucket)
+        for history in histories:
+            d, f = history.rates(now, seconds, bucket)
+            delivered = [a + b for a, b in zip(delivered, d, strict=True)]
+            failed = [a + b for a, b in zip(failed, f, strict=True)]
+        return delivered, failed
 
     def rate_history(self, name: str) -> list[float]:
         """events/s samples for the connector, oldest first (one per refresh of the connector rows)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
 
 from tui_currents.config import ConfigError
 
@@ -20,15 +21,37 @@ class Command:
     run: Callable[[], object]
 
 
-def app_commands(app) -> list[Command]:
-    """Every command the app offers now (connectors and themes as they are at this moment)."""
-    commands = [
+def editor_commands(editor) -> list[Command]:
+    """The editor's own actions, for the palette opened over it."""
+    from tui_currents.tui.widgets.event_tree import EventTree
+
+    tree = editor.query_one(EventTree)
+    verb = "launch" if editor.creating else "update"
+    return [
+        Command(
+            f"editor: {verb}", "Save this connector (ctrl+s)", partial(editor.run_action, f"save('{verb}')")
+        ),
+        Command("editor: cancel", "Close the editor (asks first if anything changed)", editor.action_cancel),
+        Command("editor: select every event type", "Tick the whole event tree", tree.action_select_all),
+        Command("editor: select no event type", "Untick the whole event tree", tree.action_select_none),
+        Command("editor: filter event types", "Type to narrow the event tree", tree.action_filter),
+    ]
+
+
+def app_commands(app, screen=None) -> list[Command]:
+    """Every command the app offers now (connectors and themes as they are at this moment), and those of
+    `screen`, the screen the palette was opened over."""
+    from tui_currents.tui.screens.editor import EditorScreen
+
+    commands = editor_commands(screen) if isinstance(screen, EditorScreen) else []
+    commands += [
         Command("connector: new", "Create a connector (the editor)", app.new_connector),
         Command("view: connectors", "The list of connectors (home)", app.show_home),
         Command(
             "view: tail (all connectors)", "Live events of every connector", partial(app.open_tail, None)
         ),
         Command("view: health", "Throughput and health of every connector", app.open_health),
+        Command("view: workspaces", "Braze workspaces: add one, show or rotate a token", app.open_workspaces),
         Command(
             "view: dead letters", "Messages that were not delivered, with reasons", app.open_dead_letters
         ),
@@ -66,7 +89,11 @@ def app_commands(app) -> list[Command]:
         ]
     for theme in app.our_themes:
         commands.append(
-            Command(f"theme: {theme}", "Switch theme (saved in [ui] theme)", partial(app.set_theme, theme))
+            Command(
+                f"theme: {theme}",
+                escape("Switch theme (saved in [ui] theme)"),  # help text is markup: [ui] is literal
+                partial(app.set_theme, theme),
+            )
         )
     return commands
 
@@ -76,7 +103,7 @@ class CurrentsCommands(Provider):
 
     async def startup(self) -> None:
         # Once per opening of the palette: the config file is read once, not at every key typed.
-        self._commands = app_commands(self.app)
+        self._commands = app_commands(self.app, self.screen)
 
     async def discover(self) -> Hits:
         for command in self._commands:

@@ -20,7 +20,9 @@ class ViewScreen(Screen):
     def compose(self) -> ComposeResult:
         yield ModeBar(self.TITLE_TEXT)
         yield from self.compose_view()
-        yield Footer()
+        # Compact, and without the palette's own key (it is in the help): the footer fits 80 columns with
+        # help and quit always in it.
+        yield Footer(compact=True, show_command_palette=False)
 
     def compose_view(self) -> ComposeResult:
         yield from ()

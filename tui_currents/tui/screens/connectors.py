@@ -13,18 +13,39 @@ from tui_currents.tui.backend import ConnectorRow
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
 
-# (key, header, width): sized so every column but the last error fits 80 columns.
+# (key, header, width); the last error takes what is left.
 COLUMNS = (
     ("name", "Connector", 12),
     ("workspace", "Workspace", 9),
     ("destination", "To", 6),
-    ("state", "State", 13),
+    ("state", "State", 14),
     ("rate", "ev/s", 5),
     ("backlog", "Backlog", 7),
     ("delivered", "Deliv.", 6),
     ("dead", "Dead", 4),
     ("error", "Last error", None),
 )
+# Which columns give way first when the terminal is narrow (the detail panel below shows them all).
+DROPPED_FIRST = ("workspace", "rate", "delivered", "destination")
+CELL_PADDING = 2  # DataTable pads each cell by one column on each side
+MIN_ERROR_WIDTH = 18
+# States as they read in the narrow column: short, and still telling one from another.
+SHORT_STATES = {"credentials rejected": "key rejected", "no write key": "no key"}
+
+
+def visible_columns(width: int) -> tuple[str, ...]:
+    """The column keys that fit `width` cells, dropping the least needed first; the last error keeps at
+    least MIN_ERROR_WIDTH cells."""
+    keys = [key for key, _, _ in COLUMNS]
+    widths = {key: w for key, _, w in COLUMNS if w is not None}
+    for dropped in (None, *DROPPED_FIRST):
+        if dropped is not None:
+            keys.remove(dropped)
+        used = sum(widths[k] + CELL_PADDING for k in keys if k in widths) + CELL_PADDING
+        if width - used >= MIN_ERROR_WIDTH:
+            break
+    return tuple(keys)
+
 
 EMPTY_TEXT = (
     "[b]No connectors yet.[/b]\n\n"
@@ -48,28 +69,50 @@ class ConnectorsScreen(ViewScreen):
     BINDINGS = [
         Binding("n", "new", "New", id="connectors.new"),
         Binding("e", "edit", "Edit", id="connectors.edit"),
-        Binding("p", "pause", "Pause/resume", id="connectors.pause"),
-        Binding("d,delete", "delete", "Delete", id="connectors.delete"),
+        Binding("p", "pause", "Pause", id="connectors.pause"),
+        Binding("d,delete", "delete", "Delete", show=False, id="connectors.delete"),
         Binding("t", "tail", "Tail", id="connectors.tail"),
         Binding("T", "tail_all", "Tail all", show=False, id="connectors.tail_all"),
-        Binding("s", "test", "Test events", id="connectors.test"),
+        Binding("s", "test", "Test", id="connectors.test"),
         Binding("h", "health", "Health", id="connectors.health"),
         Binding("x", "dead_letters", "Dead letters", id="connectors.dead_letters"),
-        Binding("q", "app.quit", "Quit", id="connectors.quit"),
+        Binding("w", "workspaces", "Workspaces", show=False, id="connectors.workspaces"),
+        Binding("q", "app.quit", "Quit", show=False, id="connectors.quit"),
     ]
 
     def compose_view(self) -> ComposeResult:
         with Vertical(id="connectors-body"):
             yield Static(EMPTY_TEXT, id="empty", classes="empty-state")
-            table: DataTable = DataTable(id="connectors", cursor_type="row", zebra_stripes=True)
-            for key, label, width in COLUMNS:
-                table.add_column(label, key=key, width=width)
+            table: DataTable = DataTable(
+                id="connectors", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="css"
+            )
             yield table
             yield Static(id="connector-detail", classes="detail")
         self._rows: dict[str, ConnectorRow] = {}
+        self._columns: tuple[str, ...] = ()
+
+    def _fit_columns(self) -> None:
+        """Lay the table's columns out for the screen's width (again when it changes)."""
+        wanted = visible_columns(self.size.width or 80)
+        if wanted == self._columns:
+            return
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for key, label, width in COLUMNS:
+            if key in wanted:
+                table.add_column(label, key=key, width=width)
+        self._columns = wanted
+        if self._rows:
+            rows = list(self._rows.values())
+            self._rows = {}
+            self._show(rows)
+
+    def on_resize(self) -> None:
+        self._fit_columns()
 
     def on_mount(self) -> None:
         super().on_mount()
+        self._fit_columns()
         self.query_one("#empty").display = False
         self.query_one(DataTable).focus()
 
@@ -113,7 +156,7 @@ class ConnectorsScreen(ViewScreen):
                 table.move_cursor(row=names.index(current), animate=False)
         else:
             for row in rows:
-                for (key, _, _), value in zip(COLUMNS, self._cells(row), strict=True):
+                for key, value in zip(self._columns, self._cells(row), strict=True):
                     table.update_cell(row.name, key, value)
         self._rows = {r.name: r for r in rows}
         self._show_detail()
@@ -122,21 +165,27 @@ class ConnectorsScreen(ViewScreen):
         app = self.app
         dead_style = kind_style(app, "bad") if row.dead_letters else None
         backlog_kind = "warning" if row.backlog and row.state_kind != "good" else None
-        return [
-            Text(row.name, no_wrap=True, overflow="ellipsis"),
-            Text(row.workspace, no_wrap=True, overflow="ellipsis"),
-            Text(row.destination.split(":")[0], no_wrap=True, overflow="ellipsis"),
-            state_text(app, row.state, row.state_kind),
-            Text(rate(row.events_per_second), justify="right"),
-            Text(
+        cells = {
+            "name": Text(row.name, no_wrap=True, overflow="ellipsis"),
+            "workspace": Text(row.workspace, no_wrap=True, overflow="ellipsis"),
+            "destination": Text(row.destination.split(":")[0], no_wrap=True, overflow="ellipsis"),
+            "state": state_text(app, SHORT_STATES.get(row.state, row.state), row.state_kind),
+            "rate": Text(rate(row.events_per_second), justify="right"),
+            "backlog": Text(
                 count(row.backlog),
                 justify="right",
                 style=kind_style(app, backlog_kind) if backlog_kind else "",
             ),
-            Text(count(row.delivered), justify="right"),
-            Text(count(row.dead_letters), justify="right", style=dead_style or ""),
-            Text(_short(row.last_error or "", 60), no_wrap=True, overflow="ellipsis", style="dim"),
-        ]
+            "delivered": Text(count(row.delivered), justify="right"),
+            "dead": Text(count(row.dead_letters), justify="right", style=dead_style or ""),
+            "error": Text(
+                _short(row.last_error or "", 60),
+                no_wrap=True,
+                overflow="ellipsis",
+                style=kind_style(self.app, "muted"),
+            ),
+        }
+        return [cells[key] for key in self._columns]
 
     @property
     def selected_name(self) -> str | None:
@@ -216,6 +265,9 @@ class ConnectorsScreen(ViewScreen):
 
     def action_dead_letters(self) -> None:
         self.app.open_dead_letters()
+
+    def action_workspaces(self) -> None:
+        self.app.open_workspaces()
 
     def _need_selection(self, what: str) -> str | None:
         name = self.selected_name

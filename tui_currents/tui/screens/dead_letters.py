@@ -13,6 +13,7 @@ from tui_currents.store import DeadLetter
 from tui_currents.tui.backend import decode_json
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.screens.modals import MessageScreen
+from tui_currents.tui.widgets.status import kind_style
 
 LIST_LIMIT = 500
 
@@ -40,7 +41,9 @@ class DeadLettersScreen(ViewScreen):
 
     def compose_view(self) -> ComposeResult:
         yield Static(id="dead-summary")
-        table: DataTable = DataTable(id="dead-letters", cursor_type="row", zebra_stripes=True)
+        table: DataTable = DataTable(
+            id="dead-letters", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="css"
+        )
         table.add_column("When (UTC)", key="at", width=14)
         table.add_column("Connector", key="connector", width=12)
         table.add_column("Event type", key="type", width=22)
@@ -84,7 +87,7 @@ class DeadLettersScreen(ViewScreen):
             )
             summary.append(" · fix the cause, then r: retry this one · R: retry all · e: export")
         if self.app.last_export is not None:
-            summary.append(f"\nLast export: {self.app.last_export}", style="dim")
+            summary.append(f"\nLast export: {self.app.last_export}", style=kind_style(self.app, "muted"))
         self.query_one("#dead-summary", Static).update(summary)
         self._show_detail()
 
@@ -112,15 +115,16 @@ class DeadLettersScreen(ViewScreen):
         text.append("Reason: ", style="bold")
         text.append(letter.reason + "\n")
         text.append(
-            f"messageId {letter.message_id or '-'} · {letter.event_type} · {letter.connector}\n", style="dim"
+            f"messageId {letter.message_id or '-'} · {letter.event_type} · {letter.connector}\n",
+            style=kind_style(self.app, "muted"),
         )
         if letter.message is None:
             text.append(
                 "Rejected while mapping: there is no Segment message to retry (enter shows the event).",
-                style="dim",
+                style=kind_style(self.app, "muted"),
             )
         else:
-            text.append("enter: show the Segment message", style="dim")
+            text.append("enter: show the Segment message", style=kind_style(self.app, "muted"))
         detail.update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

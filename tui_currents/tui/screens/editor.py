@@ -27,6 +27,10 @@ from tui_currents.tui.screens.modals import ConfirmScreen
 from tui_currents.tui.widgets.event_tree import EventPicker, EventTree
 from tui_currents.tui.widgets.toggles import TextCheckbox, TextRadioButton
 
+DEMO_DESTINATION_NOTE = (
+    "Demo: whatever is chosen here, this connector delivers only to the local sandbox, and its write key "
+    "stays in the demo's own keyring."
+)
 REGION_BUTTONS = (("us", "US"), ("eu", "EU"), ("custom", "Custom endpoint"))
 # Form fields, in the order errors are listed; the names are Connector's (plus write_key).
 FIELDS = (
@@ -52,6 +56,13 @@ FIELD_LABELS = {
     "field_transforms": "Field transforms",
     "events": "Event types",
 }
+
+
+def anonymous_hint(included: bool) -> str:
+    """What the anonymous-users switch does, as it is set now."""
+    if included:
+        return "On: events of users without an external id are sent, with only an anonymousId."
+    return "Off: events of users without an external id are counted but not sent."
 
 
 def parse_pairs(text: str, what: str) -> tuple[dict[str, str], list[str]]:
@@ -125,7 +136,7 @@ class EditorScreen(ViewScreen):
             )
             yield from self._row(
                 "contact_email",
-                Input(c.contact_email, id="contact_email", placeholder="ops@example.com", compact=True),
+                Input(c.contact_email, id="contact_email", placeholder="e.g. ops@example.com", compact=True),
             )
             yield from self._row(
                 "workspace",
@@ -169,13 +180,15 @@ class EditorScreen(ViewScreen):
                     with RadioSet(id="region", compact=True):
                         for value, label in REGION_BUTTONS:
                             yield TextRadioButton(label, value=value == region, id=f"region-{value}")
+                    if getattr(getattr(self.app, "backend", None), "demo", False):
+                        yield Static(DEMO_DESTINATION_NOTE, id="demo-destination", classes="field-hint")
                     yield Static(classes="field-error", id="error-region")
             yield from self._row(
                 "endpoint",
                 Input(
                     c.endpoint or "",
                     id="endpoint",
-                    placeholder="https://segment-proxy.example.com",
+                    placeholder="e.g. https://segment-proxy.example.com",
                     compact=True,
                 ),
                 classes="endpoint-row",
@@ -190,8 +203,7 @@ class EditorScreen(ViewScreen):
                         compact=True,
                     )
                     yield Static(
-                        "Off: events of users without an external id are counted but not sent.",
-                        classes="field-hint",
+                        anonymous_hint(c.include_anonymous), id="anonymous-hint", classes="field-hint"
                     )
             with Collapsible(
                 title="Advanced: name overrides and field transforms",
@@ -199,14 +211,14 @@ class EditorScreen(ViewScreen):
                 collapsed=not (c.name_overrides or c.field_transforms),
             ):
                 yield Label(
-                    "Name overrides: one `event type = Segment event name` per line", classes="field-hint"
+                    "Name overrides: one line each, event type = Segment event name", classes="field-hint"
                 )
                 yield TextArea(
                     format_pairs(c.name_overrides), id="name_overrides", classes="pairs", tab_behavior="focus"
                 )
                 yield Static(classes="field-error", id="error-name_overrides")
                 yield Label(
-                    "Field transforms: one `field = redact` or `field = hash` per line", classes="field-hint"
+                    "Field transforms: one line each, field = redact, or field = hash", classes="field-hint"
                 )
                 yield TextArea(
                     format_pairs(c.field_transforms),
@@ -244,6 +256,17 @@ class EditorScreen(ViewScreen):
         first.focus()
         if not self.creating:
             self._schedule_check(immediate=True)
+        self._as_opened = self._form_state()
+
+    def _form_state(self) -> tuple[dict, str]:
+        """What the form says now, to tell whether anything was changed since it opened."""
+        connector, write_key, _ = self.form()
+        return dataclasses.asdict(connector), write_key
+
+    @property
+    def changed(self) -> bool:
+        """True once the form differs from what it showed when opened (typing a change back undoes it)."""
+        return self._form_state() != getattr(self, "_as_opened", None)
 
     # ------------------------------------------------------------------ reading the form
 
@@ -369,7 +392,8 @@ class EditorScreen(ViewScreen):
         self._touch("region")
 
     @on(Checkbox.Changed, "#include_anonymous")
-    def _anonymous_changed(self) -> None:
+    def _anonymous_changed(self, event: Checkbox.Changed) -> None:
+        self.query_one("#anonymous-hint", Static).update(anonymous_hint(event.value))
         self._touch("include_anonymous")
 
     @on(EventTree.Changed)
@@ -401,6 +425,23 @@ class EditorScreen(ViewScreen):
         if self._check_timer is not None:
             self._check_timer.stop()
         connector, write_key, _ = self.form()
+        # Saving reads and writes the keyring (the encrypted file takes a second or two): show it is at work
+        # from the first moment, over the form, until it is done.
+        self._saving = True
+        self._show_saving(True)
+        try:
+            await self._save(connector, write_key)
+        finally:
+            self._saving = False
+            if self.is_attached:
+                self._show_saving(False)
+
+    def _show_saving(self, saving: bool) -> None:
+        if saving:
+            self.query_one("#save-status", Static).update("Saving… (the keyring takes a moment)")
+        self.query_one("#editor-form").loading = saving
+
+    async def _save(self, connector: Connector, write_key: str) -> None:
         if not write_key and not self.write_key_hint and connector.name:
             # No key typed: one may already be stored (a connector deleted and created again) or given by
             # an environment override. One keyring read, at save time only.
@@ -413,10 +454,9 @@ class EditorScreen(ViewScreen):
         self._key_missing = not write_key and not self.write_key_hint
         errors = self._run_check(show_all=True)
         if errors:
+            self._show_saving(False)  # the form takes focus again
             self._focus_first_error()
             return
-        self._saving = True
-        self.query_one("#save-status", Static).update("Saving…")
         try:
             message = await self.app.backend.save_connector(
                 connector, original=None if self.creating else self.original.name, write_key=write_key or None
@@ -425,8 +465,6 @@ class EditorScreen(ViewScreen):
             self.query_one("#save-status", Static).update(Text(f"Not saved: {exc}"))
             self.app.notify(str(exc), title="Not saved", severity="error", timeout=15)
             return
-        finally:
-            self._saving = False
         if not self.creating:
             message += " It kept running; the new settings apply to events received from now on."
         self.app.notify(message, title="Connector", timeout=8)
@@ -449,7 +487,7 @@ class EditorScreen(ViewScreen):
                 return
 
     def action_cancel(self) -> None:
-        if not self.touched:
+        if not self.changed:
             self.dismiss(None)
             return
 

@@ -6,14 +6,30 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Label, Sparkline, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Label, Static
 
 from tui_currents import catalog
 from tui_currents.config import ConfigError
 from tui_currents.tui.backend import ConnectorRow
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
+from tui_currents.tui.widgets.throughput import WINDOWS, render_chart
+
+
+def chart(app, delivered: list[float], failed: list[float], width: int, window: int) -> Text:
+    """The throughput chart in the theme's colours for the chosen window."""
+    label, seconds, _ = WINDOWS[window]
+    return render_chart(
+        delivered,
+        failed,
+        width=width,
+        window=label,
+        seconds=seconds,
+        delivered_style=kind_style(app, "good"),
+        failed_style=kind_style(app, "bad"),
+        axis_style=kind_style(app, "muted"),
+    )
 
 
 class HealthCard(Vertical):
@@ -24,52 +40,51 @@ class HealthCard(Vertical):
         self.connector = name
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="health-head"):
-            yield Static(classes="health-title")
-            yield Sparkline([], classes="health-spark")
+        yield Static(classes="health-title")
         yield Static(classes="health-figures")
+        yield Static(classes="health-chart")
         yield Static(classes="health-top")
 
-    def show(self, row: ConnectorRow, history: list[float], now: float) -> None:
+    def show(
+        self, row: ConnectorRow, throughput: tuple[list[float], list[float]], now: float, window: int
+    ) -> None:
         app = self.app
         for kind in ("good", "warning", "bad", "muted"):
             self.set_class(row.state_kind == kind, f"-{kind}")
         title = Text(no_wrap=True, overflow="ellipsis")
         title.append(row.name, style="bold")
-        title.append("  ")
+        title.append("   ")
         title.append_text(state_text(app, row.state, row.state_kind))
-        title.append(f"  {rate(row.events_per_second)} ev/s")
+        title.append(f"   {rate(row.events_per_second)} ev/s received")
         self.query_one(".health-title", Static).update(title)
-        recent = history[-60:]
-        # An all-zero series would draw as a full bar: show nothing until something flows.
-        self.query_one(Sparkline).data = recent if any(recent) else []
+        width = max(self.content_size.width, 40)
+        self.query_one(".health-chart", Static).update(chart(app, *throughput, width, window))
 
         figures = Text(no_wrap=False)
-        total = row.delivered + row.failed
-        share = f" ({100 * row.delivered / total:.1f}%)" if total else ""
+        # No share of "delivered": with a backlog waiting it would read as done when most is not.
         figures.append("delivered ")
-        figures.append(count(row.delivered) + share, style=kind_style(app, "good"))
-        figures.append(" · failed ")
+        figures.append(count(row.delivered), style=kind_style(app, "good"))
+        figures.append("  ·  failed ")
         figures.append(count(row.failed), style=kind_style(app, "bad") if row.failed else "")
-        figures.append(" · backlog ")
+        figures.append("  ·  backlog ")
         figures.append(
             count(row.backlog),
             style=kind_style(app, "warning") if row.backlog and row.state_kind != "good" else "",
         )
-        figures.append(f" · retries {count(row.retried)}")
+        figures.append(f"  ·  retries {count(row.retried)}")
         if row.paused_until and row.paused_until > now and row.state in ("paused", "backing off"):
             figures.append(f" · next try in {row.paused_until - now:.0f} s", style=kind_style(app, "warning"))
         if row.detail:
-            figures.append(f"\n{row.detail}", style="dim")
+            figures.append(f"\n{row.detail}", style=kind_style(self.app, "muted"))
         if row.last_error and row.state_kind in ("warning", "bad"):
             figures.append(f"\nlast error: {row.last_error}", style=kind_style(app, "bad"))
         if row.warning:
             figures.append(f"\n{row.warning}", style=kind_style(app, "warning"))
         self.query_one(".health-figures", Static).update(figures)
 
-        top = Text("top: ", style="dim", no_wrap=True, overflow="ellipsis")
+        top = Text("top: ", style=kind_style(self.app, "muted"), no_wrap=True, overflow="ellipsis")
         if not row.top_event_types:
-            top.append("nothing forwarded yet", style="dim")
+            top.append("nothing forwarded yet", style=kind_style(self.app, "muted"))
         for i, (event_type, n) in enumerate(row.top_event_types):
             entry = catalog.find(event_type)
             top.append(
@@ -83,11 +98,22 @@ class HealthScreen(ViewScreen):
 
     TITLE_TEXT = "Throughput and health"
     HELP_ID = "health"
-    BINDINGS = [Binding("escape,q", "close", "Back", id="health.back")]
+    BINDINGS = [
+        Binding("w", "switch_window", "Minute/hour", id="health.window"),
+        Binding("escape,q", "close", "Back", id="health.back"),
+    ]
 
     def compose_view(self) -> ComposeResult:
+        self.window = 0  # index into WINDOWS: the last minute first
         yield Label("", id="health-summary")
-        yield VerticalScroll(id="health-cards")
+        with VerticalScroll(id="health-cards"), Vertical(classes="health-card -total", id="health-total"):
+            yield Static(classes="health-title", id="total-title")
+            yield Static(classes="health-chart", id="total-chart")
+
+    def action_switch_window(self) -> None:
+        """Between the last minute and the last hour."""
+        self.window = (self.window + 1) % len(WINDOWS)
+        self.call_after_refresh(self.refresh_view)
 
     async def load(self) -> None:
         backend = self.app.backend
@@ -100,11 +126,21 @@ class HealthScreen(ViewScreen):
         cards = self.query_one("#health-cards", VerticalScroll)
         existing = {card.connector: card for card in cards.query(HealthCard)}
         if [r.name for r in rows] != list(existing):
-            await cards.remove_children()
+            await cards.remove_children(HealthCard)
             existing = {row.name: HealthCard(row.name) for row in rows}
             await cards.mount_all(existing.values())
+        _, seconds, bucket = WINDOWS[self.window]
         for row in rows:
-            existing[row.name].show(row, backend.rate_history(row.name), now)
+            existing[row.name].show(row, backend.throughput(row.name, seconds, bucket), now, self.window)
+        total_title = Text(no_wrap=True, overflow="ellipsis")
+        total_title.append("All connectors", style="bold")
+        total_title.append(f"   {rate(sum(r.events_per_second for r in rows))} ev/s received")
+        total_title.append("   w: last minute / last hour", style=kind_style(self.app, "muted"))
+        self.query_one("#total-title", Static).update(total_title)
+        width = max(self.query_one("#health-total").content_size.width, 40)
+        self.query_one("#total-chart", Static).update(
+            chart(self.app, *backend.throughput(None, seconds, bucket), width, self.window)
+        )
         running = backend.engine_running
         problems = [r for r in rows if r.state_kind == "bad"]
         slow = [r for r in rows if r.state_kind == "warning"]
@@ -113,11 +149,12 @@ class HealthScreen(ViewScreen):
             summary.append("No connectors yet: press q to go back and n to create one.")
         elif not running:
             summary.append(
-                "○ no engine runs on this home: nothing is sent (start one: tui-currents run)", style="dim"
+                "○ no engine runs on this home: nothing is sent (start one: tui-currents run)",
+                style=kind_style(self.app, "muted"),
             )
         elif problems:
             summary.append(
-                f"✖ {len(problems)} connector{'s' if len(problems) > 1 else ''} need attention",
+                f"✖ {len(problems)} connector{'s need' if len(problems) > 1 else ' needs'} attention",
                 style=kind_style(self.app, "bad"),
             )
         elif slow:
@@ -129,7 +166,9 @@ class HealthScreen(ViewScreen):
             summary.append("● all connectors healthy", style=kind_style(self.app, "good"))
         if rows:
             total = sum(r.events_per_second for r in rows)
-            summary.append(f" · {rate(total)} ev/s in all · backlog {count(sum(r.backlog for r in rows))}")
+            summary.append(
+                f"  ·  {rate(total)} ev/s in all  ·  backlog {count(sum(r.backlog for r in rows))}"
+            )
         self.query_one("#health-summary", Label).update(summary)
 
     def action_close(self) -> None:

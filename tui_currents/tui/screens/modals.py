@@ -14,6 +14,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from tui_currents.tui.widgets.status import kind_style
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask a yes/no question; dismisses with True only on an explicit yes."""
@@ -113,11 +115,11 @@ class HelpScreen(ModalScreen[None]):
         table = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
         table.add_column("key", no_wrap=True)
         table.add_column("does")
-        table.add_column("where", style="dim", no_wrap=True)
+        table.add_column("where", style=kind_style(self.app, "muted"), no_wrap=True)
         for item in self.keys:
             does = Text(item.description)
             if item.binding_id:
-                does.append(f"  {item.binding_id}", style="dim")
+                does.append(f"  {item.binding_id}", style=kind_style(self.app, "muted"))
             table.add_row(Text(item.key, style="bold"), does, Text(item.where))
         with Vertical(id="dialog", classes="dialog wide"):
             yield Label(Text(f"Help: {self.title_text}"), classes="dialog-title")

@@ -37,8 +37,8 @@ class TailScreen(ViewScreen):
         Binding("space", "pause", "Pause", id="tail_screen.pause"),
         Binding("slash", "filter_text", "Filter", id="tail_screen.filter"),
         Binding("f", "cycle_fate", "Fate", id="tail_screen.fate"),
-        Binding("y", "filter_type", "This type", id="tail_screen.type"),
-        Binding("c", "clear_filter", "Clear filter", id="tail_screen.clear"),
+        Binding("y", "filter_type", "This type", show=False, id="tail_screen.type"),
+        Binding("c", "clear_filter", "Clear filter", show=False, id="tail_screen.clear"),
         Binding("escape,q", "close", "Back", id="tail_screen.back"),
     ]
 

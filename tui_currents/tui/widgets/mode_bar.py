@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -52,10 +54,24 @@ class ModeBar(Vertical):
         self.query_one("#mode-line", Static).update(line)
         demo = self.query_one("#demo-line", Static)
         if backend is not None and backend.demo:
-            demo.update(" DEMO: nothing leaves this machine; events go to a local Segment sandbox.")
+            demo.update(
+                Text(
+                    f" DEMO: nothing leaves this machine · home {_shown_path(backend.home.root)}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+            )
             demo.display = True
         else:
             demo.display = False
 
     def on_resize(self) -> None:
         self.refresh_mode()
+
+
+def _shown_path(path: Path) -> str:
+    """A path as a person reads it: the user's home folder as `~`."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)

@@ -14,10 +14,12 @@ _THEME_VARIABLE = {"good": "success", "warning": "warning", "bad": "error"}
 
 def kind_style(app: App, kind: str) -> Style:
     """The Rich style of a kind in the current theme."""
-    if kind == "muted":
-        return Style(dim=True)
-    name = _THEME_VARIABLE.get(kind, "warning")
+    # "muted" is the theme's text-muted colour, not Rich's dim: dim halves the contrast of whatever colour
+    # the text has, below what can be read.
+    name = "text-muted" if kind == "muted" else _THEME_VARIABLE.get(kind, "warning")
     value = app.theme_variables.get(name) if getattr(app, "theme_variables", None) else None
+    if kind == "muted" and (not value or value.startswith("ansi_default")):
+        return Style(dim=True)  # the terminal's own colours: dim is all there is
     try:
         color = Color.parse(value) if value else None
     except ColorParseError:

@@ -120,6 +120,20 @@ def _clip_left(text: str, width: int) -> str:
     return "…" + text[-(width - 1) :]
 
 
+def _clip_middle(text: str, width: int) -> str:
+    """Keep the start and the last word of a Segment event name: "Push Notification Tapped" and "...Sent"
+    differ by their end, so the cut goes in the middle ("Push Notif… Tapped")."""
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text.ljust(width)
+    head, _, last = text.rpartition(" ")
+    room = width - len(last) - 2  # "…" and a space
+    if not head or room < 1:
+        return _clip_left(text, width)
+    return (head[:room].rstrip() + "… " + last).ljust(width)
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     """Column widths for one terminal width."""
@@ -497,7 +511,7 @@ class TailView(ScrollView, can_focus=True):
         segments += [
             Segment(_clip_left(line.event_type, columns.event_type) + " ", base + self._style("type")),
             Segment(
-                _clip_right(line.segment_event or "-", columns.segment) + " ", base + self._style("segment")
+                _clip_middle(line.segment_event or "-", columns.segment) + " ", base + self._style("segment")
             ),
             Segment(_clip_right(line.user or "-", columns.user) + " ", base + self._style("user")),
         ]

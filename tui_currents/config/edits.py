@@ -1,0 +1,135 @@
+"""Changes to the config file as locked read-modify-writes: add, update, remove, pause."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from tui_currents.config.model import (
+    AlertSettings,
+    Config,
+    ConfigError,
+    Connector,
+    FieldError,
+    Workspace,
+)
+from tui_currents.config.reading import (
+    _problems_message,
+    load,
+)
+from tui_currents.config.validation import (
+    validate_connector,
+    validate_workspace,
+)
+from tui_currents.config.writing import (
+    _locked,
+    _write,
+)
+from tui_currents.paths import Home
+
+
+def _refuse(path: Path, what: str, errors: list[FieldError]) -> ConfigError:
+    problems = [f"{what}, {e}" for e in errors]
+    return ConfigError(_problems_message(path, problems, saving=True), path=path, problems=problems)
+
+
+@contextlib.contextmanager
+def _editing(home: Home | str | os.PathLike[str] | None) -> Iterator[tuple[Home, Config]]:
+    """The configuration loaded under the file lock, for the caller to change and `_write` while it holds
+    the lock (a read-modify-write no other process can interleave with)."""
+    home = Home.resolve(home)
+    with _locked(home):
+        yield home, load(home)
+
+
+def _require(config: Config, kind: str, name: str) -> None:
+    items = config.connectors if kind == "connector" else config.workspaces
+    if not any(i.name == name for i in items):
+        _missing(config, kind, name)
+
+
+def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspace) -> Config:
+    """Add a workspace; returns the saved configuration."""
+    with _editing(home) as (home, config):
+        if errors := validate_workspace(workspace, config):
+            raise _refuse(home.config_file, f"workspace {workspace.name!r}", errors)
+        config.workspaces.append(copy.deepcopy(workspace))
+        _write(home, config)
+        return config
+
+
+def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
+    """Remove a workspace no connector uses; returns the saved configuration."""
+    with _editing(home) as (home, config):
+        _require(config, "workspace", name)
+        users = [c.name for c in config.connectors_of(name)]
+        if users:
+            raise ConfigError(
+                f"Workspace {name!r} is still used by connector{'s' if len(users) > 1 else ''} "
+                f"{', '.join(repr(u) for u in users)}; remove them or move them to another workspace first. "
+                "Nothing was changed.",
+                path=home.config_file,
+            )
+        config.workspaces = [w for w in config.workspaces if w.name != name]
+        _write(home, config)
+        return config
+
+
+def _missing(config: Config, kind: str, name: str) -> None:
+    items = config.connectors if kind == "connector" else config.workspaces
+    known = ", ".join(repr(i.name) for i in items) or "none yet"
+    raise ConfigError(f"There is no {kind} named {name!r} ({kind}s: {known}). Nothing was changed.")
+
+
+def add_connector(home: Home | str | os.PathLike[str] | None, connector: Connector) -> Config:
+    """Add a connector after validating it (fields, workspace, event types, overlap)."""
+    with _editing(home) as (home, config):
+        if errors := validate_connector(connector, config):
+            raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
+        config.connectors.append(copy.deepcopy(connector))
+        _write(home, config)
+        return config
+
+
+def update_connector(home: Home | str | os.PathLike[str] | None, name: str, connector: Connector) -> Config:
+    """Replace connector `name` with `connector` (which may carry a new name), keeping its place in the file.
+
+    A rename does not move the write key: call Secrets.rename_write_key as well.
+    """
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
+        if errors := validate_connector(connector, config, replacing=name):
+            raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
+        index = next(i for i, c in enumerate(config.connectors) if c.name == name)
+        config.connectors[index] = copy.deepcopy(connector)
+        _write(home, config, {name: connector.name} if name != connector.name else None)
+        return config
+
+
+def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
+    """Remove a connector (its queued events stay in the store; its write key stays in the keyring)."""
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
+        config.connectors = [c for c in config.connectors if c.name != name]
+        _write(home, config)
+        return config
+
+
+def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bool) -> Config:
+    """Pause or resume a connector's delivery (events keep being queued while paused)."""
+    with _editing(home) as (home, config):
+        _require(config, "connector", name)
+        config.connector(name).paused = bool(paused)
+        _write(home, config)
+        return config
+
+
+def set_webhook(home: Home | str | os.PathLike[str] | None, enabled: bool) -> Config:
+    """Turn the alert webhook on or off ([alerts] webhook); its URL is kept in the keyring."""
+    with _editing(home) as (home, config):
+        config.alerts = AlertSettings(webhook=enabled)
+        _write(home, config)
+        return config
