@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from aiohttp import web
@@ -148,7 +149,7 @@ class TimedStore:
         self._enqueued: dict[int, float] = {}
         self._lock = threading.Lock()  # deliveries are recorded from worker threads
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:  # everything else is the store's own
         return getattr(self._store, name)
 
     def lease(
