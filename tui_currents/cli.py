@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tui_currents import __version__, catalog, config
 from tui_currents.paths import Home
@@ -184,7 +185,7 @@ def cmd_workspace(args: argparse.Namespace) -> int:
     if args.action == "list":
         cfg = config.load(home)
         secrets = _secrets(home, interactive=True) if cfg.workspaces else None
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "name": w.name,
                 "receiver_path": f"/currents/{w.name}",
@@ -328,7 +329,7 @@ def cmd_connector(args: argparse.Namespace) -> int:
             config.add_connector(home, connector)
         else:
             config.update_connector(home, args.name, connector)
-        if write_key:
+        if write_key and secrets is not None:
             secrets.set_write_key(connector.name, write_key)
         _notify_engine(home)
         verb = "added" if action == "add" else "updated"
@@ -479,6 +480,7 @@ def _remove_connector(home: Home, args: argparse.Namespace) -> int:
             "check `tui-currents status`",
             file=sys.stderr,
         )
+    return 0
 
 
 def _warn_unknown_fields(transforms: dict[str, str]) -> None:
@@ -509,7 +511,7 @@ def _send_test_events(home: Home, args: argparse.Namespace) -> int:
     ctl = Control(home.store_file) if home.store_file.exists() else None
     try:
         presence = ctl.presence() if ctl else None
-        if not (presence and presence.alive()):
+        if ctl is None or not (presence and presence.alive()):
             print(
                 "tui-currents: no engine is running, so nothing was sent; start one with `tui-currents run` "
                 "and try again.",
@@ -557,7 +559,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             letters = store.dead_letters(args.connector, limit=args.limit)
         finally:
             store.close()
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "id": d.id,
                 "connector": d.connector,

@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,6 +54,9 @@ import orjson
 from tui_currents import __version__, segment
 from tui_currents.store import DAY, ConnectorState, OutboxRow, Store, StoreUnavailable
 from tui_currents.store import ConnectorStatus as Status
+
+if TYPE_CHECKING:
+    from tui_currents.metrics import TimedStore
 
 log = logging.getLogger("tui_currents.delivery")
 
@@ -112,7 +115,7 @@ class ConnectorDelivery:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | TimedStore,
         connector_name: str,
         url: str,
         write_key_provider: WriteKeyProvider,

@@ -7,6 +7,7 @@ the tail) it writes to the store; consoles change it through the config file, th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import logging
@@ -29,11 +30,12 @@ from tui_currents.logs import register_secret
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.store import ConnectorState, DeadLetterCaps, Store
+from tui_currents.store import ConnectorState, DeadLetterCaps, Store, StoreUnavailable
 from tui_currents.webhook import WebhookPoster
 
 if TYPE_CHECKING:
     from tui_currents.metrics import ServiceMetrics
+    from tui_currents.sources.receiver import Receiver
 
 log = logging.getLogger("tui_currents.engine")
 
@@ -102,7 +104,7 @@ class Engine:
         self._control: control.Control | None = None
         self._ingestor: Ingestor | None = None
         self._http: httpx.AsyncClient | None = None
-        self._receiver = None
+        self._receiver: Receiver | None = None
         self._alerts: AlertMonitor | None = None
         self._webhook: WebhookPoster | None = None
         self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
@@ -117,6 +119,26 @@ class Engine:
         self.on_config_applied: Callable[[Config], None] | None = None
         # Set by the headless service before start: times deliveries and counts receiver answers.
         self.metrics: ServiceMetrics | None = None
+
+    # ----------------------------------------------------------------- what `start` opens
+
+    @property
+    def _running_config(self) -> Config:
+        """The config in force: loaded by `start`, replaced on every reload."""
+        assert self.config is not None, "the engine has not started"
+        return self.config
+
+    @property
+    def _running_store(self) -> Store:
+        """The store, open from `start` until `stop`."""
+        assert self.store is not None, "the engine has not started"
+        return self.store
+
+    @property
+    def _running_control(self) -> control.Control:
+        """The command and heartbeat channel, open from `start` until `stop`."""
+        assert self._control is not None, "the engine has not started"
+        return self._control
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -147,6 +169,10 @@ class Engine:
         self._ingestor = Ingestor(self.config, self.store)
         if self.options.start_receiver:
             await self._start_receiver()
+        # Consoles and `status` see this engine from the moment it answers (the watcher beats from then on;
+        # a store that cannot be written now is said by the watcher, as for every later beat).
+        with contextlib.suppress(sqlite3.Error, StoreUnavailable):
+            await asyncio.to_thread(self._beat)
         self._config_mtime = self._mtime()
         self._alerts = AlertMonitor(self.home.store_file, sender=None, store=self.store)
         self._webhook = WebhookPoster(
@@ -158,7 +184,9 @@ class Engine:
         self._apply(self.config)
         self._tasks.append(asyncio.create_task(self._watch(), name="engine-watch"))
         self._tasks.append(
-            asyncio.create_task(self._webhook.run(lambda: self.config.alerts.webhook), name="alert-webhook")
+            asyncio.create_task(
+                self._webhook.run(lambda: self._running_config.alerts.webhook), name="alert-webhook"
+            )
         )
         self._tasks.append(
             asyncio.create_task(
@@ -180,6 +208,12 @@ class Engine:
         self.store.release_leases()
         self._control = control.Control(self.home.store_file)
         self._control.take()  # commands left for a previous run are stale: this run reloads everything
+
+    def _beat(self) -> None:
+        """Say this engine is alive, with its receiver's address (every second, from the watcher)."""
+        self._running_control.beat(
+            pid=os.getpid(), started_at=self._started_at, receiver=self.receiver_url, demo=self.options.demo
+        )
 
     def _close_store(self) -> None:
         if self._control is not None:
@@ -231,28 +265,28 @@ class Engine:
     async def _start_receiver(self) -> None:
         from tui_currents.sources.receiver import Receiver
 
-        settings = self.config.receiver
+        settings = self._running_config.receiver
         host = self.options.receiver_host or settings.host
         port = self.options.receiver_port if self.options.receiver_port is not None else settings.port
-        self._receiver = Receiver(
+        receiver = self._receiver = Receiver(
             ingestor_provider=lambda: self._ingestor,
             token_provider=self.secrets.get_receiver_token,
             settings=settings,
             middlewares=(self.metrics.receiver_middleware(),) if self.metrics else (),
             token_version=self.secrets.version,
         )
-        self.receiver_url = await self._receiver.start(host, port)
-        self._tasks.append(asyncio.create_task(self._watch_receiver_tokens(), name="receiver-tokens"))
+        self.receiver_url = await receiver.start(host, port)
+        self._tasks.append(asyncio.create_task(self._watch_receiver_tokens(receiver), name="receiver-tokens"))
 
-    async def _watch_receiver_tokens(self) -> None:
+    async def _watch_receiver_tokens(self, receiver: Receiver) -> None:
         """Read receiver tokens again after the keyring changes (before requests need them), and tell
         consoles which workspaces' tokens cannot be read (status, the TUI)."""
         published: dict[str, str] | None = None
         while True:
             try:
-                names = [w.name for w in self.config.workspaces]
-                await self._receiver.tokens.refresh(names)
-                problems = self._receiver.tokens.problems(names)
+                names = [w.name for w in self._running_config.workspaces]
+                await receiver.tokens.refresh(names)
+                problems = receiver.tokens.problems(names)
                 if problems != published and self._control is not None:
                     self._control.set_receiver_problems(problems)
                     published = problems
@@ -269,9 +303,9 @@ class Engine:
         marked as a test (see `tui_currents.test_events`)."""
         from tui_currents import test_events
 
-        connector = self.config.connector(connector_name)
+        connector = self._running_config.connector(connector_name)
         outcomes = test_events.build(connector)
-        self.store.commit([(connector.name, o) for o in outcomes], source="test")
+        self._running_store.commit([(connector.name, o) for o in outcomes], source="test")
         sent = test_events.queued(outcomes)
         log.info("sent %d test events through connector %r", sent, connector.name)
         return sent
@@ -295,20 +329,14 @@ class Engine:
                 if mtime != self._config_mtime:
                     self._config_mtime = mtime
                     reload = True
-                for command in await asyncio.to_thread(self._control.take):
+                for command in await asyncio.to_thread(self._running_control.take):
                     reload |= await asyncio.to_thread(self._run_command, command)
                 if reload:
                     self.reload()
                 now = time.time()
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     last_beat = now
-                    await asyncio.to_thread(
-                        self._control.beat,
-                        pid=os.getpid(),
-                        started_at=self._started_at,
-                        receiver=self.receiver_url,
-                        demo=self.options.demo,
-                    )
+                    await asyncio.to_thread(self._beat)
                 watch_trouble = None
             except asyncio.CancelledError:
                 raise
@@ -333,7 +361,9 @@ class Engine:
                 log.warning("send test events: no connector named %r", command.args.get("connector"))
             return False
         if command.kind == control.RETRY_DEAD_LETTERS:
-            moved = self.store.requeue(connector=command.args.get("connector"), ids=command.args.get("ids"))
+            moved = self._running_store.requeue(
+                connector=command.args.get("connector"), ids=command.args.get("ids")
+            )
             log.info("requeued %d dead letters", moved)
             return False
         log.warning("ignored unknown engine command %r", command.kind)
@@ -399,7 +429,7 @@ class Engine:
             else:
                 self._in_background(
                     asyncio.to_thread(
-                        self.store.set_state, name, ConnectorState(state=state, since=time.time())
+                        self._running_store.set_state, name, ConnectorState(state=state, since=time.time())
                     )
                 )
             return
@@ -415,7 +445,7 @@ class Engine:
 
     def _start_delivery(self, connector: Connector, signature: tuple) -> None:
         name = connector.name
-        store = self.metrics.timed(self.store, name) if self.metrics else self.store
+        store = self.metrics.timed(self._running_store, name) if self.metrics else self._running_store
         delivery = ConnectorDelivery(
             store,
             name,

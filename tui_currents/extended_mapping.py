@@ -36,8 +36,11 @@ class NotMappable(Exception):
     """An event that cannot become a valid Segment call under its rule; the message is the reason."""
 
 
+# A message's Segment context: every key names an object (library, traits, device, location, os...).
+Context = dict[str, dict[str, object]]
+
 # Takes the message's properties and context, changes them in place, and returns the event name or None.
-RuleFunction = Callable[[dict[str, object], dict[str, object]], "str | None"]
+RuleFunction = Callable[[dict[str, object], Context], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ LOCATION_FIELDS = (
 BRAZE_PREFIX = "braze_"
 
 
-def move_device_fields(properties: dict[str, object], context: dict[str, object]) -> None:
+def move_device_fields(properties: dict[str, object], context: Context) -> None:
     """Move the device fields an event has into Segment's context objects."""
     for field_name, parent, key in DEVICE_FIELDS:
         if field_name in properties:
@@ -82,7 +85,8 @@ def _object_field(properties: dict[str, object], *names: str) -> tuple[str, dict
     for name in names:
         value = properties.get(name)
         if isinstance(value, dict):
-            return name, properties.pop(name)
+            del properties[name]
+            return name, value
         if isinstance(value, (str, bytes)):
             try:
                 parsed = orjson.loads(value)
@@ -100,11 +104,11 @@ def _free_name(properties: dict[str, object], name: str) -> str:
     return name
 
 
-def _message(properties: dict[str, object], context: dict[str, object]) -> None:
+def _message(properties: dict[str, object], context: Context) -> None:
     move_device_fields(properties, context)
 
 
-def _custom_event(properties: dict[str, object], context: dict[str, object]) -> str:
+def _custom_event(properties: dict[str, object], context: Context) -> str:
     move_device_fields(properties, context)
     name = properties.pop("name", None)
     if not isinstance(name, str) or not name.strip():
@@ -128,7 +132,7 @@ def _number(value: object) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _purchase(properties: dict[str, object], context: dict[str, object]) -> None:
+def _purchase(properties: dict[str, object], context: Context) -> None:
     move_device_fields(properties, context)
     found = _object_field(properties, "purchase_properties", "properties")
     product: dict[str, object] = {}
@@ -147,7 +151,7 @@ def _purchase(properties: dict[str, object], context: dict[str, object]) -> None
         properties["purchase_properties"] = found[1]
 
 
-def _install_attribution(properties: dict[str, object], context: dict[str, object]) -> None:
+def _install_attribution(properties: dict[str, object], context: Context) -> None:
     move_device_fields(properties, context)
     if "source" in properties:
         if "campaign" in properties:  # not a field Braze documents; kept, out of the spec's way
@@ -155,14 +159,14 @@ def _install_attribution(properties: dict[str, object], context: dict[str, objec
         properties["campaign"] = {"source": properties.pop("source")}
 
 
-def _location(properties: dict[str, object], context: dict[str, object]) -> None:
+def _location(properties: dict[str, object], context: Context) -> None:
     move_device_fields(properties, context)
     for field_name, key in LOCATION_FIELDS:
         if field_name in properties:
             context.setdefault("location", {})[key] = properties.pop(field_name)
 
 
-def _token_change(properties: dict[str, object], context: dict[str, object]) -> None:
+def _token_change(properties: dict[str, object], context: Context) -> None:
     move_device_fields(properties, context)
     for key in [key for key in properties if key == "token" or key.endswith("_token")]:
         del properties[key]

@@ -51,12 +51,14 @@ class CurrentsEvent:
     """A Currents record in one shape, whichever shape (HTTP or flat Avro) it arrived in."""
 
     event_type: str  # canonical name ("" if missing or not text)
-    id: str | None
-    time: object  # as received; validated by map_event
-    user_id: str | None  # Braze id -> anonymousId
-    external_user_id: str | None  # -> userId
-    device_id: str | None
-    timezone: str | None
+    # The fields below are as received (ids: a number as its text, "" as None); they should be text or None,
+    # and map_event says what is wrong when they are not.
+    id: object
+    time: object
+    user_id: object  # Braze id -> anonymousId
+    external_user_id: object  # -> userId
+    device_id: object
+    timezone: object
     # Every other field, unknown ones kept. May be the record's own `properties` object: read it, never
     # change it.
     properties: dict[str, object]
@@ -257,7 +259,7 @@ def _plan(entry: catalog.EventType) -> _TypePlan:
 _PLANS = {entry.event_type: _plan(entry) for entry in catalog.CATALOG if entry.forwardable}
 # Every message shares this one `context.library` object: it never changes, and nothing changes a message's
 # nested objects once it is mapped (the store keeps `encoded`; readers decode their own copy).
-_LIBRARY = {"name": LIBRARY_NAME, "version": __version__}
+_LIBRARY: dict[str, object] = {"name": LIBRARY_NAME, "version": __version__}
 _EPOCH = datetime(1970, 1, 1)
 # Events arrive in bursts sharing the same few seconds, and formatting a date costs more than the rest of
 # the mapping: recently formatted timestamps are kept, keyed by milliseconds since the epoch.
@@ -303,12 +305,12 @@ def _timestamp(value: object) -> str:
             raise _Invalid(f"`time` must be a number of UNIX seconds, not {_shown(value)}")
         ms = round(value * 1000)
     elif isinstance(value, str):
-        text = value.strip()
+        digits = value.strip()
         try:
-            ms = int(text) * 1000
+            ms = int(digits) * 1000
         except ValueError:
             try:
-                seconds = float(text)
+                seconds = float(digits)
             except ValueError:
                 raise _Invalid(f"`time` must be a number of UNIX seconds, not {_shown(value)}") from None
             if not math.isfinite(seconds):
@@ -552,7 +554,7 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
             value = properties.pop(key)
             # A rename never overwrites a field the event already has under the new name.
             properties[key if name in properties else name] = value
-    context: dict[str, object] = {"library": _LIBRARY}
+    context: extended_mapping.Context = {"library": _LIBRARY}
     for key, name in plan.traits:
         if key in properties:
             context.setdefault("traits", {})[name] = properties.pop(key)

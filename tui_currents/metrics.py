@@ -13,9 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -147,11 +149,21 @@ class TimedStore:
         self._enqueued: dict[int, float] = {}
         self._lock = threading.Lock()  # deliveries are recorded from worker threads
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:  # everything else is the store's own
         return getattr(self._store, name)
 
-    def lease(self, connector: str, **kwargs: object) -> list[OutboxRow]:
-        rows = self._store.lease(connector, **kwargs)
+    def lease(
+        self,
+        connector: str,
+        *,
+        max_messages: int,
+        max_bytes: int,
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> list[OutboxRow]:
+        rows = self._store.lease(
+            connector, max_messages=max_messages, max_bytes=max_bytes, lease_seconds=lease_seconds, now=now
+        )
         with self._lock:
             for row in rows:
                 self._enqueued[row.seq] = row.enqueued_at
@@ -172,17 +184,21 @@ class TimedStore:
             for seq in seqs:
                 self._enqueued.pop(seq, None)
 
-    def retry_later(self, connector: str, seqs: Sequence[int], **kwargs: object) -> None:
+    def retry_later(
+        self, connector: str, seqs: Sequence[int], *, retry_at: float, error: str, count_attempt: bool = True
+    ) -> None:
         self._forget(seqs)
-        self._store.retry_later(connector, seqs, **kwargs)
+        self._store.retry_later(connector, seqs, retry_at=retry_at, error=error, count_attempt=count_attempt)
 
-    def release(self, connector: str, seqs: Sequence[int], **kwargs: object) -> None:
+    def release(self, connector: str, seqs: Sequence[int], *, retry_at: float = 0.0) -> None:
         self._forget(seqs)
-        self._store.release(connector, seqs, **kwargs)
+        self._store.release(connector, seqs, retry_at=retry_at)
 
-    def dead_letter(self, connector: str, seqs: Sequence[int], **kwargs: object) -> int:
+    def dead_letter(
+        self, connector: str, seqs: Sequence[int], *, reason: str, now: float | None = None
+    ) -> int:
         self._forget(seqs)
-        return self._store.dead_letter(connector, seqs, **kwargs)
+        return self._store.dead_letter(connector, seqs, reason=reason, now=now)
 
 
 class ServiceMetrics:
@@ -213,12 +229,12 @@ class ServiceMetrics:
         """The store for one connector's delivery, timing its deliveries."""
         return TimedStore(store, self.latency.labels(connector).observe)
 
-    def receiver_middleware(self) -> Callable:
+    def receiver_middleware(self) -> Middleware:
         """An aiohttp middleware counting the receiver's answers by status code."""
         requests = self.receiver_requests
 
         @web.middleware
-        async def count(request: web.Request, handler: Callable) -> web.StreamResponse:
+        async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:

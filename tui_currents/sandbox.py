@@ -750,6 +750,7 @@ class SegmentSandbox:
                         self._violate(problem[0], problem[1] + _SILENT_DROP, 200, mid)
                         dropped += 1
                         continue
+                    assert isinstance(mid, str)  # a message _problem passes has a messageId
             else:
                 self._violate(
                     ViolationKind.NOT_A_MESSAGE, "a batch item is not a JSON object" + _SILENT_DROP, 200

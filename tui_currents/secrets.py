@@ -263,7 +263,7 @@ class _Vault:
                 return None
             backend = self._unlocked()
             try:
-                value = backend.get_password(SERVICE, username)
+                value: str | None = backend.get_password(SERVICE, username)
             except Exception as exc:
                 if self._file is not None and not self._file.exists():
                     raise self._gone(what) from None
@@ -281,7 +281,7 @@ class _Vault:
                 if self._file is None:
                     self._unlocked().set_password(SERVICE, username, value)
                 else:
-                    self._set_in_file(username, value)
+                    self._set_in_file(self._file, username, value)
             except SecretsUnavailable:
                 raise  # already says what and what to do (a damaged file, a wrong passphrase)
             except Exception as exc:
@@ -291,14 +291,14 @@ class _Vault:
                 ) from None
             self._values[username] = (_Concealed(value), time.monotonic())
 
-    def _set_in_file(self, username: str, value: str) -> None:
-        with exclusive_lock(lock_file_for(self._file)):
+    def _set_in_file(self, file: Path, username: str, value: str) -> None:
+        with exclusive_lock(lock_file_for(file)):
             backend = self._unlocked()  # creates the file on first use: one process at a time
         # Encrypting derives a key (Argon2, about half a second): done before taking the lock, so that
         # concurrent writers wait only for each other's read-modify-write of the file.
         sealed = backend.seal(SERVICE, username, value)
         with self._writing():
-            if not self._file.exists():
+            if not file.exists():
                 backend.start_file()  # gone since it was unlocked: a new file, as on first use
             backend.write_sealed(SERVICE, username, sealed)
 
@@ -415,10 +415,13 @@ def _crypt_file_class() -> type:
                 sealed = base64.decodebytes(config.get(escape(service), escape(username)).encode())
             except (configparser.NoOptionError, configparser.NoSectionError):
                 return None
+            plain: bytes
             try:
-                return self.decrypt(sealed, assoc).decode("utf-8")
+                plain = self.decrypt(sealed, assoc)
+                return plain.decode("utf-8")
             except ValueError:
-                return self.decrypt(sealed).decode("utf-8")  # entries written without associated data
+                plain = self.decrypt(sealed)  # entries written without associated data
+                return plain.decode("utf-8")
 
         def _save_config(self, config: configparser.RawConfigParser) -> None:
             from io import StringIO

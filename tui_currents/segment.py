@@ -77,7 +77,7 @@ def verdict(status: int) -> Verdict:
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with full jitter: uniform in [0.5, 1] x min(0.5 s * 2^n, 60 s)."""
-    ceiling = min(BACKOFF_BASE_SECONDS * (2 ** max(attempt, 0)), BACKOFF_CAP_SECONDS)
+    ceiling: float = min(BACKOFF_BASE_SECONDS * (2 ** max(attempt, 0)), BACKOFF_CAP_SECONDS)
     return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 

@@ -37,15 +37,16 @@ def split_address(addr: int) -> tuple[int, int]:
     return addr >> ITEM_BITS, addr & _ITEM_MASK
 
 
-def by_segment(addresses: Sequence[int]) -> dict[int, Sequence[int]]:
+def by_segment(addresses: Sequence[int]) -> Mapping[int, Sequence[int]]:
     """Addresses grouped by segment seq, positions in the order given. What a lease hands out (ascending
     addresses, runs of consecutive ones) is grouped a segment at a time, each run as a range."""
-    out: dict[int, Sequence[int]] = {}
     addresses = list(addresses)
     if addresses != sorted(addresses):
+        groups: dict[int, list[int]] = {}
         for addr in addresses:
-            out.setdefault(addr >> ITEM_BITS, []).append(addr & _ITEM_MASK)  # type: ignore[union-attr]
-        return out
+            groups.setdefault(addr >> ITEM_BITS, []).append(addr & _ITEM_MASK)
+        return groups
+    out: dict[int, Sequence[int]] = {}
     start = 0
     while start < len(addresses):
         first = addresses[start]
@@ -257,17 +258,27 @@ class KeySet:
         self._set: set[int] | None = set()
         self._packed: _PackedKeys | None = None
 
+    # Exactly one of _set and _packed holds the keys; the other is None. Each packed path says so to the
+    # type checker with an assert (one comparison, on the path that is already the slower one).
+
     def __len__(self) -> int:
-        return len(self._set) if self._set is not None else len(self._packed)
+        if self._set is not None:
+            return len(self._set)
+        assert self._packed is not None
+        return len(self._packed)
 
     def __contains__(self, key: int) -> bool:
-        return key in self._set if self._set is not None else key in self._packed
+        if self._set is not None:
+            return key in self._set
+        assert self._packed is not None
+        return key in self._packed
 
     def among(self, keys: Iterable[int]) -> set[int]:
         """The keys of `keys` that are in this set."""
         if self._set is not None:
             return self._set.intersection(keys)
         packed = self._packed
+        assert packed is not None
         return {key for key in keys if key in packed}
 
     def add(self, key: int) -> None:
@@ -275,6 +286,7 @@ class KeySet:
 
     def update(self, keys: Iterable[int]) -> None:
         if self._set is None:
+            assert self._packed is not None
             self._packed.update(keys)
             return
         self._set.update(keys)
@@ -287,9 +299,11 @@ class KeySet:
         if self._set is not None:
             self._set.discard(key)
             return
-        self._packed.discard(key)
-        if len(self._packed) < self.small // 4:
-            self._set, self._packed = set(self._packed.keys()), None
+        packed = self._packed
+        assert packed is not None
+        packed.discard(key)
+        if len(packed) < self.small // 4:
+            self._set, self._packed = set(packed.keys()), None
 
     @property
     def packed(self) -> bool:

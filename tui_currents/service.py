@@ -39,7 +39,9 @@ async def run_service(
     await engine.start()
     watchdog: asyncio.Task | None = None
     try:
-        settings = engine.config.metrics
+        loaded = engine.config
+        assert loaded is not None  # start() loaded it, or raised
+        settings = loaded.metrics
         if settings.enabled or metrics_port is not None:
             port = settings.port if metrics_port is None else metrics_port
             try:

@@ -143,7 +143,8 @@ def engine_status(home: Home, cfg: Config, view: dict[str, dict]) -> dict:
     # is starting. The free space on the disk is looked at either way.
     stale = not alive and presence is not None and holder == presence.pid
     problem = store_problem(home, heartbeat_age=heartbeat_age if stale else None, running=running)
-    pid = presence.pid if alive else (holder or (presence.pid if presence else None))
+    # (alive implies a presence; the second test says so to the type checker)
+    pid = presence.pid if alive and presence is not None else (holder or (presence.pid if presence else None))
     connectors = []
     for connector in cfg.connectors:
         entry = {

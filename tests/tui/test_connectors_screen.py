@@ -134,6 +134,20 @@ async def test_keys_can_be_remapped_from_the_config_file(seeded):
         assert app.screen.paused
 
 
+async def test_the_help_names_the_view_it_was_opened_on(seeded):
+    from tui_currents.tui.app import help_sections
+
+    app = make_app(seeded.home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TailScreen))
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert app.screen.title_text == "Tail of Production"
+        assert app.screen.intro == help_sections()["tail"]
+
+
 async def test_views_open_by_key_and_close_with_escape(seeded):
     app = make_app(seeded.home)
     async with app.run_test(size=(80, 24)) as pilot:

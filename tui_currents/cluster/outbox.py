@@ -489,7 +489,8 @@ class JetStreamOutbox:
         deadline = loop.time() + self.timeout
         while True:
             try:
-                return await sub.fetch(want, timeout=self.fetch_wait)
+                fetched: list[Msg] = await sub.fetch(want, timeout=self.fetch_wait)
+                return fetched
             except TimeoutError:  # nothing due (nats-py raises its own or asyncio's, by the path taken)
                 return []
             except nats.js.errors.ServiceUnavailableError:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple, cast
 from urllib.parse import unquote
 
 import fastavro
@@ -97,7 +98,7 @@ class TypeCounts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-_FATE_FIELD = {
+_FATE_FIELD: dict[str, str] = {  # Fate (a str) -> TypeCounts field; looked up by the fate's text
     Fate.QUEUED: "queued",
     Fate.NOT_SELECTED: "not_selected",
     Fate.ANONYMOUS: "anonymous",
@@ -105,6 +106,14 @@ _FATE_FIELD = {
     Fate.NOT_FORWARDABLE: "not_forwardable",
     Fate.REJECTED: "rejected",
 }
+
+
+class FileIdentity(NamedTuple):
+    """Where and as what a file was seen: a file unchanged since has the content hash recorded then."""
+
+    path: Path  # resolved
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +228,7 @@ class ImportLedger:
                 path=self.path,
             ) from exc
 
-    def sha256_by_identity(
-        self, path: Path, size: int, mtime_ns: int, workspace: str, filters: str
-    ) -> str | None:
+    def sha256_by_identity(self, identity: FileIdentity, workspace: str, filters: str) -> str | None:
         """The content hash recorded for this exact file (path, size, mtime), if any."""
         if self._db is None:
             return None
@@ -229,7 +236,7 @@ class ImportLedger:
             row = self._db.execute(
                 "SELECT sha256 FROM imported_files WHERE path = ? AND size = ? AND mtime_ns = ?"
                 " AND workspace = ? AND filters = ?",
-                (str(path), size, mtime_ns, workspace, filters),
+                (str(identity.path), identity.size, identity.mtime_ns, workspace, filters),
             ).fetchone()
         return row[0] if row else None
 
@@ -250,16 +257,15 @@ class ImportLedger:
         sha256: str,
         workspace: str,
         filters: str,
+        identity: FileIdentity,
         *,
-        path: Path,
-        size: int,
-        mtime_ns: int,
         records_done: int,
         complete: bool,
     ) -> None:
         """Remember how far this file was imported (and where it was last seen). Never for a dry run."""
         if self.readonly or self._db is None:
             return
+        path, size, mtime_ns = identity
         with self._guard(f"note how far {path} was imported"):
             self._db.execute(
                 "INSERT INTO imported_files (sha256, workspace, filters, path, size, mtime_ns, records_done,"
@@ -471,7 +477,8 @@ class _Run:
             has_type_field = any(
                 isinstance(f, dict) and f.get("name") == "event_type" for f in schema.get("fields", ())
             )
-            records = _records(reader, box)
+            # fastavro types a datum as any Avro value; under a record schema (checked above) each is a dict.
+            records = _records(cast("Iterable[dict]", reader), box)
             # Resume: read past what a previous run committed (Avro has no index to seek with).
             done = sum(1 for _ in islice(records, start)) if start else 0
             chunk: list[dict] = []
@@ -605,8 +612,8 @@ def _import_file(
     summary = run.summary
     try:
         stat = file.stat()
-        where = {"path": file.resolve(), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        known = ledger.sha256_by_identity(where["path"], stat.st_size, stat.st_mtime_ns, workspace, filters)
+        identity = FileIdentity(file.resolve(), stat.st_size, stat.st_mtime_ns)
+        known = ledger.sha256_by_identity(identity, workspace, filters)
         sha256 = known or file_sha256(file)
     except OSError as exc:
         summary.problems.append(FileProblem(file, f"could not be read: {exc.strerror or exc}", 0))
@@ -618,11 +625,11 @@ def _import_file(
         if complete:
             summary.files_skipped += 1
             if known is None:  # the same content under another name or date: remember this one too
-                ledger.record(sha256, workspace, filters, **where, records_done=start, complete=True)
+                ledger.record(sha256, workspace, filters, identity, records_done=start, complete=True)
             return
 
     def committed(done: int) -> None:
-        ledger.record(sha256, workspace, filters, **where, records_done=done, complete=False)
+        ledger.record(sha256, workspace, filters, identity, records_done=done, complete=False)
 
     relative = file.relative_to(root) if file != root else Path(file.name)
     try:
@@ -636,7 +643,7 @@ def _import_file(
     except OSError as exc:
         summary.problems.append(FileProblem(file, f"could not be read: {exc.strerror or exc}", 0))
         return
-    ledger.record(sha256, workspace, filters, **where, records_done=done, complete=True)
+    ledger.record(sha256, workspace, filters, identity, records_done=done, complete=True)
     summary.files_imported += 1
     if start:
         summary.files_resumed += 1

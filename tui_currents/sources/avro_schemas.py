@@ -34,7 +34,8 @@ def _avro_type(field: str, values: list[object], event_type: str) -> object:
     if kinds == {bool}:
         return "boolean"
     if kinds and kinds <= {int}:
-        return "int" if all(-(2**31) <= v < 2**31 for v in values if v is not None) else "long"
+        # Every value that is not None is an int here; isinstance says so to the type checker.
+        return "int" if all(-(2**31) <= v < 2**31 for v in values if isinstance(v, int)) else "long"
     if kinds and kinds <= {int, float}:
         return "double"
     if kinds == {list}:

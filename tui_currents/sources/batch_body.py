@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -196,6 +198,7 @@ def _without_lone_surrogates(document: object) -> object:
     if isinstance(document, str):
         return _text(document)
     stack = [document]
+    items: Iterable[tuple[Any, object]]  # (key or index, value) of an object or a list
     while stack:
         node = stack.pop()
         if isinstance(node, dict):

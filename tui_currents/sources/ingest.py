@@ -137,12 +137,13 @@ def route(
     else:
         for record in records:
             event = normalise(record)
-            best = None
+            best: Outcome | None = None
             for name, rules in connectors:
                 outcome = map_event(event, rules)
                 append((name, outcome))
                 if best is None or _RANK[outcome.fate] < _RANK[best.fate]:
                     best = outcome
+            assert best is not None  # there are connectors on this path
             key = (event.event_type, best.fate)
             tally[key] = tally.get(key, 0) + 1
     summary = IngestSummary(events=len(records))

@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from typing import Literal
 
 from tui_currents.received import Received
 from tui_currents.sources.batch_body import events_of
@@ -45,6 +46,8 @@ log = logging.getLogger("tui_currents.intake")
 
 WORKER_MODULE = "tui_currents.sources.mapping_worker"
 READY = "ready"  # the worker's first message: its imports are done
+# The worker's answer to a job: (True, what read_batch returned) or (False, the error it raised).
+WorkerAnswer = tuple[Literal[True], tuple[int, Received]] | tuple[Literal[False], Exception]
 # The environment a worker gets: what Python and the C library need to start and to decode text. Nothing
 # else, so no key, token or passphrase of the engine's environment reaches it.
 WORKER_ENVIRONMENT = (
@@ -143,7 +146,7 @@ class _Worker:
             self.ready = True
         return True
 
-    def exchange(self, job: tuple[str, Routes, bytes], seconds: float) -> tuple[bool, object]:
+    def exchange(self, job: tuple[str, Routes, bytes], seconds: float) -> WorkerAnswer:
         """Send a job and return the worker's (ok, result or error); call holding `using`. Raises
         WorkerLost."""
         self.due = time.monotonic() + seconds
@@ -291,12 +294,12 @@ class MappingProcess:
             with worker.using:
                 try:
                     if not worker.connection.closed and self._check_ready(worker):
-                        ok, value = worker.exchange((workspace, connectors, body), answer_seconds(body))
-                        if ok:
-                            return value  # type: ignore[return-value]
-                        raise value  # type: ignore[misc]  # what read_batch raised (NotABatch...)
+                        answer = worker.exchange((workspace, connectors, body), answer_seconds(body))
+                        if answer[0]:
+                            return answer[1]
+                        raise answer[1]  # what read_batch raised (NotABatch...)
                 except WorkerLost as exc:
-                    reason = str(exc)
+                    reason: str | None = str(exc)
                 else:
                     reason = None
             if reason is not None:

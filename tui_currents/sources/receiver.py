@@ -139,7 +139,13 @@ class _PlainErrors(RequestHandler):
     """aiohttp's answer to a request it cannot parse quotes the offending line, which may be an
     `Authorization: Bearer ...` header: here the answer holds only the status and its phrase."""
 
-    def handle_error(self, request, status=500, exc=None, message=None):  # type: ignore[no-untyped-def]
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
@@ -193,7 +199,8 @@ class _GroupCommit:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
-            group, size = [], 0
+            group: list[tuple[Store, Received, asyncio.Future[None]]] = []
+            size = 0
             store = self._waiting[0][0]
             while self._waiting and self._waiting[0][0] is store and (not group or size < self.MAX_ITEMS):
                 entry = self._waiting.pop(0)
@@ -216,7 +223,9 @@ class _GroupCommit:
                     done.set_exception(error)
 
     @staticmethod
-    def _commit_group(store: Store, group: list) -> list[BaseException | None]:
+    def _commit_group(
+        store: Store, group: list[tuple[Store, Received, asyncio.Future[None]]]
+    ) -> list[BaseException | None]:
         try:
             store.commit(Received.merged(batch for _, batch, _ in group), source=SOURCE)
             return [None] * len(group)

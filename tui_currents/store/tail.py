@@ -103,4 +103,5 @@ class TailLog(StoreBase):
 
     def tail_last_seq(self) -> int:
         """The newest tail line's id (0 when empty): a reader that wants only what comes next starts here."""
-        return self._read("SELECT coalesce(max(seq + lines) - 1, 0) FROM tail")[0][0]
+        newest: int = self._read("SELECT coalesce(max(seq + lines) - 1, 0) FROM tail")[0][0]
+        return newest

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 import importlib
-import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from tui_currents import config as config_module
@@ -24,6 +25,7 @@ from tui_currents.tui import themes as theme_files
 from tui_currents.tui.backend import Backend
 from tui_currents.tui.commands import CurrentsCommands
 from tui_currents.tui.messages import BackendReady
+from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.screens.connectors import ConnectorsScreen
 from tui_currents.tui.screens.modals import ConfirmScreen, HelpScreen, KeyHelp
 
@@ -73,13 +75,13 @@ class CurrentsApp(App[int]):
         refresh_interval: float = 1.0,
     ) -> None:
         self.backend = backend
-        self.clock = clock or backend.clock or time.time
+        self.clock = clock or backend.clock
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
         self.theme_problems: list[theme_files.ThemeProblem] = []
         self.keymap_problems: list[str] = []
         self.backend_ready = False
-        self.last_export = None
+        self.last_export: Path | None = None  # the last dead-letter export, shown on that screen
         super().__init__()
         self._load_themes()
 
@@ -88,7 +90,7 @@ class CurrentsApp(App[int]):
         message: str,
         *,
         title: str = "",
-        severity: str = "information",
+        severity: SeverityLevel = "information",
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
@@ -151,7 +153,8 @@ class CurrentsApp(App[int]):
 
     def _read_ui_settings(self) -> None:
         """[ui] of the config file, read before the first frame so the chosen theme shows from the start."""
-        self._ui_notes: list[tuple[str, str, str]] = []  # (title, message, severity), shown once mounted
+        # (title, message, severity), shown once mounted
+        self._ui_notes: list[tuple[str, str, SeverityLevel]] = []
         self._keymap: dict[str, str] = {}
         try:
             cfg = self.backend.load_config()
@@ -202,8 +205,9 @@ class CurrentsApp(App[int]):
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
-        help_id = getattr(screen, "HELP_ID", "connectors")
-        title = getattr(screen, "TITLE_TEXT", "tui-currents")
+        help_id, title = ("connectors", "tui-currents")
+        if isinstance(screen, ViewScreen):
+            help_id, title = screen.help_topic()
         intro = help_sections().get(help_id, "")
         self.push_screen(HelpScreen(title, intro, keys_for(screen)))
 
@@ -395,9 +399,9 @@ class CurrentsApp(App[int]):
 
     def refresh_current(self) -> None:
         """Reload what the current screen shows."""
-        refresh = getattr(self.screen, "refresh_view", None)
-        if refresh is not None:
-            self.run_worker(refresh(), group="refresh")
+        screen = self.screen
+        if isinstance(screen, ViewScreen):
+            self.run_worker(screen.refresh_view(), group="refresh")
 
     def show_home(self) -> None:
         """Back to the connectors screen."""

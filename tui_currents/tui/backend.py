@@ -38,6 +38,7 @@ from tui_currents.tui.widgets.throughput import CounterHistory
 
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
+    from tui_currents.engine import Engine, EngineOptions
     from tui_currents.store import ConnectorState, DeadLetter, Store, TailRow
 
 log = logging.getLogger("tui_currents.tui")
@@ -137,7 +138,7 @@ class Backend:
         demo: bool = False,
         demo_rate: float | None = None,
         start_engine: bool = True,
-        engine_options: object | None = None,
+        engine_options: EngineOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -147,7 +148,7 @@ class Backend:
         self.start_engine = start_engine
         self._engine_options = engine_options
         self.clock = clock
-        self.engine = None  # tui_currents.engine.Engine when in-process
+        self.engine: Engine | None = None  # when the engine runs in this process
         self.engine_problem: str | None = None
         self.mode = CONSOLE
         self._reader: Store | None = None
@@ -179,7 +180,7 @@ class Backend:
             self.mode = CONSOLE
             return
         except OSError as exc:
-            if not getattr(options, "start_receiver", False):
+            if not options.start_receiver:
                 self.engine_problem = f"the engine could not start: {exc}"
                 return
             # Most often the receiver's port is taken: forward what is queued anyway, without receiving.
@@ -549,7 +550,8 @@ class Backend:
         rows = reader.tail(after=seq - 1, limit=1)
         if not rows or rows[0].seq != seq or rows[0].message is None:
             return None
-        return orjson.loads(rows[0].message)
+        message: dict = orjson.loads(rows[0].message)
+        return message
 
     def dead_letters(self, *, connector: str | None = None, limit: int = 500) -> list[DeadLetter]:
         reader = self._store()

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual.app import ComposeResult
+from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from tui_currents.tui.messages import BackendReady
 from tui_currents.tui.widgets.mode_bar import ModeBar
+
+if TYPE_CHECKING:  # app.py imports the screens: only the type checker needs it here
+    from tui_currents.tui.app import CurrentsApp
+
+
+def app_of(node: MessagePump) -> CurrentsApp:
+    """The app a screen or widget runs in, as tui-currents' app: its backend and its operations, typed.
+
+    Every screen of this package runs inside `CurrentsApp` (see `run_app`)."""
+    return cast("CurrentsApp", node.app)
 
 
 class ViewScreen(Screen):
@@ -16,6 +29,15 @@ class ViewScreen(Screen):
     TITLE_TEXT = ""
     HELP_ID = ""
     REFRESH = True  # call `load` every app.refresh_interval seconds
+
+    @property
+    def currents_app(self) -> CurrentsApp:
+        """The app, with its backend and operations (Textual's `app` knows only the base class)."""
+        return app_of(self)
+
+    def help_topic(self) -> tuple[str, str]:
+        """(help id, title) of the help for this screen (the help key opens it)."""
+        return self.HELP_ID, self.TITLE_TEXT
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.TITLE_TEXT)
@@ -30,10 +52,10 @@ class ViewScreen(Screen):
     def on_mount(self) -> None:
         self._loading = False
         self._problem: str | None = None
-        if getattr(self.app, "backend_ready", False):
+        if self.currents_app.backend_ready:
             self.call_after_refresh(self.refresh_view)
         if self.REFRESH:
-            self.set_interval(self.app.refresh_interval, self.refresh_view)
+            self.set_interval(self.currents_app.refresh_interval, self.refresh_view)
 
     def on_backend_ready(self, message: BackendReady) -> None:
         self.query_one(ModeBar).refresh_mode()
@@ -41,7 +63,7 @@ class ViewScreen(Screen):
 
     async def refresh_view(self) -> None:
         """Run `load` unless a previous one is still running (slow disks must not pile up reads)."""
-        if self._loading or not getattr(self.app, "backend_ready", False) or not self.is_attached:
+        if self._loading or not self.currents_app.backend_ready or not self.is_attached:
             return
         if self.app.screen is not self:
             return  # covered by another screen: no reads until it is shown again
@@ -66,6 +88,6 @@ class ViewScreen(Screen):
         """Read what the screen shows (override)."""
 
     def on_screen_resume(self) -> None:
-        if getattr(self.app, "backend_ready", False):
+        if self.currents_app.backend_ready:
             self.query_one(ModeBar).refresh_mode()
             self.call_after_refresh(self.refresh_view)

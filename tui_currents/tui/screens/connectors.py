@@ -119,7 +119,7 @@ class ConnectorsScreen(ViewScreen):
     # ------------------------------------------------------------------ data
 
     async def load(self) -> None:
-        backend = self.app.backend
+        backend = self.currents_app.backend
         try:
             rows = await backend.run(backend.connector_rows)
         except ConfigError as exc:
@@ -234,40 +234,40 @@ class ConnectorsScreen(ViewScreen):
     # ------------------------------------------------------------------ actions
 
     def action_new(self) -> None:
-        self.app.new_connector()
+        self.currents_app.new_connector()
 
     def action_edit(self) -> None:
         if name := self._need_selection("edit"):
-            self.app.edit_connector(name)
+            self.currents_app.edit_connector(name)
 
     async def action_pause(self) -> None:
         if name := self._need_selection("pause or resume"):
             row = self._rows.get(name)
-            await self.app.set_paused(name, not (row.paused if row else False))
+            await self.currents_app.set_paused(name, not (row.paused if row else False))
             await self.refresh_view()
 
     def action_delete(self) -> None:
         if name := self._need_selection("delete"):
-            self.app.delete_connector(name)
+            self.currents_app.delete_connector(name)
 
     def action_tail(self) -> None:
-        self.app.open_tail(self.selected_name)
+        self.currents_app.open_tail(self.selected_name)
 
     def action_tail_all(self) -> None:
-        self.app.open_tail(None)
+        self.currents_app.open_tail(None)
 
     async def action_test(self) -> None:
         if name := self._need_selection("send test events through"):
-            await self.app.send_test_events(name)
+            await self.currents_app.send_test_events(name)
 
     def action_health(self) -> None:
-        self.app.open_health()
+        self.currents_app.open_health()
 
     def action_dead_letters(self) -> None:
-        self.app.open_dead_letters()
+        self.currents_app.open_dead_letters()
 
     def action_workspaces(self) -> None:
-        self.app.open_workspaces()
+        self.currents_app.open_workspaces()
 
     def _need_selection(self, what: str) -> str | None:
         name = self.selected_name

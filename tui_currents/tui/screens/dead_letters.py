@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 from tui_currents.store import DeadLetter
 from tui_currents.tui.backend import decode_json
@@ -58,7 +59,7 @@ class DeadLettersScreen(ViewScreen):
         self.query_one(DataTable).focus()
 
     async def load(self) -> None:
-        backend = self.app.backend
+        backend = self.currents_app.backend
         letters = await backend.run(backend.dead_letters, limit=LIST_LIMIT)
         ids = [d.id for d in letters]
         table = self.query_one(DataTable)
@@ -86,8 +87,9 @@ class DeadLettersScreen(ViewScreen):
                 f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}{more}", style="bold"
             )
             summary.append(" · fix the cause, then r: retry this one · R: retry all · e: export")
-        if self.app.last_export is not None:
-            summary.append(f"\nLast export: {self.app.last_export}", style=kind_style(self.app, "muted"))
+        last_export = self.currents_app.last_export
+        if last_export is not None:
+            summary.append(f"\nLast export: {last_export}", style=kind_style(self.app, "muted"))
         self.query_one("#dead-summary", Static).update(summary)
         self._show_detail()
 
@@ -100,7 +102,7 @@ class DeadLettersScreen(ViewScreen):
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         except Exception:  # the cursor is out of range during a rebuild
             return None
-        return int(key.value)
+        return _letter_id(key)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -128,7 +130,8 @@ class DeadLettersScreen(ViewScreen):
         detail.update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        letter = self._letters.get(int(event.row_key.value))
+        letter_id = _letter_id(event.row_key)
+        letter = self._letters.get(letter_id) if letter_id is not None else None
         if letter is None:
             return
         if letter.message is not None:
@@ -144,17 +147,22 @@ class DeadLettersScreen(ViewScreen):
         if (chosen := self.selected_id) is None:
             self.app.notify("There are no dead letters to retry.")
             return
-        self.app.retry_dead_letters(ids=[chosen])
+        self.currents_app.retry_dead_letters(ids=[chosen])
 
     def action_retry_all(self) -> None:
         if not self._letters:
             self.app.notify("There are no dead letters to retry.")
             return
-        self.app.retry_dead_letters()
+        self.currents_app.retry_dead_letters()
 
     async def action_export(self) -> None:
-        await self.app.export_dead_letters()
+        await self.currents_app.export_dead_letters()
         await self.refresh_view()
 
     def action_close(self) -> None:
         self.app.pop_screen()
+
+
+def _letter_id(key: RowKey) -> int | None:
+    """The dead letter's id a table row stands for (rows are keyed by it)."""
+    return int(key.value) if key.value is not None else None

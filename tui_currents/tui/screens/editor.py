@@ -102,7 +102,7 @@ class EditorScreen(ViewScreen):
     ) -> None:
         self.original = original
         self.creating = original is None
-        self.TITLE_TEXT = "New connector" if self.creating else f"Edit {original.name}"
+        self.TITLE_TEXT = "New connector" if original is None else f"Edit {original.name}"
         self.write_key_hint = write_key_hint
         self.known_workspaces = workspaces
         self.touched: set[str] = set()
@@ -180,7 +180,7 @@ class EditorScreen(ViewScreen):
                     with RadioSet(id="region", compact=True):
                         for value, label in REGION_BUTTONS:
                             yield TextRadioButton(label, value=value == region, id=f"region-{value}")
-                    if getattr(getattr(self.app, "backend", None), "demo", False):
+                    if self.currents_app.backend.demo:
                         yield Static(DEMO_DESTINATION_NOTE, id="demo-destination", classes="field-hint")
                     yield Static(classes="field-error", id="error-region")
             yield from self._row(
@@ -306,13 +306,16 @@ class EditorScreen(ViewScreen):
         )
         return connector, self.query_one("#write_key", Input).value, problems
 
+    @property
+    def _replacing(self) -> str | None:
+        """The name of the connector being edited (None when creating one)."""
+        return self.original.name if self.original is not None else None
+
     def check(self) -> list[FieldError]:
         """Every problem with the form now (parse problems, the config's rules, a missing write key)."""
         connector, write_key, problems = self.form()
         try:
-            problems += self.app.backend.validate(
-                connector, replacing=None if self.creating else self.original.name
-            )
+            problems += self.currents_app.backend.validate(connector, replacing=self._replacing)
         except ConfigError as exc:
             problems.append(FieldError("name", f"the config file cannot be read: {exc}"))
         if write_key and any(ch.isspace() for ch in write_key):
@@ -446,8 +449,8 @@ class EditorScreen(ViewScreen):
             # No key typed: one may already be stored (a connector deleted and created again) or given by
             # an environment override. One keyring read, at save time only.
             try:
-                self.write_key_hint = await self.app.backend.run(
-                    self.app.backend.write_key_hint, connector.name
+                self.write_key_hint = await self.currents_app.backend.run(
+                    self.currents_app.backend.write_key_hint, connector.name
                 )
             except SecretsUnavailable:
                 self.write_key_hint = None
@@ -458,8 +461,8 @@ class EditorScreen(ViewScreen):
             self._focus_first_error()
             return
         try:
-            message = await self.app.backend.save_connector(
-                connector, original=None if self.creating else self.original.name, write_key=write_key or None
+            message = await self.currents_app.backend.save_connector(
+                connector, original=self._replacing, write_key=write_key or None
             )
         except (ConfigError, ValueError, SecretsUnavailable) as exc:
             self.query_one("#save-status", Static).update(Text(f"Not saved: {exc}"))

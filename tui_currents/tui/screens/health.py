@@ -116,13 +116,13 @@ class HealthScreen(ViewScreen):
         self.call_after_refresh(self.refresh_view)
 
     async def load(self) -> None:
-        backend = self.app.backend
+        backend = self.currents_app.backend
         try:
             rows = await backend.run(backend.connector_rows)
         except ConfigError as exc:
             self.query_one("#health-summary", Label).update(Text(str(exc)))
             return
-        now = self.app.clock()
+        now = self.currents_app.clock()
         cards = self.query_one("#health-cards", VerticalScroll)
         existing = {card.connector: card for card in cards.query(HealthCard)}
         if [r.name for r in rows] != list(existing):

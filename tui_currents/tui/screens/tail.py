@@ -18,7 +18,7 @@ from tui_currents.tui.screens.modals import MessageScreen
 from tui_currents.tui.widgets.tail_view import FATE_KINDS, TailFilter, TailLine, TailView
 
 POLL_LIMIT = 5_000  # rows per poll; at 10 Hz that is 50,000 rows/s, well above what the engine writes
-FATE_CYCLE = (
+FATE_CYCLE: tuple[frozenset[str], ...] = (
     frozenset(),
     frozenset({"delivered"}),
     frozenset({"queued"}),
@@ -68,7 +68,7 @@ class TailScreen(ViewScreen):
         super().on_mount()
         self.query_one("#tail-filter-row").display = False
         self.query_one(TailView).focus()
-        self.set_interval(self.app.poll_interval, self.poll)
+        self.set_interval(self.currents_app.poll_interval, self.poll)
         self._show_status()
 
     @property
@@ -79,9 +79,9 @@ class TailScreen(ViewScreen):
 
     async def poll(self) -> None:
         """One read of new tail rows and one batched update of the view."""
-        if self.paused or self._loading or not getattr(self.app, "backend_ready", False):
+        if self.paused or self._loading or not self.currents_app.backend_ready:
             return
-        backend = self.app.backend
+        backend = self.currents_app.backend
         self._loading = True
         try:
             if self.after is None:
@@ -193,7 +193,7 @@ class TailScreen(ViewScreen):
     @on(TailView.Chosen)
     async def _show_message(self, event: TailView.Chosen) -> None:
         line = event.line
-        backend = self.app.backend
+        backend = self.currents_app.backend
         message = await backend.run(backend.tail_message, line.seq)
         title = f"{line.segment_event or line.event_type} · {line.fate}"
         if message is not None:

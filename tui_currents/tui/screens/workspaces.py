@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from tui_currents.config import ConfigError
 from tui_currents.secrets import SecretsUnavailable
-from tui_currents.tui.screens.base import ViewScreen
+from tui_currents.tui.screens.base import ViewScreen, app_of
 from tui_currents.tui.screens.modals import ConfirmScreen
 
 
@@ -65,7 +65,7 @@ class NameScreen(ModalScreen[str | None]):
         from tui_currents.config import Workspace, validate_workspace
 
         name = event.value.strip()
-        problems = validate_workspace(Workspace(name), self.app.backend.load_config())
+        problems = validate_workspace(Workspace(name), app_of(self).backend.load_config())
         if problems:
             error = self.query_one("#name-error", Static)
             error.update(Text(f"✖ {problems[0].message}"))
@@ -107,7 +107,7 @@ class WorkspacesScreen(ViewScreen):
         self.query_one(DataTable).focus()
 
     async def load(self) -> None:
-        backend = self.app.backend
+        backend = self.currents_app.backend
         try:
             cfg = await backend.run(backend.load_config)
         except ConfigError as exc:
@@ -141,7 +141,7 @@ class WorkspacesScreen(ViewScreen):
             if not name:
                 return
             try:
-                token = await self.app.backend.add_workspace(name)
+                token = await self.currents_app.backend.add_workspace(name)
             except (ConfigError, SecretsUnavailable, ValueError) as exc:
                 self.app.notify(str(exc), title="Not added", severity="error", timeout=12)
                 return
@@ -157,7 +157,8 @@ class WorkspacesScreen(ViewScreen):
             self.app.notify("There is no workspace yet: press a to add one.", severity="warning")
             return
         try:
-            token = await self.app.backend.run(self.app.backend.secrets.get_receiver_token, name)
+            backend = self.currents_app.backend
+            token = await backend.run(backend.secrets.get_receiver_token, name)
         except SecretsUnavailable as exc:
             self.app.notify(f"The keyring cannot be read: {exc}", severity="error", timeout=12)
             return
@@ -174,7 +175,7 @@ class WorkspacesScreen(ViewScreen):
             if not yes:
                 return
             try:
-                token = await self.app.backend.rotate_receiver_token(name)
+                token = await self.currents_app.backend.rotate_receiver_token(name)
             except SecretsUnavailable as exc:
                 self.app.notify(f"Not rotated: {exc}", severity="error", timeout=12)
                 return

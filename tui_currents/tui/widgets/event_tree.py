@@ -294,6 +294,7 @@ class EventTree(Tree[NodeData]):
 
     def _label(self, node: TreeNode[NodeData], base_style: Style, *, styled: bool) -> Text:
         data = node.data
+        assert data is not None, "every shown node is a branch or an event type (the root is hidden)"
         state = self.state_of(node)
         text = Text(no_wrap=True, end="")
         if node.allow_expand:
@@ -477,15 +478,15 @@ class EventPicker(Vertical):
         self._update_summary()
 
     @property
-    def tree(self) -> EventTree:
+    def event_tree(self) -> EventTree:
         return self.query_one(EventTree)
 
     @property
     def selected(self) -> frozenset[str]:
-        return self.tree.selected
+        return self.event_tree.selected
 
     def _update_summary(self) -> None:
-        tree = self.tree
+        tree = self.event_tree
         (braze, braze_total), (beyond, beyond_total) = tree.counts()
         parts = [f"{braze}/{braze_total} of Braze's connector", f"{beyond}/{beyond_total} beyond it"]
         if tree.filter_text.strip():
@@ -507,13 +508,13 @@ class EventPicker(Vertical):
     @on(Input.Changed, "#event-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.tree.set_filter(event.value)
+        self.event_tree.set_filter(event.value)
         self._update_summary()
 
     @on(Input.Submitted, "#event-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
         event.stop()
-        self.tree.focus()
+        self.event_tree.focus()
 
     @on(FilterBox.Cleared)
     @on(EventTree.FilterCleared)
@@ -522,6 +523,6 @@ class EventPicker(Vertical):
         box = self.query_one("#event-filter", FilterBox)
         box.value = ""
         box.remove_class("-shown")
-        self.tree.set_filter("")
+        self.event_tree.set_filter("")
         self._update_summary()
-        self.tree.focus()
+        self.event_tree.focus()

@@ -476,7 +476,7 @@ class TailView(ScrollView, can_focus=True):
         key = (line.seq, line.fate, width, is_cursor)
         strip = self._strips.get(key)
         if strip is None:
-            strip = self._strips[key] = self._render(line, columns, width, base, is_cursor)
+            strip = self._strips[key] = self._strip(line, columns, width, base, is_cursor)
         return strip
 
     def _header(self, columns: Columns, width: int, base: Style) -> Strip:
@@ -499,7 +499,7 @@ class TailView(ScrollView, can_focus=True):
         index = self._cursor_index()
         return f"line {index + 1 if index is not None else '-'} of {len(self._view)} (end: follow)"
 
-    def _render(self, line: TailLine, columns: Columns, width: int, base: Style, is_cursor: bool) -> Strip:
+    def _strip(self, line: TailLine, columns: Columns, width: int, base: Style, is_cursor: bool) -> Strip:
         stamp = datetime.fromtimestamp(line.at, UTC).strftime("%H:%M:%S")
         kind = FATE_KINDS.get(line.fate, "pending")
         fate_text = line.fate if not line.reason else f"{line.fate}: {line.reason}"
@@ -519,5 +519,5 @@ class TailView(ScrollView, can_focus=True):
         segments.append(Segment(_clip_right(fate_text, max(width - used, 0)), base + self._style(kind)))
         if is_cursor:
             cursor = self._style("cursor")
-            segments = [Segment(s.text, s.style + cursor) for s in segments]
+            segments = [Segment(s.text, cursor if s.style is None else s.style + cursor) for s in segments]
         return Strip(segments, width)
