@@ -232,10 +232,14 @@ def test_the_worker_gets_no_secret_from_the_engines_environment(monkeypatch) -> 
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
+    # Only the processes the mapping starts: others of this test process (a test server left running for
+    # the session, say) were not started by it.
+    before = set(_descendants(os.getpid()))
     mapping = MappingProcess(use_process=True)
     try:
         _wait_ready(mapping)
-        environments = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in _descendants(os.getpid())}
+        started = [pid for pid in _descendants(os.getpid()) if pid not in before]
+        environments = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in started}
         assert mapping.submit(WORKSPACE, (), _body([])).result(timeout=30)[0] == 0
     finally:
         mapping.close()

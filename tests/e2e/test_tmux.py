@@ -306,7 +306,8 @@ def test_demo_by_keyboard(terminal: Terminal, tmp_path: Path) -> None:
     for _ in range(12):
         terminal.keys(s, "Tab")
         try:
-            terminal.wait_for(s, lambda t: "space Toggle" in t.splitlines()[-1], "the event tree", 1.0)
+            # Long enough for a busy machine to draw the move: a Tab pressed before it overshoots the tree.
+            terminal.wait_for(s, lambda t: "space Toggle" in t.splitlines()[-1], "the event tree", 3.0)
             break
         except AssertionError:
             continue
