@@ -60,7 +60,9 @@ def command_env() -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
+        # COLUMNS and LINES (set in a pytest-xdist worker) would fix the app's size whatever tmux's is.
         if not name.startswith(("TUI_CURRENTS_", "TEXTUAL", "TMUX", "PYTEST_"))
+        and name not in ("COLUMNS", "LINES")
     }
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     return env
