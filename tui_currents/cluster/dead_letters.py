@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 
 import nats.js.errors
 import orjson
 from nats.js.client import JetStreamContext
 
 from tui_currents.outbox import DeadLetter
-from tui_currents.paths import PRIVATE_FILE_MODE
-from tui_currents.store.dead_letters import _iso
 
 
 def letter_of(seq: int, data: bytes) -> DeadLetter:
@@ -66,28 +62,3 @@ async def scan(
             continue
         found += 1
         yield letter_of(msg.seq, msg.data)
-
-
-def export_lines(path: Path | str, letters: Iterable[DeadLetter]) -> int:
-    """Write dead letters as JSON lines (the SQLite store's export format) to a private file, fsynced."""
-    fd = os.open(Path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-    os.fchmod(fd, PRIVATE_FILE_MODE)  # a file that existed keeps its old mode otherwise
-    written = 0
-    with os.fdopen(fd, "wb") as out:
-        for d in letters:
-            record = {
-                "id": d.id,
-                "connector": d.connector,
-                "message_id": d.message_id,
-                "event_type": d.event_type,
-                "reason": d.reason,
-                "at": _iso(d.at),
-                "attempts": d.attempts,
-                "event": None if d.event is None else orjson.Fragment(d.event),
-                "message": None if d.message is None else orjson.Fragment(d.message),
-            }
-            out.write(orjson.dumps(record) + b"\n")
-            written += 1
-        out.flush()
-        os.fsync(out.fileno())
-    return written

@@ -83,6 +83,7 @@ from tui_currents.outbox import (
     TailRow,
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
+from tui_currents.store.dead_letters import export_lines
 
 if TYPE_CHECKING:
     from tui_currents.mapping import Outcome
@@ -840,7 +841,7 @@ class JetStreamOutbox:
         letters = self._run(
             self._letters(connector, ids, False, None, None), "read dead letters", "Nothing was written."
         )
-        return dead_letters.export_lines(path, letters)
+        return export_lines(path, letters)
 
     # ---------------------------------------------------------------------------------------- closing
 

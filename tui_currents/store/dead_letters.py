@@ -27,6 +27,32 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def export_lines(path: Path | str, letters: Iterable[DeadLetter]) -> int:
+    """Write dead letters as JSON lines (id, connector, message_id, event_type, reason, at
+    (ISO-8601), attempts, event, message) to a private file, fsynced."""
+    fd = os.open(Path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)  # a file that existed keeps its old mode otherwise
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        for d in letters:
+            record = {
+                "id": d.id,
+                "connector": d.connector,
+                "message_id": d.message_id,
+                "event_type": d.event_type,
+                "reason": d.reason,
+                "at": _iso(d.at),
+                "attempts": d.attempts,
+                "event": None if d.event is None else orjson.Fragment(d.event),
+                "message": None if d.message is None else orjson.Fragment(d.message),
+            }
+            out.write(orjson.dumps(record) + b"\n")
+            written += 1
+        out.flush()
+        os.fsync(out.fileno())
+    return written
+
+
 class DeadLetterBox(Writer):
     """The dead letters of every connector."""
 
@@ -133,26 +159,6 @@ class DeadLetterBox(Writer):
     ) -> int:
         """Write dead letters as JSON lines (one object each: id, connector, message_id, event_type, reason,
         at (ISO-8601), attempts, event, message) to `path`, mode 0600; returns how many were written."""
-        fd = os.open(Path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-        os.fchmod(fd, PRIVATE_FILE_MODE)  # a file that existed keeps its old mode otherwise
-        written = 0
-        with os.fdopen(fd, "wb") as out:
-            for rows in self._dead_letter_pages(connector, ids):
-                for r in rows:
-                    d = DeadLetter(*r)
-                    record = {
-                        "id": d.id,
-                        "connector": d.connector,
-                        "message_id": d.message_id,
-                        "event_type": d.event_type,
-                        "reason": d.reason,
-                        "at": _iso(d.at),
-                        "attempts": d.attempts,
-                        "event": None if d.event is None else orjson.Fragment(d.event),
-                        "message": None if d.message is None else orjson.Fragment(d.message),
-                    }
-                    out.write(orjson.dumps(record) + b"\n")
-                    written += 1
-            out.flush()
-            os.fsync(out.fileno())
-        return written
+        return export_lines(
+            path, (DeadLetter(*r) for rows in self._dead_letter_pages(connector, ids) for r in rows)
+        )
