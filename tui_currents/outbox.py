@@ -47,6 +47,16 @@ TAIL_DUPLICATE = "duplicate"
 TAIL_DELIVERED = "delivered"
 TAIL_DEAD_LETTER = "dead letter"
 DUPLICATE_REASON = "already queued or delivered for this connector"
+
+# mapping.Fate value -> counter name (a queued message found to be a duplicate moves to DUPLICATE).
+FATE_COUNTER = {
+    "queued": QUEUED,
+    "not selected": NOT_SELECTED,
+    "anonymous": ANONYMOUS,
+    "unsupported": UNSUPPORTED,
+    "not forwardable": NOT_FORWARDABLE,
+    "rejected": DEAD_LETTERED,
+}
 REQUEUED_REASON = "requeued from the dead letters"
 
 

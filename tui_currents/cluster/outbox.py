@@ -55,14 +55,13 @@ from tui_currents.cluster.loop import LoopThread
 from tui_currents.cluster.tail import TailFeed
 from tui_currents.cluster.tallies import Tally, sizes, summed
 from tui_currents.outbox import (
-    ANONYMOUS,
     DAY,
     DEAD_LETTERED,
     DELIVERED,
     DUPLICATE,
     DUPLICATE_REASON,
     EXPIRED,
-    NOT_FORWARDABLE,
+    FATE_COUNTER,
     NOT_SELECTED,
     QUEUED,
     RECEIVED,
@@ -72,7 +71,6 @@ from tui_currents.outbox import (
     TAIL_DEAD_LETTER,
     TAIL_DELIVERED,
     TAIL_DUPLICATE,
-    UNSUPPORTED,
     Backlog,
     CommitResult,
     ConnectorState,
@@ -90,14 +88,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_FATE_COUNTER = {
-    "queued": QUEUED,
-    "not selected": NOT_SELECTED,
-    "anonymous": ANONYMOUS,
-    "unsupported": UNSUPPORTED,
-    "not forwardable": NOT_FORWARDABLE,
-    "rejected": DEAD_LETTERED,
-}
 DONE, DEAD, AGAIN = "done", "dead", "again"  # how a handed-out row was settled
 
 
@@ -365,7 +355,7 @@ class JetStreamOutbox:
             await self._tail.received(connector, now, lines, source=source, bodies=tail_bodies[connector])
         for (connector, event_type, fate), n in received.fates.items():
             counts[(connector, event_type, RECEIVED)] += n
-            counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
         self._tally.bump(counts)
         return CommitResult(
             received=received.items,

@@ -11,17 +11,14 @@ from typing import TYPE_CHECKING
 
 from tui_currents import segments
 from tui_currents.outbox import (
-    ANONYMOUS,
-    DEAD_LETTERED,
     DEAD_LETTERS_DROPPED,
     DUPLICATE,
     DUPLICATE_REASON,
-    NOT_FORWARDABLE,
+    FATE_COUNTER,
     NOT_SELECTED,
     QUEUED,
     RECEIVED,
     TAIL_DUPLICATE,
-    UNSUPPORTED,
     CommitResult,
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
@@ -37,17 +34,6 @@ from tui_currents.store.tail import TailLog
 
 if TYPE_CHECKING:
     from tui_currents.mapping import Outcome
-
-
-# mapping.Fate value -> counter name (a queued message found to be a duplicate moves to DUPLICATE).
-_FATE_COUNTER = {
-    "queued": QUEUED,
-    "not selected": NOT_SELECTED,
-    "anonymous": ANONYMOUS,
-    "unsupported": UNSUPPORTED,
-    "not forwardable": NOT_FORWARDABLE,
-    "rejected": DEAD_LETTERED,
-}
 
 
 class Writer(TailLog):
@@ -178,7 +164,7 @@ class Writer(TailLog):
                 db.executemany(BUMP_BACKLOG, [change.row(c) for c, change in backlog.items()])
             for (connector, event_type, fate), n in received.fates.items():
                 counts[(connector, event_type, RECEIVED)] += n
-                counts[(connector, event_type, _FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+                counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
             if over_cap:
                 for connector, _, event_type, _, _ in over_cap:
                     counts[(connector, event_type, DEAD_LETTERS_DROPPED)] += 1
