@@ -541,7 +541,8 @@ def _send_test_events(home: Home, args: argparse.Namespace) -> int:
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
+    from tui_currents.outbox import NOT_CREATED, StoreUnavailable
+    from tui_currents.outbox_home import open_outbox
 
     home = _home(args)
     if not home.store_file.exists():
@@ -549,7 +550,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         return 0
     if args.action == "list":
         try:
-            store = Store(home.store_file, readonly=True)
+            store = open_outbox(home, readonly=True)
         except StoreUnavailable as exc:
             if exc.cause != NOT_CREATED:
                 raise
@@ -580,7 +581,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             rows = [[str(i["id"]), i["at"], i["connector"], i["event_type"], i["reason"][:70]] for i in items]
             print(_table(rows, ["Id", "At (UTC)", "Connector", "Event type", "Reason"]))
         return 0
-    store = Store(home.store_file)
+    store = open_outbox(home)
     try:
         if args.action == "export":
             count = store.export_dead_letters(args.file, args.connector)
@@ -741,13 +742,13 @@ def _last_error(connector: dict) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tui_currents.engine import Engine, EngineOptions
+    from tui_currents.outbox_home import open_outbox
     from tui_currents.service import run_service
-    from tui_currents.store import Store
 
     home, secrets = _engine_home_and_secrets(args)
     config.load(home)  # a config with problems stops here, in one message, before anything starts
     # A damaged, empty or read-only store is said in one line (StoreUnavailable) before the engine starts.
-    Store(home.store_file).close()
+    open_outbox(home).close()
     _setup_logging(home, verbose=args.verbose, to_stderr=True, log_format=args.log_format)
     options = EngineOptions(
         receiver_host=args.host,
@@ -1031,8 +1032,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args.command = "tui"
         args.func = cmd_tui
+    from tui_currents.outbox import StoreUnavailable
     from tui_currents.secrets import SecretsUnavailable
-    from tui_currents.store import StoreUnavailable
 
     try:
         return int(args.func(args) or 0)

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from tui_currents import config
 from tui_currents.config import Config
 from tui_currents.control import RELOAD, Control
+from tui_currents.outbox import NOT_CREATED, StoreUnavailable
+from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
-from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
 REMOVED_REASON = "connector removed"
 SETTLE_SECONDS = (
@@ -32,7 +33,7 @@ _POLL_SECONDS = 0.2
 def queued_events(home: Home, name: str) -> int:
     """How many events wait in the connector's outbox (0 when no engine created the store yet)."""
     try:
-        store = Store(home.store_file, readonly=True)
+        store = open_outbox(home, readonly=True)
     except StoreUnavailable as exc:
         if exc.cause == NOT_CREATED:
             return 0
@@ -102,7 +103,7 @@ def _let_engine_go(home: Home, name: str, was_active: bool, settle: float) -> bo
         ctl.close()
     if not was_active:
         return True  # no delivery ran for it
-    store = Store(home.store_file, readonly=True)
+    store = open_outbox(home, readonly=True)
     try:
         while True:
             state = store.states().get(name)
@@ -124,7 +125,7 @@ def remove(home: Home, name: str, *, settle: float = SETTLE_SECONDS) -> tuple[in
     settled = _let_engine_go(home, name, was_active, settle)
     if queued_events(home, name) == 0:
         return 0, settled
-    store = Store(home.store_file)
+    store = open_outbox(home)
     try:
         return store.dead_letter_queued(name, reason=REMOVED_REASON), settled
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self
 
 import orjson
 
@@ -258,6 +258,11 @@ class Outbox(Protocol):
         """Messages queued before `older_than` (and not leased) go to the dead letters as expired."""
         ...
 
+    def dead_letter_queued(self, connector: str, *, reason: str, now: float | None = None) -> int:
+        """Durable when it returns: every message waiting for the connector and not leased goes to the dead
+        letters with `reason` (a removed connector leaves nothing behind unseen). Returns how many."""
+        ...
+
     def backlog(self, connector: str) -> Backlog:
         """Messages and bytes waiting, the oldest's enqueue time, and the dead letters, at a glance."""
         ...
@@ -309,4 +314,10 @@ class Outbox(Protocol):
 
     def close(self) -> None:
         """Release the queue's resources; the leases held end."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """`close`."""
         ...

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from tui_currents.config import Config
 from tui_currents.control import Control, engine_lock_holder
+from tui_currents.outbox import NOT_CREATED, StoreUnavailable
+from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
-from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
 
 # Less free space than this on the store's disk reads as "full": SQLite needs room for a few pages per write.
 LOW_SPACE_BYTES = 1 << 20
@@ -43,7 +44,7 @@ def connector_status(home: Home) -> dict[str, dict]:
     """Per connector name: state, detail, backlog, oldest queued age, counters, last error.
     Empty when no engine created the store yet; StoreUnavailable when it cannot be read."""
     try:
-        store = Store(home.store_file, readonly=True)
+        store = open_outbox(home, readonly=True)
     except StoreUnavailable as exc:
         if exc.cause == NOT_CREATED:
             return {}

@@ -40,7 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import nats
 import nats.errors
@@ -845,6 +845,12 @@ class JetStreamOutbox:
         finally:
             self._closed = True
             self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     async def _close(self) -> None:
         self._flusher.cancel()

@@ -39,7 +39,7 @@ from tui_currents.tui.widgets.throughput import CounterHistory
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
     from tui_currents.engine import Engine, EngineOptions
-    from tui_currents.store import ConnectorState, DeadLetter, Store, TailRow
+    from tui_currents.outbox import ConnectorState, DeadLetter, Outbox, TailRow
 
 log = logging.getLogger("tui_currents.tui")
 
@@ -151,7 +151,7 @@ class Backend:
         self.engine: Engine | None = None  # when the engine runs in this process
         self.engine_problem: str | None = None
         self.mode = CONSOLE
-        self._reader: Store | None = None
+        self._reader: Outbox | None = None
         self._control: control.Control | None = None
         self._meters: dict[str, _RateMeter] = {}
         self._histories: dict[str, CounterHistory] = {}
@@ -201,10 +201,11 @@ class Backend:
     def _open_store(self) -> None:
         if self._reader is not None or not self.home.store_file.exists():
             return
-        from tui_currents.store import NOT_CREATED, Store, StoreUnavailable
+        from tui_currents.outbox import NOT_CREATED, StoreUnavailable
+        from tui_currents.outbox_home import open_outbox
 
         try:
-            self._reader = Store(self.home.store_file, readonly=True)
+            self._reader = open_outbox(self.home, readonly=True)
             self._control = control.Control(self.home.store_file)
         except StoreUnavailable as exc:
             if exc.cause != NOT_CREATED:  # no engine ran yet: nothing is wrong, it is tried again later
@@ -406,9 +407,9 @@ class Backend:
         if not self.home.store_file.exists():
             return "There is no store yet, so there are no dead letters."
         # No engine anywhere: requeue in the store directly; the next run delivers them.
-        from tui_currents.store import Store
+        from tui_currents.outbox_home import open_outbox
 
-        with Store(self.home.store_file) as store:
+        with open_outbox(self.home) as store:
             moved = store.requeue(connector=connector, ids=wanted)
         return f"Requeued {moved} dead letters; they are delivered when the engine runs."
 
@@ -426,7 +427,7 @@ class Backend:
 
     # ------------------------------------------------------------------ store reads
 
-    def _store(self) -> Store | None:
+    def _store(self) -> Outbox | None:
         self._open_store()
         return self._reader
 
