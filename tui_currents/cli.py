@@ -339,7 +339,7 @@ def cmd_connector(args: argparse.Namespace) -> int:
     if action in ("list", "show"):
         cfg = config.load(home)
         connectors = cfg.connectors if action == "list" else [cfg.connector(args.name)]
-        view = _store_view(home)
+        view = _store_view(home, cfg)
         secrets = None
         try:
             secrets = _secrets(home, interactive=False) if connectors else None
@@ -670,22 +670,18 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- status
 
 
-def _store_view(home: Home) -> dict:
-    """Per connector: state, backlog and counters, read from the store (works with or without an engine)."""
-    if not home.store_file.exists():
-        return {}
+def _store_view(home: Home, cfg: config.Config) -> dict:
+    """Per connector: state, backlog and counters (see connector_view; works with or without an engine)."""
     from tui_currents.status import connector_status
 
-    return connector_status(home)
+    return connector_status(home, cfg)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from tui_currents.status import engine_status
 
     home = _home(args)
-    cfg = config.load(home)
-    view = _store_view(home)
-    report = engine_status(home, cfg, view)
+    report = engine_status(home, config.load(home))
     if args.json:
         _print_json(report)
         return 0

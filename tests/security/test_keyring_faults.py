@@ -222,7 +222,7 @@ async def test_an_unreadable_keyring_file_is_answered_503_and_shown_until_it_is_
                 assert str(home.keyring_file) in errors[0] and TOKEN not in caplog.text
 
                 async def shown() -> str | None:
-                    report = engine_status(home, config.load(home), {})
+                    report = engine_status(home, config.load(home))
                     return report["engine"]["receiver_problems"].get("prod")
 
                 deadline = time.monotonic() + 10

@@ -16,9 +16,9 @@ from tui_currents.alerts.rules import AlertKind, Memory, Phase, Reading, Thresho
 from tui_currents.alerts.smtp import SendFailed
 from tui_currents.alerts.wording import Facts, compose, headline
 from tui_currents.alerts.wording import _duration as duration
-from tui_currents.config import Config, Connector
-from tui_currents.outbox import ConnectorState
-from tui_currents.store import DEAD_LETTERED, DELIVERED, Store
+from tui_currents.config import Config
+from tui_currents.connector_view import ConnectorView, EngineSighting, ReceiverProblem, connector_views
+from tui_currents.store import Store
 from tui_currents.store.alert_log import NewAlert
 
 log = logging.getLogger("tui_currents.alerts")
@@ -121,13 +121,13 @@ class AlertMonitor:
         a sender is set and the connector has a contact email). Returns them, oldest first."""
         with self._lock:
             now = self.clock()
-            stored = self._store.alert_memories()
-            states = self._store.states()
-            token_problems = self._store.receiver_problems()
             changed: dict[tuple[str, str], str] = {}
             drafts: list[NewAlert] = []
-            for connector in config.connectors:
-                reading = self._read(connector, states, token_problems.get(connector.workspace))
+            stored = self._store.alert_memories()
+            for view in self.connector_views(config, now):
+                reading = self._reading(view)
+                connector = view.configured
+                assert connector is not None  # connector_views gives the configured ones only
                 for kind in AlertKind:
                     key = (connector.name, kind.value)
                     before = stored.get(key)
@@ -148,23 +148,31 @@ class AlertMonitor:
                 self._log(alert)
             return alerts
 
-    def _read(
-        self, connector: Connector, states: dict[str, ConnectorState], token_problem: tuple[str, float] | None
-    ) -> Reading:
-        name = connector.name
-        problem, since = token_problem if token_problem is not None else (None, None)
-        totals = self._store.counter_totals(name)
+    def connector_views(self, config: Config, now: float) -> list[ConnectorView]:
+        """Every configured connector as `status` and the terminal app see it (the engine runs here)."""
+        problems = {
+            workspace: ReceiverProblem(text, since)
+            for workspace, (text, since) in self._store.receiver_problems().items()
+        }
+        engine = EngineSighting.this_process(problems)
+        return connector_views(config.connectors, self._store, engine, now=now)
+
+    def _reading(self, view: ConnectorView) -> Reading:
+        name = view.name
+        connector = view.configured
+        assert connector is not None
+        token = view.token_problem
         return Reading(
-            state=states.get(name),
-            backlog=self._store.backlog(name),
-            delivered=totals.get(DELIVERED, 0),
-            dead_lettered=totals.get(DEAD_LETTERED, 0),
-            active=connector.active,
+            state=view.recorded,
+            backlog=view.backlog,
+            delivered=view.delivered,
+            dead_lettered=view.dead_lettered,
+            active=view.active,
             retention_days=connector.retention_days,
             newest_dead_letters=lambda n: self._store.dead_letters(name, limit=n),
-            enabled=connector.enabled,
-            token_problem=problem,
-            token_problem_since=since,
+            enabled=view.enabled,
+            token_problem=token.text if token else None,
+            token_problem_since=token.since if token else None,
         )
 
     def _draft(self, kind: AlertKind, phase: Phase, facts: Facts) -> NewAlert:

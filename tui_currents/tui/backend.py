@@ -19,7 +19,7 @@ import importlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,8 @@ import orjson
 from tui_currents import config as config_module
 from tui_currents import connector_removal, control
 from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
+from tui_currents.connector_view import DISK_FULL, STORE_UNWRITABLE, connector_views, sight_engine
+from tui_currents.outbox import DEAD_LETTERED, DELIVERED, RECEIVED
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.tui.widgets.tail_view import TailLine
@@ -39,7 +41,7 @@ from tui_currents.tui.widgets.throughput import CounterHistory
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
     from tui_currents.engine import Engine, EngineOptions
-    from tui_currents.outbox import ConnectorState, DeadLetter, Outbox, TailRow
+    from tui_currents.outbox import DeadLetter, Outbox, TailRow
 
 log = logging.getLogger("tui_currents.tui")
 
@@ -60,6 +62,8 @@ STATE_KINDS = {
     "removed": "muted",
     "not running": "muted",
     "starting": "muted",
+    DISK_FULL: "bad",
+    STORE_UNWRITABLE: "bad",
 }
 
 
@@ -432,79 +436,45 @@ class Backend:
         return self._reader
 
     def connector_rows(self) -> list[ConnectorRow]:
-        """Every configured connector with its live figures (raises ConfigError for a broken config)."""
+        """Every configured connector with its live figures (raises ConfigError for a broken config).
+        States are decided by `connector_view`, as for `status` and the alerts."""
         cfg = self.load_config()
         reader = self._store()
-        states: dict[str, ConnectorState] = reader.states() if reader else {}
-        counters = reader.counters() if reader else {}
         now = self.clock()
-        running = self.engine_running
-        unreadable = self._control.receiver_problems() if running and self._control is not None else {}
-        rows = []
-        for connector in cfg.connectors:
-            per_type = counters.get(connector.name, {})
-            totals: dict[str, int] = {}
-            for counts in per_type.values():
-                for name, n in counts.items():
-                    totals[name] = totals.get(name, 0) + n
-            backlog = reader.backlog(connector.name) if reader else None
-            state = states.get(connector.name)
-            label, detail = self._state_label(connector, state, running)
-            meter = self._meters.setdefault(connector.name, _RateMeter())
-            rate = meter.sample(totals.get("received", 0), now)
-            self._histories.setdefault(connector.name, CounterHistory()).add(
-                now, totals.get("delivered", 0), totals.get("dead_lettered", 0)
-            )
-            if label == "idle" and (rate > 0 or (backlog and backlog.messages)):
-                # The engine says "idle" between two leases; with events flowing or waiting, it is at work.
-                label, detail = "running", "sending what arrives"
-            # The busiest types among those this connector forwards.
-            top = sorted(
-                ((t, c.get("queued", 0)) for t, c in per_type.items() if c.get("queued", 0)),
-                key=lambda item: (-item[1], item[0]),
-            )[:5]
-            rows.append(
-                ConnectorRow(
-                    name=connector.name,
-                    workspace=connector.workspace,
-                    destination=destination_of(connector),
-                    state=label,
-                    state_kind=STATE_KINDS.get(label, "warning"),
-                    detail=detail,
-                    events_per_second=rate,
-                    backlog=backlog.messages if backlog else 0,
-                    delivered=totals.get("delivered", 0),
-                    failed=totals.get("dead_lettered", 0),
-                    dead_letters=backlog.dead_letters if backlog else 0,
-                    retried=totals.get("retried", 0),
-                    last_error=state.last_error if state else None,
-                    paused=connector.paused,
-                    paused_until=state.paused_until if state else None,
-                    warning=(
-                        f"receiver token unreadable: {unreadable[connector.workspace]}"
-                        if connector.workspace in unreadable
-                        else (state.warning if state else None)
-                    ),
-                    top_event_types=tuple(top),
-                )
-            )
-        return rows
+        engine = sight_engine(self.home, self._control, in_process=self.mode == IN_PROCESS)
+        rates: dict[str, float] = {}
 
-    @staticmethod
-    def _state_label(connector: Connector, state: ConnectorState | None, running: bool) -> tuple[str, str]:
-        # The config says what the user wants; the store says what the engine last did.
-        if not connector.enabled:
-            return "disabled", ""
-        if connector.paused:
-            return "paused", "paused by you: events are queued, not sent"
-        if not running:
-            last = (
-                f"last known: {state.state}" + (f" ({state.detail})" if state.detail else "") if state else ""
+        def receiving(name: str, counters: Mapping[str, int]) -> bool:
+            # One sample per refresh: events/s from the received counter, and the throughput history.
+            rates[name] = self._meters.setdefault(name, _RateMeter()).sample(counters[RECEIVED], now)
+            self._histories.setdefault(name, CounterHistory()).add(
+                now, counters[DELIVERED], counters[DEAD_LETTERED]
             )
-            return "not running", "no engine runs on this home" + (f"; {last}" if last else "")
-        if state is None:
-            return "starting", "the engine has not reported on it yet"
-        return state.state, state.detail
+            return rates[name] > 0
+
+        views = connector_views(cfg.connectors, reader, engine, now=now, receiving=receiving)
+        return [
+            ConnectorRow(
+                name=view.name,
+                workspace=connector.workspace,
+                destination=destination_of(connector),
+                state=view.state,
+                state_kind=STATE_KINDS.get(view.state, "warning"),
+                detail=view.detail,
+                events_per_second=rates[view.name],
+                backlog=view.backlog.messages,
+                delivered=view.delivered,
+                failed=view.dead_lettered,
+                dead_letters=view.backlog.dead_letters,
+                retried=view.retried,
+                last_error=view.recorded.last_error if view.recorded else None,
+                paused=connector.paused,
+                paused_until=view.recorded.paused_until if view.recorded else None,
+                warning=view.warning,
+                top_event_types=view.top_event_types,
+            )
+            for connector, view in zip(cfg.connectors, views, strict=True)
+        ]
 
     def throughput(self, name: str | None, seconds: int, bucket: int) -> tuple[list[float], list[float]]:
         """Delivered and failed events/s per bucket over the last `seconds` (since this app opened), for
