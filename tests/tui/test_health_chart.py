@@ -12,8 +12,9 @@ from rich.style import Style
 
 from tui_currents.control import Control
 from tui_currents.store import ConnectorState, Store
+from tui_currents.tui.models import CounterHistory
 from tui_currents.tui.screens.health import HealthScreen
-from tui_currents.tui.widgets.throughput import CounterHistory, render_chart
+from tui_currents.tui.widgets.throughput import render_chart
 
 from .helpers import FIXED_NOW, make_app, ready, wait_until
 

@@ -401,7 +401,7 @@ class CurrentsApp(App[int]):
         """Reload what the current screen shows."""
         screen = self.screen
         if isinstance(screen, ViewScreen):
-            self.run_worker(screen.refresh_view(), group="refresh")
+            self.run_worker(screen.reload(), group="refresh")
 
     def show_home(self) -> None:
         """Back to the connectors screen."""

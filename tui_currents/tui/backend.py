@@ -34,14 +34,24 @@ from tui_currents.config import Config, ConfigError, Connector, FieldError, Work
 from tui_currents.connector_view import DISK_FULL, STORE_UNWRITABLE, connector_views, sight_engine
 from tui_currents.outbox import DEAD_LETTERED, DELIVERED, RECEIVED
 from tui_currents.paths import Home
-from tui_currents.secrets import Secrets
-from tui_currents.tui.widgets.tail_view import TailLine
-from tui_currents.tui.widgets.throughput import CounterHistory
+from tui_currents.secrets import Secrets, SecretsUnavailable
+from tui_currents.tui.models import ConnectorRow, CounterHistory, DeadLetterRow, TailLine
 
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
     from tui_currents.engine import Engine, EngineOptions
-    from tui_currents.outbox import DeadLetter, Outbox, TailRow
+    from tui_currents.outbox import Outbox, TailRow
+
+# What the screens may meet or build, named here so that they import this module only (see the docstring).
+__all__ = [
+    "Backend",
+    "ConfigError",
+    "Connector",
+    "FieldError",
+    "SecretsUnavailable",
+    "decode_json",
+    "destination_of",
+]
 
 log = logging.getLogger("tui_currents.tui")
 
@@ -65,29 +75,6 @@ STATE_KINDS = {
     DISK_FULL: "bad",
     STORE_UNWRITABLE: "bad",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorRow:
-    """One line of the connectors screen."""
-
-    name: str
-    workspace: str
-    destination: str  # "US", "EU" or "custom: host"
-    state: str
-    state_kind: str  # good | warning | bad | muted
-    detail: str
-    events_per_second: float
-    backlog: int
-    delivered: int
-    failed: int  # dead-lettered, all time
-    dead_letters: int  # waiting in the dead letters now
-    retried: int
-    last_error: str | None
-    paused: bool
-    paused_until: float | None
-    warning: str | None
-    top_event_types: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -360,6 +347,11 @@ class Backend:
         """ "…abcd" when a write key is stored, else None."""
         return self.secrets.write_key_hint(name)
 
+    def workspace_problems(self, name: str) -> list[str]:
+        """Why a new workspace cannot be called `name` (empty when it can)."""
+        problems = config_module.validate_workspace(Workspace(name), self.load_config())
+        return [p.message for p in problems]
+
     def workspaces(self) -> list[str]:
         return [w.name for w in self.load_config().workspaces]
 
@@ -524,9 +516,16 @@ class Backend:
         message: dict = orjson.loads(rows[0].message)
         return message
 
-    def dead_letters(self, *, connector: str | None = None, limit: int = 500) -> list[DeadLetter]:
+    def dead_letters(self, *, connector: str | None = None, limit: int = 500) -> list[DeadLetterRow]:
+        """The newest dead letters, newest first."""
         reader = self._store()
-        return reader.dead_letters(connector, limit=limit) if reader else []
+        letters = reader.dead_letters(connector, limit=limit) if reader else []
+        return [
+            DeadLetterRow(
+                d.id, d.connector, d.message_id, d.event_type, d.reason, d.at, d.attempts, d.event, d.message
+            )
+            for d in letters
+        ]
 
     async def run(self, fn: Callable, /, *args, **kwargs):
         """Run a blocking backend call off the UI thread (one at a time: the reader is one connection)."""

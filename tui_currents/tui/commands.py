@@ -9,7 +9,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
-from tui_currents.config import ConfigError
+from tui_currents.tui.backend import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, cast
 
+from textual import work
 from textual.app import ComposeResult
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerCancelled
 
 from tui_currents.tui.messages import BackendReady
 from tui_currents.tui.widgets.mode_bar import ModeBar
 
 if TYPE_CHECKING:  # app.py imports the screens: only the type checker needs it here
     from tui_currents.tui.app import CurrentsApp
+
+READ_GROUP = "view-read"  # the worker group of a screen's reads (one at a time per screen)
 
 
 def app_of(node: MessagePump) -> CurrentsApp:
@@ -50,7 +55,6 @@ class ViewScreen(Screen):
         yield from ()
 
     def on_mount(self) -> None:
-        self._loading = False
         self._problem: str | None = None
         if self.currents_app.backend_ready:
             self.call_after_refresh(self.refresh_view)
@@ -61,21 +65,39 @@ class ViewScreen(Screen):
         self.query_one(ModeBar).refresh_mode()
         self.call_after_refresh(self.refresh_view)
 
-    async def refresh_view(self) -> None:
-        """Run `load` unless a previous one is still running (slow disks must not pile up reads)."""
-        if self._loading or not self.currents_app.backend_ready or not self.is_attached:
+    def _can_read(self) -> bool:
+        # Covered by another screen: no reads until it is shown again.
+        return self.currents_app.backend_ready and self.is_attached and self.app.screen is self
+
+    def _running_read(self) -> Worker[None] | None:
+        for worker in self.app.workers:
+            if worker.node is self and worker.group == READ_GROUP and not worker.is_finished:
+                return worker
+        return None
+
+    def refresh_view(self) -> Worker[None] | None:
+        """Start `load` in a worker unless a read of this screen is still running (slow disks must not
+        pile up reads, nor cancel each other before any finishes); returns the read under way, if any."""
+        if not self._can_read():
+            return None
+        return self._running_read() or self._read()
+
+    async def reload(self) -> None:
+        """Read now and wait for it, after a change the user made: a read still running is cancelled
+        (its answer may predate the change)."""
+        if not self._can_read():
             return
-        if self.app.screen is not self:
-            return  # covered by another screen: no reads until it is shown again
-        self._loading = True
+        with contextlib.suppress(WorkerCancelled):  # the screen went away meanwhile
+            await self._read().wait()
+
+    @work(exclusive=True, group=READ_GROUP, exit_on_error=False)
+    async def _read(self) -> None:
         try:
             await self.load()
         except Exception as exc:  # a store or config problem must not close the app: say it once
             self.report_problem(exc)
         else:
             self._problem = None
-        finally:
-            self._loading = False
 
     def report_problem(self, exc: Exception) -> None:
         """Show a read problem once (not at every refresh) and keep the screen running."""

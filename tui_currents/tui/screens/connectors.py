@@ -8,8 +8,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from tui_currents.config import ConfigError
-from tui_currents.tui.backend import ConnectorRow
+from tui_currents.tui.backend import ConfigError
+from tui_currents.tui.models import ConnectorRow
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
 
@@ -244,7 +244,7 @@ class ConnectorsScreen(ViewScreen):
         if name := self._need_selection("pause or resume"):
             row = self._rows.get(name)
             await self.currents_app.set_paused(name, not (row.paused if row else False))
-            await self.refresh_view()
+            await self.reload()
 
     def action_delete(self) -> None:
         if name := self._need_selection("delete"):

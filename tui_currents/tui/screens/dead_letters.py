@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
-from tui_currents.store import DeadLetter
 from tui_currents.tui.backend import decode_json
+from tui_currents.tui.models import DeadLetterRow
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.screens.modals import MessageScreen
 from tui_currents.tui.widgets.status import kind_style
@@ -52,7 +52,7 @@ class DeadLettersScreen(ViewScreen):
         table.add_column("Reason", key="reason")
         yield table
         yield Static(id="dead-detail", classes="detail")
-        self._letters: dict[int, DeadLetter] = {}
+        self._letters: dict[int, DeadLetterRow] = {}
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -157,7 +157,7 @@ class DeadLettersScreen(ViewScreen):
 
     async def action_export(self) -> None:
         await self.currents_app.export_dead_letters()
-        await self.refresh_view()
+        await self.reload()
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -20,8 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Collapsible, Input, Label, RadioSet, Static, TextArea
 
 from tui_currents import catalog
-from tui_currents.config import ConfigError, Connector, FieldError
-from tui_currents.secrets import SecretsUnavailable
+from tui_currents.tui.backend import ConfigError, Connector, FieldError, SecretsUnavailable
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.screens.modals import ConfirmScreen
 from tui_currents.tui.widgets.event_tree import EventPicker, EventTree

@@ -10,8 +10,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 
 from tui_currents import catalog
-from tui_currents.config import ConfigError
-from tui_currents.tui.backend import ConnectorRow
+from tui_currents.tui.backend import ConfigError
+from tui_currents.tui.models import ConnectorRow
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
 from tui_currents.tui.widgets.throughput import WINDOWS, render_chart

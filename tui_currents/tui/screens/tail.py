@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Static
 
+from tui_currents.tui.models import TailLine
 from tui_currents.tui.screens.base import ViewScreen
 from tui_currents.tui.screens.modals import MessageScreen
-from tui_currents.tui.widgets.tail_view import FATE_KINDS, TailFilter, TailLine, TailView
+from tui_currents.tui.widgets.tail_view import FATE_KINDS, TailFilter, TailView
 
 POLL_LIMIT = 5_000  # rows per poll; at 10 Hz that is 50,000 rows/s, well above what the engine writes
 FATE_CYCLE: tuple[frozenset[str], ...] = (
@@ -77,31 +78,24 @@ class TailScreen(ViewScreen):
 
     # ------------------------------------------------------------------ polling
 
-    async def poll(self) -> None:
-        """One read of new tail rows and one batched update of the view."""
-        if self.paused or self._loading or not self.currents_app.backend_ready:
-            return
+    def poll(self) -> None:
+        """One read of new tail rows and one batched update of the view (none while one still runs)."""
+        self.refresh_view()
+
+    def _can_read(self) -> bool:
+        # Unlike other screens the tail keeps reading under a dialog (e.g. a message shown from it).
+        return not self.paused and self.currents_app.backend_ready and self.is_attached
+
+    async def load(self) -> None:
         backend = self.currents_app.backend
-        self._loading = True
-        try:
-            if self.after is None:
-                self.after = await backend.run(backend.tail_start, self.keep)
-            rows = await backend.run(
-                backend.tail, after=self.after, limit=POLL_LIMIT, connector=self.connector
-            )
-        except Exception as exc:  # e.g. the store's disk failing: say so, keep polling
-            self.report_problem(exc)
-            return
-        finally:
-            self._loading = False
+        if self.after is None:
+            self.after = await backend.run(backend.tail_start, self.keep)
+        rows = await backend.run(backend.tail, after=self.after, limit=POLL_LIMIT, connector=self.connector)
         if not rows:
             return
         self.after = rows[-1].seq
         self.tail_view.append(rows)
         self._show_status()
-
-    async def refresh_view(self) -> None:
-        await self.poll()
 
     # ------------------------------------------------------------------ status line
 

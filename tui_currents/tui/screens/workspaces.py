@@ -13,8 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from tui_currents.config import ConfigError
-from tui_currents.secrets import SecretsUnavailable
+from tui_currents.tui.backend import ConfigError, SecretsUnavailable
 from tui_currents.tui.screens.base import ViewScreen, app_of
 from tui_currents.tui.screens.modals import ConfirmScreen
 
@@ -62,13 +61,11 @@ class NameScreen(ModalScreen[str | None]):
             yield Label("enter: add (a receiver token is generated) · esc: cancel", classes="dialog-hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        from tui_currents.config import Workspace, validate_workspace
-
         name = event.value.strip()
-        problems = validate_workspace(Workspace(name), app_of(self).backend.load_config())
+        problems = app_of(self).backend.workspace_problems(name)
         if problems:
             error = self.query_one("#name-error", Static)
-            error.update(Text(f"✖ {problems[0].message}"))
+            error.update(Text(f"✖ {problems[0]}"))
             error.display = True
             return
         self.dismiss(name)
@@ -145,7 +142,7 @@ class WorkspacesScreen(ViewScreen):
             except (ConfigError, SecretsUnavailable, ValueError) as exc:
                 self.app.notify(str(exc), title="Not added", severity="error", timeout=12)
                 return
-            await self.refresh_view()
+            await self.reload()
             self.app.push_screen(
                 TokenScreen(name, token, "Added. Paste this token into Braze's Currents export for it.")
             )

@@ -23,6 +23,8 @@ from textual.reactive import var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui_currents.tui.models import TailLine
+
 # What happened to an event, in the words the tail shows. The store's fates map onto these.
 FATE_KINDS = {
     "queued": "pending",
@@ -37,26 +39,6 @@ FATE_KINDS = {
     "duplicate": "filtered",
 }
 FATE_WIDTH = 12
-
-
-@dataclass(slots=True)
-class TailLine:
-    """One event as the tail shows it. `fate` and `reason` change when a later update arrives."""
-
-    seq: int  # increases with every line; also the key to fetch the full message
-    at: float  # UNIX seconds
-    connector: str
-    event_type: str
-    segment_event: str | None
-    user: str | None
-    fate: str
-    reason: str | None = None
-    message_id: str | None = None
-    update: bool = False  # a later fate of the line with the same connector and message_id
-
-    @property
-    def key(self) -> tuple[str, str] | None:
-        return (self.connector, self.message_id) if self.message_id is not None else None
 
 
 @dataclass(frozen=True, slots=True)

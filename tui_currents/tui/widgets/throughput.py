@@ -4,11 +4,8 @@ the last hour), delivered and failed in their own colours (failed stacked on top
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from rich.style import Style
 from rich.text import Text
@@ -17,44 +14,6 @@ from rich.text import Text
 WINDOWS = (("last minute", 60, 1), ("last hour", 3600, 60))
 BLOCKS = " ▁▂▃▄▅▆▇█"
 AXIS_WIDTH = 7  # "12.3k ┤"
-
-
-@dataclass
-class CounterHistory:
-    """Samples of two ever-growing counters (delivered, failed) with their times, for up to an hour."""
-
-    samples: deque = field(default_factory=lambda: deque(maxlen=4000))
-
-    def add(self, at: float, delivered: int, failed: int) -> None:
-        if self.samples and at <= self.samples[-1][0]:
-            return
-        self.samples.append((at, delivered, failed))
-
-    def rates(self, now: float, seconds: int, bucket: int) -> tuple[list[float], list[float]]:
-        """Delivered and failed events/s in each bucket of the window ending `now`, oldest first. The
-        counters are read between samples by straight lines; a bucket outside the samples reads 0."""
-        count = seconds // bucket
-        delivered, failed = [0.0] * count, [0.0] * count
-        if len(self.samples) < 2:
-            return delivered, failed
-        times = [s[0] for s in self.samples]
-        first, last = times[0], times[-1]
-        for i in range(count):
-            nominal = now - seconds + i * bucket
-            start, end = max(nominal, first), min(nominal + bucket, last)
-            if end <= start:  # the bucket lies before the first sample or after the last
-                continue
-            a, b = self._value_at(times, start), self._value_at(times, end)
-            delivered[i] = max(b[0] - a[0], 0) / (end - start)
-            failed[i] = max(b[1] - a[1], 0) / (end - start)
-        return delivered, failed
-
-    def _value_at(self, times: list[float], moment: float) -> tuple[float, float]:
-        index = min(max(bisect.bisect_right(times, moment) - 1, 0), len(times) - 2)
-        t0, d0, f0 = self.samples[index]
-        t1, d1, f1 = self.samples[index + 1]
-        share = (moment - t0) / (t1 - t0) if t1 > t0 else 0.0
-        return d0 + (d1 - d0) * share, f0 + (f1 - f0) * share
 
 
 def scale_label(value: float) -> str:
