@@ -1,107 +1,43 @@
-"""A local stand-in for Segment's HTTP Tracking API that enforces its contract, for the demo and the tests.
-
-It answers `POST /v1/batch` (and its alias `/v1/import`, plus `/v1/track`) the way Segment does, keeps what
-it accepted so the demo can show it, and records every request and every breach of the contract so tests
-can assert that a client behaved. Faults (errors, rate limits, latency, dropped connections, outages) can
-be injected at run time, in process through `sandbox.faults` or from another process through
-`POST /_sandbox/faults`.
-
-Where Segment is silent about a mistake (it answers 200 and drops), the sandbox does the same by default
-but always records a `Violation`; two switches make it loud instead:
-
-- `reject_unknown_keys=True` answers 401 to a write key it was not given (Segment answers 200 and drops
-  the events later). The demo and the tests use it.
-- `strict=True` (the default) answers 400 to a batch of more than 2,500 messages (Segment answers 200 and
-  drops the whole batch).
-
-Run it in another process with `python -m tui_currents.sandbox --write-key-file FILE`; it prints its
-base URL on the first line of standard output. Write keys are never taken on the command line.
-"""
+"""The sandbox's HTTP server (aiohttp): `POST /v1/batch`, `/v1/import` and `/v1/track` answered as Segment
+does, what it accepted kept, every request and breach recorded, faults injected (see the package)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
-import binascii
 import contextlib
-import os
-import random
-import signal
 import socket
 import struct
-import sys
-import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from tui_currents.sandbox_options import WRITE_KEYS_ENV, add_arguments
-from tui_currents.segment import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_MESSAGES,
-    MAX_MESSAGE_BYTES,
-    MAX_MESSAGE_ID_CHARS,
-    MAX_REQUEST_BYTES,
-    json_size,
+from tui_currents.sandbox.contract import (
+    MESSAGE_TYPES,
+    SEGMENT_MAX_REQUEST_BYTES,
+    SILENT_DROP,
+    Violation,
+    ViolationKind,
+    is_iso8601,
+    message_problem,
+    parse_basic_user,
 )
+from tui_currents.sandbox.faults import Faults
+from tui_currents.segment import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, json_size
 
-# Segment's own request limit. Clients keep a margin below it (segment.MAX_BATCH_BYTES); the sandbox
-# enforces the real limit so a client that keeps its margin never meets it. Sizes are measured as Segment
-# does and as our client does (segment.json_size: UTF-8 bytes of the JSON text).
-SEGMENT_MAX_REQUEST_BYTES = MAX_REQUEST_BYTES
-assert MAX_BATCH_BYTES < SEGMENT_MAX_REQUEST_BYTES
+if TYPE_CHECKING:
+    from tui_currents.sandbox.running import SandboxThread
 
 # Raw bodies beyond this are refused by aiohttp itself (413) before being read into memory.
 _RAW_BODY_CAP = 16 * 1024 * 1024
 
-
-MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 _OK_BODY = b'{"success":true}'
 _JSON = "application/json"
-
-
-class ViolationKind(StrEnum):
-    """The ways a client can break Segment's contract; each is recorded, whatever the answer was."""
-
-    BAD_GZIP = "bad gzip"
-    BODY_TOO_LARGE = "body too large"
-    INVALID_JSON = "invalid json"
-    NOT_A_BATCH = "not a batch"
-    MISSING_WRITE_KEY = "missing write key"
-    UNKNOWN_WRITE_KEY = "unknown write key"
-    WRITE_KEY_MISMATCH = "write key mismatch"
-    CONTENT_TYPE = "content type"
-    MISSING_SENT_AT = "missing sentAt"
-    INVALID_SENT_AT = "invalid sentAt"
-    TOO_MANY_MESSAGES = "too many messages"
-    MESSAGE_TOO_LARGE = "message too large"
-    NOT_A_MESSAGE = "not a message"
-    MISSING_TYPE = "missing type"
-    UNKNOWN_TYPE = "unknown type"
-    MISSING_EVENT = "missing event"
-    MISSING_USER = "missing userId and anonymousId"
-    MISSING_MESSAGE_ID = "missing messageId"
-    MESSAGE_ID_TOO_LONG = "messageId too long"
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One breach of the contract: what, why, which message (if one), and what the sandbox answered."""
-
-    at: float
-    kind: ViolationKind
-    reason: str
-    status: int
-    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,123 +59,6 @@ class RequestRecord:
     fault: str | None  # the injected fault that decided the answer, if any
 
 
-def _check_rate(name: str, value: object) -> float:
-    rate = float(value)  # type: ignore[arg-type]
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, not {value!r}")
-    return rate
-
-
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    seconds = float(value)  # type: ignore[arg-type]
-    if seconds < 0:
-        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
-    return seconds
-
-
-def _check_status(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 599:
-        raise ValueError(f"an HTTP status must be an integer from 200 to 599, not {value!r}")
-    return value
-
-
-@dataclass
-class Faults:
-    """Faults to inject, changeable at any time (also from another thread or, as JSON, another process).
-
-    - `fail_rate`: share of requests answered with a status drawn from `fail_statuses`.
-    - `next_statuses`: statuses to answer to the next requests, one each, before anything else.
-    - `retry_after`: seconds put in `Retry-After` and `X-RateLimit-Reset` on injected 429 and 503 answers.
-    - `latency`: seconds to wait before handling each request.
-    - `drop_connection_rate`: share of requests whose connection is closed before anything is accepted.
-    - `lose_response_rate`: share of requests whose messages are accepted but whose answer is lost
-      (the connection is closed instead), so the client must retry and Segment deduplicates.
-    - `timeout`: seconds to hold each request before answering; if the client has gone by then, nothing
-      is accepted.
-    - `outage`: every request fails, with 503 or (with `outage_reset`) a connection reset.
-    - `reject_message_ids`: a batch holding one of these messageIds gets 400, as a bad message would.
-    - `status_for_keys`: answer this status to requests made with this write key (e.g. 401, 403).
-    - `seed`: seeds the random draws, for repeatable tests.
-    """
-
-    fail_rate: float = 0.0
-    fail_statuses: list[int] = field(default_factory=lambda: [500, 503])
-    next_statuses: deque[int] = field(default_factory=deque)
-    retry_after: float | None = None
-    latency: float = 0.0
-    drop_connection_rate: float = 0.0
-    lose_response_rate: float = 0.0
-    timeout: float = 0.0
-    outage: bool = False
-    outage_reset: bool = False
-    reject_message_ids: set[str] = field(default_factory=set)
-    status_for_keys: dict[str, int] = field(default_factory=dict, repr=False)  # keys are secrets
-    seed: int | None = None
-    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.rng.seed(self.seed)
-
-    def update(self, **changes: Any) -> None:
-        """Change some knobs, checking every value first; a ValueError leaves all knobs unchanged."""
-        checked: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name in ("fail_rate", "drop_connection_rate", "lose_response_rate"):
-                checked[name] = _check_rate(name, value)
-            elif name in ("latency", "timeout"):
-                checked[name] = _check_seconds(name, value)
-            elif name == "retry_after":
-                checked[name] = _check_seconds(name, value, allow_none=True)
-            elif name == "fail_statuses":
-                statuses = [_check_status(s) for s in value]
-                if not statuses:
-                    raise ValueError("fail_statuses needs at least one status")
-                checked[name] = statuses
-            elif name == "next_statuses":
-                checked[name] = deque(_check_status(s) for s in value)
-            elif name in ("outage", "outage_reset"):
-                checked[name] = bool(value)
-            elif name == "reject_message_ids":
-                checked[name] = {str(v) for v in value}
-            elif name == "status_for_keys":
-                checked[name] = {str(k): _check_status(v) for k, v in dict(value).items()}
-            elif name == "seed":
-                checked[name] = None if value is None else int(value)
-            else:
-                raise ValueError(f"unknown fault {name!r}")
-        for name, value in checked.items():
-            setattr(self, name, value)
-        if "seed" in checked:
-            self.rng.seed(self.seed)
-
-    def reset(self) -> None:
-        """Turn every fault off."""
-        fresh = Faults()
-        for name in self.public():
-            setattr(self, name, getattr(fresh, name))
-        self.rng.seed(None)
-
-    def public(self) -> dict[str, Any]:
-        """The knobs as JSON-ready data, without write keys (only how many keys have a status)."""
-        return {
-            "fail_rate": self.fail_rate,
-            "fail_statuses": list(self.fail_statuses),
-            "next_statuses": list(self.next_statuses),
-            "retry_after": self.retry_after,
-            "latency": self.latency,
-            "drop_connection_rate": self.drop_connection_rate,
-            "lose_response_rate": self.lose_response_rate,
-            "timeout": self.timeout,
-            "outage": self.outage,
-            "outage_reset": self.outage_reset,
-            "reject_message_ids": sorted(self.reject_message_ids),
-            "status_for_keys": len(self.status_for_keys),
-            "seed": self.seed,
-        }
-
-
 class _Answer(Exception):
     """Raised inside request handling to answer at once with a status (and optional headers)."""
 
@@ -258,50 +77,6 @@ def _error(status: int, code: str, message: str) -> _Answer:
 
 def _seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-
-
-def _parse_basic_user(header: str | None) -> str | None:
-    """The user name of an HTTP Basic Authorization header (Segment's write key), or None."""
-    if not header:
-        return None
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, _password = decoded.partition(":")
-    return user or None
-
-
-def _present(value: object) -> bool:
-    return value is not None and value != ""
-
-
-_SILENT_DROP = ": answered 200 and dropped, as Segment does"
-
-
-def _problem(message: dict[str, Any]) -> tuple[ViolationKind, str] | None:
-    """Why Segment would silently drop this message, or None if it would keep it."""
-    kind = message.get("type")
-    mid = message.get("messageId")
-    if not kind:
-        return ViolationKind.MISSING_TYPE, "message has no type"
-    if kind not in MESSAGE_TYPES:
-        return ViolationKind.UNKNOWN_TYPE, f"message type {str(kind)[:40]!r} is not a Segment type"
-    if kind == "track" and not _present(message.get("event")):
-        return ViolationKind.MISSING_EVENT, "track message has no event"
-    if not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
-        return ViolationKind.MISSING_USER, "message has neither userId nor anonymousId"
-    if not isinstance(mid, str) or not mid:
-        return ViolationKind.MISSING_MESSAGE_ID, "message has no messageId (a retry could duplicate it)"
-    if len(mid) > MAX_MESSAGE_ID_CHARS:
-        return (
-            ViolationKind.MESSAGE_ID_TOO_LONG,
-            f"messageId of {len(mid)} characters is over Segment's {MAX_MESSAGE_ID_CHARS}",
-        )
-    return None
 
 
 class SegmentSandbox:
@@ -471,6 +246,8 @@ class SegmentSandbox:
 
     def run_in_thread(self) -> SandboxThread:
         """Start the sandbox on its own event loop in a background thread (for synchronous code)."""
+        from tui_currents.sandbox.running import SandboxThread  # running.py imports this module
+
         return SandboxThread(self)
 
     # ------------------------------------------------------------------ control endpoints
@@ -642,7 +419,7 @@ class SegmentSandbox:
                 raise _error(401, "unauthorized", "Invalid write key")
             self._violate(
                 ViolationKind.UNKNOWN_WRITE_KEY,
-                "write key unknown to the sandbox" + _SILENT_DROP,
+                "write key unknown to the sandbox" + SILENT_DROP,
                 200,
             )
             self._drop(rec, len(batch))
@@ -650,7 +427,7 @@ class SegmentSandbox:
 
         if sent_at is None:
             self._violate(ViolationKind.MISSING_SENT_AT, "request has no sentAt", 200)
-        elif not isinstance(sent_at, str) or not _is_iso8601(sent_at):
+        elif not isinstance(sent_at, str) or not is_iso8601(sent_at):
             self._violate(ViolationKind.INVALID_SENT_AT, f"sentAt {str(sent_at)[:40]!r} is not ISO-8601", 200)
 
         if len(batch) > MAX_BATCH_MESSAGES:
@@ -658,7 +435,7 @@ class SegmentSandbox:
             self._violate(
                 ViolationKind.TOO_MANY_MESSAGES,
                 f"batch of {len(batch):,} messages is over Segment's {MAX_BATCH_MESSAGES:,}"
-                + ("" if self.strict else _SILENT_DROP),
+                + ("" if self.strict else SILENT_DROP),
                 status,
             )
             if self.strict:
@@ -707,7 +484,7 @@ class SegmentSandbox:
         return body
 
     def _authenticate(self, request: web.Request, payload: dict[str, Any]) -> str:
-        header_key = _parse_basic_user(request.headers.get("Authorization"))
+        header_key = parse_basic_user(request.headers.get("Authorization"))
         body_key = payload.get("writeKey")
         body_key = body_key if isinstance(body_key, str) and body_key else None
         key = header_key or body_key
@@ -745,15 +522,15 @@ class SegmentSandbox:
                     and type(mid) is str
                     and 0 < len(mid) <= MAX_MESSAGE_ID_CHARS
                 ):
-                    problem = _problem(message)
+                    problem = message_problem(message)
                     if problem is not None:
-                        self._violate(problem[0], problem[1] + _SILENT_DROP, 200, mid)
+                        self._violate(problem[0], problem[1] + SILENT_DROP, 200, mid)
                         dropped += 1
                         continue
                     assert isinstance(mid, str)  # a message _problem passes has a messageId
             else:
                 self._violate(
-                    ViolationKind.NOT_A_MESSAGE, "a batch item is not a JSON object" + _SILENT_DROP, 200
+                    ViolationKind.NOT_A_MESSAGE, "a batch item is not a JSON object" + SILENT_DROP, 200
                 )
                 dropped += 1
                 continue
@@ -781,156 +558,3 @@ class _Tally:
     raw_bytes: int = 0
     body_bytes: int = 0
     sent_at: str | None = None
-
-
-def _is_iso8601(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return False
-    return True
-
-
-class SandboxThread:
-    """A sandbox running on its own event loop in a daemon thread: `url`, `sandbox`, `stop()`."""
-
-    def __init__(self, sandbox: SegmentSandbox, *, start_timeout: float = 10.0) -> None:
-        self.sandbox = sandbox
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="segment-sandbox", daemon=True)
-        self._thread.start()
-        if not self._started.wait(start_timeout):
-            raise RuntimeError(f"the Segment sandbox did not start within {start_timeout:g} s")
-        if self._error is not None:
-            raise RuntimeError(f"the Segment sandbox could not start: {self._error}") from self._error
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self.sandbox.start())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._started.set()
-            self._loop.close()
-            return
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self.sandbox.stop())
-        self._loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.sandbox.url
-
-    def wait_accepted(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until at least `count` messages were accepted; False if `timeout` passed first."""
-        deadline = time.monotonic() + timeout
-        while self.sandbox.accepted_count < count:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the sandbox and its thread."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-
-    def __enter__(self) -> SandboxThread:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-# ---------------------------------------------------------------------- separate process
-
-
-def read_write_keys(path: str | None, environ: Mapping[str, str] = os.environ) -> set[str] | None:
-    """Write keys from a file (one a line, # comments) or the environment variable; None if neither."""
-    text: str | None = None
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    elif environ.get(WRITE_KEYS_ENV):
-        text = environ[WRITE_KEYS_ENV].replace(",", "\n")
-    if text is None:
-        return None
-    keys = {line.strip() for line in text.splitlines()}
-    return {k for k in keys if k and not k.startswith("#")}
-
-
-async def _serve(sandbox: SegmentSandbox, *, report_every: float | None = None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with sandbox:
-        print(sandbox.url, flush=True)
-        if report_every is None:
-            await stop.wait()
-            return
-        reported = 0
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), report_every)
-            if sandbox.accepted_count != reported:
-                print(accepted_line(sandbox, sandbox.accepted_count - reported), flush=True)
-                reported = sandbox.accepted_count
-
-
-def accepted_line(sandbox: SegmentSandbox, new: int) -> str:
-    """One line saying what arrived since the last line: how many, and of which events."""
-    recent = sandbox.recent(min(new, 1000))
-    names = Counter(str(m.get("event", m.get("type", "?"))) for m in recent)
-    top = ", ".join(f"{name} {n}" for name, n in names.most_common(3))
-    return (
-        f"accepted {new:,} message{'s' if new != 1 else ''} ({sandbox.accepted_count:,} in all;"
-        f" {sandbox.duplicates:,} duplicates): {top}"
-    )
-
-
-def serve(args: argparse.Namespace, *, report_every: float | None = None) -> int:
-    """Serve until SIGINT/SIGTERM (the base URL printed first); with `report_every`, a line of what was
-    accepted at most that often."""
-    try:
-        keys = read_write_keys(args.write_key_file)
-    except OSError as exc:
-        print(f"could not read the write key file: {exc.strerror}", file=sys.stderr)
-        return 2
-    if keys is not None and not keys:
-        print("the write key file holds no key; add one key per line", file=sys.stderr)
-        return 2
-    sandbox = SegmentSandbox(
-        keys,
-        host=args.host,
-        port=args.port,
-        keep=args.keep,
-        reject_unknown_keys=args.reject_unknown_keys,
-        strict=not args.lenient,
-        faults=Faults(seed=args.seed),
-    )
-    try:
-        asyncio.run(_serve(sandbox, report_every=report_every))
-    except OSError as exc:
-        print(f"could not listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tui_currents.sandbox`: serve until SIGINT/SIGTERM; prints the base URL first."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tui_currents.sandbox",
-        description="A local stand-in for Segment's HTTP Tracking API (prints its base URL, then serves).",
-    )
-    add_arguments(parser)
-    return serve(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
