@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.tui.helpers import fill_store, write_connectors
-from tui_currents import config, status
+from tui_currents import config, connector_removal, status
 from tui_currents.alerts import AlertMonitor
 from tui_currents.control import Control
 from tui_currents.engine import EngineLock
@@ -116,6 +116,34 @@ def test_an_engine_that_holds_the_lock_but_cannot_write_is_shown_so_by_the_app_t
     for view, states in views.items():
         assert states["Production"] == states["SMS to EU"] == "store unwritable", view
         assert states["Brand archive"] == "paused", view
+
+
+def test_the_app_says_a_locked_engine_runs_wherever_it_says_whether_one_runs(configured: Home) -> None:
+    # The health screen's summary and the top bar asked the heartbeat alone: "no engine runs" above rows
+    # saying "store unwritable".
+    with engine_presence(configured, heartbeat_age=60):
+        backend = Backend(configured, Secrets(configured), start_engine=False)
+        try:
+            running, mode = backend.engine_running, backend.mode_text()
+        finally:
+            for closing in (backend._reader, backend._control):
+                if closing is not None:
+                    closing.close()
+    assert running and mode == f"console of the service (pid {os.getpid()})"
+
+
+def test_deliver_first_is_refused_when_the_engine_cannot_write_the_store(configured: Home) -> None:
+    # `connector remove --deliver-first` asked the heartbeat alone: with a stale one it said the engine
+    # was not running, and with a fresh one it waited for an engine that cannot mark anything delivered.
+    cfg = config.load(configured)
+    with engine_presence(configured, heartbeat_age=60):
+        why = connector_removal.why_not_delivering(configured, cfg, "Production")
+    assert why is not None and why.startswith("the engine cannot write the store")
+    with engine_presence(configured):
+        assert connector_removal.why_not_delivering(configured, cfg, "Production") is None
+    with engine_presence(configured, heartbeat_age=60, lock=False):  # a stopped engine's last heartbeat
+        why = connector_removal.why_not_delivering(configured, cfg, "Production")
+    assert why is not None and "not running" in why
 
 
 def test_idle_with_events_waiting_reads_running_everywhere(configured: Home) -> None:

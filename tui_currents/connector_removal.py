@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from tui_currents import config
 from tui_currents.config import Config
+from tui_currents.connector_view import sight_home
 from tui_currents.control import RELOAD, Control
 from tui_currents.outbox import NOT_CREATED, StoreUnavailable
 from tui_currents.outbox_home import open_outbox
@@ -62,8 +63,12 @@ def why_not_delivering(home: Home, cfg: Config, name: str) -> str | None:
         return "the connector is disabled"
     if connector.paused:
         return "the connector is paused (resume it: tui-currents connector resume NAME)"
-    if not _engine_alive(home):
+    # Whether an engine runs is decided where every view decides it (connector_view).
+    engine = sight_home(home)
+    if not engine.running:
         return "the engine is not running (start it: tui-currents run)"
+    if engine.store_problem:
+        return f"the engine cannot write the store: {engine.store_problem}"
     return None
 
 

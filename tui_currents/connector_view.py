@@ -55,7 +55,6 @@ NOT_RUNNING = "not running"
 STARTING = "starting"
 DISK_FULL = "disk full"
 STORE_UNWRITABLE = "store unwritable"
-REMOVED = "removed"  # recorded by the engine for a connector taken out of the config
 
 # Counters shown per connector, in this order (names as the outbox keeps them).
 COUNTER_NAMES = (
@@ -170,6 +169,17 @@ def sight_engine(home: Home, control: Control | None, *, in_process: bool = Fals
     )
 
 
+def sight_home(home: Home) -> EngineSighting:
+    """`sight_engine` through a short connection of its own to the home's store (none before one exists)."""
+    if not home.store_file.exists():
+        return sight_engine(home, None)
+    control = Control(home.store_file)
+    try:
+        return sight_engine(home, control)
+    finally:
+        control.close()
+
+
 # ----------------------------------------------------------------------------------------- the connectors
 
 
@@ -178,7 +188,7 @@ class ConnectorView:
     """One connector as every view shows it: the state decided once, and its figures."""
 
     name: str
-    state: str  # ConnectorStatus, or NOT_RUNNING, STARTING, DISK_FULL, STORE_UNWRITABLE, REMOVED
+    state: str  # ConnectorStatus, NOT_RUNNING, STARTING, DISK_FULL, STORE_UNWRITABLE (or "removed")
     detail: str
     recorded: ConnectorState | None  # what the engine last recorded (None before it reported)
     backlog: Backlog

@@ -12,28 +12,16 @@ from tui_currents import config as config_module
 from tui_currents.config import Config
 from tui_currents.connector_view import (
     COUNTER_NAMES,
-    DISK_FULL,
-    NOT_RUNNING,
-    STORE_UNWRITABLE,
     ConnectorView,
     EngineSighting,
     connector_views,
-    sight_engine,
+    sight_home,
 )
-from tui_currents.control import Control
 from tui_currents.outbox import NOT_CREATED, Outbox, StoreUnavailable
 from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 
-__all__ = [
-    "COUNTER_NAMES",
-    "DISK_FULL",
-    "NOT_RUNNING",
-    "STORE_UNWRITABLE",
-    "connector_status",
-    "engine_status",
-    "read_views",
-]
+__all__ = ["connector_status", "engine_status", "read_views", "view_json"]
 
 
 def _open_reader(home: Home) -> Outbox | None:
@@ -47,23 +35,13 @@ def _open_reader(home: Home) -> Outbox | None:
         raise
 
 
-def _sight(home: Home) -> EngineSighting:
-    if not home.store_file.exists():
-        return sight_engine(home, None)
-    ctl = Control(home.store_file)
-    try:
-        return sight_engine(home, ctl)
-    finally:
-        ctl.close()
-
-
 def read_views(
     home: Home, cfg: Config, *, stored_too: bool = False
 ) -> tuple[EngineSighting, list[ConnectorView]]:
     """The engine and every configured connector (and, with `stored_too`, those only the store knows)."""
     reader = _open_reader(home) if home.store_file.exists() else None
     try:
-        engine = _sight(home)
+        engine = sight_home(home)
         views = connector_views(cfg.connectors, reader, engine, now=time.time(), stored_too=stored_too)
     finally:
         if reader is not None:

@@ -18,9 +18,8 @@ import contextlib
 import importlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,13 @@ import orjson
 from tui_currents import config as config_module
 from tui_currents import connector_removal, control
 from tui_currents.config import Config, ConfigError, Connector, FieldError, Workspace
-from tui_currents.connector_view import DISK_FULL, STORE_UNWRITABLE, connector_views, sight_engine
+from tui_currents.connector_view import (
+    DISK_FULL,
+    STORE_UNWRITABLE,
+    EngineSighting,
+    connector_views,
+    sight_engine,
+)
 from tui_currents.outbox import DEAD_LETTERED, DELIVERED, RECEIVED
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets, SecretsUnavailable
@@ -57,7 +62,6 @@ log = logging.getLogger("tui_currents.tui")
 
 IN_PROCESS = "in-process"
 CONSOLE = "console"
-RATE_WINDOW = 120  # samples of events/s kept per connector (one per refresh)
 
 # How a connector's state reads at a glance: "good" (green), "warning" (yellow), "bad" (red), "muted".
 STATE_KINDS = {
@@ -79,17 +83,15 @@ STATE_KINDS = {
 
 @dataclass(slots=True)
 class _RateMeter:
-    """events/s from successive samples of a counter, with a short history for sparklines."""
+    """events/s from successive samples of a counter."""
 
     last_value: int | None = None
     last_at: float | None = None
     rate: float = 0.0
-    history: deque = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
 
     def sample(self, value: int, at: float) -> float:
         if self.last_value is not None and self.last_at is not None and at > self.last_at:
             self.rate = max(value - self.last_value, 0) / (at - self.last_at)
-            self.history.append(self.rate)
         self.last_value, self.last_at = value, at
         return self.rate
 
@@ -228,19 +230,24 @@ class Backend:
         # Heartbeats are wall-clock times, whatever clock the screens are given.
         return presence if presence is not None and presence.alive(time.time()) else None
 
+    def engine_sighting(self) -> EngineSighting:
+        """Whether an engine runs on this home (here or in another process), as `status` tells it."""
+        self._open_store()
+        return sight_engine(self.home, self._control, in_process=self.mode == IN_PROCESS)
+
     def mode_text(self) -> str:
         """A few words for the top bar."""
         if self.mode == IN_PROCESS:
             receiver = getattr(self.engine, "receiver_url", None)
             return "engine in this app" + (f" · receiver {receiver}" if receiver else "")
-        presence = self.presence()
-        if presence is not None:
-            return f"console of the service (pid {presence.pid})"
+        engine = self.engine_sighting()
+        if engine.running:
+            return f"console of the service (pid {engine.pid})"
         return "console · engine not running"
 
     @property
     def engine_running(self) -> bool:
-        return self.mode == IN_PROCESS or self.presence() is not None
+        return self.engine_sighting().running
 
     # ------------------------------------------------------------------ config
 
@@ -433,7 +440,7 @@ class Backend:
         cfg = self.load_config()
         reader = self._store()
         now = self.clock()
-        engine = sight_engine(self.home, self._control, in_process=self.mode == IN_PROCESS)
+        engine = self.engine_sighting()
         rates: dict[str, float] = {}
 
         def receiving(name: str, counters: Mapping[str, int]) -> bool:
@@ -482,11 +489,6 @@ class Backend:
             delivered = [a + b for a, b in zip(delivered, d, strict=True)]
             failed = [a + b for a, b in zip(failed, f, strict=True)]
         return delivered, failed
-
-    def rate_history(self, name: str) -> list[float]:
-        """events/s samples for the connector, oldest first (one per refresh of the connector rows)."""
-        meter = self._meters.get(name)
-        return list(meter.history) if meter else []
 
     def tail(self, *, after: int, limit: int = 2000, connector: str | None = None) -> list[TailLine]:
         """Tail lines newer than `after` (oldest first)."""
