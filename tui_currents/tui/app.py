@@ -18,9 +18,9 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from tui_currents import config as config_module
+from tui_currents.outbox import StoreUnavailable
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets, SecretsUnavailable
-from tui_currents.outbox import StoreUnavailable
 from tui_currents.tui import themes as theme_files
 from tui_currents.tui.backend import Backend
 from tui_currents.tui.commands import CurrentsCommands
