@@ -9,8 +9,12 @@ Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
+Per-event work (in-process: map + durable commit, no HTTP), same run, side by side: one workspace with 1
+connector selecting every type, 10 and 50 connectors each selecting its own types (goal: 50 at >= 0.75 of
+1's events/s); events of about 1 KB and 10 KB (cost per KB; goal: 10 KB at most half of today's per KB).
+
     .venv/bin/python bench/bench_delivery.py [--events N] [--repeat R] [--memory-events N]
-        [--latency-seconds S] [--skip throughput|memory|latency]
+        [--latency-seconds S] [--scaling-events N] [--skip throughput|memory|latency|scaling]
 """
 
 from __future__ import annotations
@@ -262,6 +266,97 @@ def mapped_messages(events: list[dict]) -> list[dict]:
     return out
 
 
+# ------------------------------------------------------------------------------------------ per-event work
+
+
+def split_config(url: str, connectors: int) -> Config:
+    """One workspace whose `connectors` connectors each select their own share of the supported types."""
+    types = catalog.supported_types()
+    return Config(
+        workspaces=[Workspace(name=WORKSPACE)],
+        connectors=[
+            Connector(
+                name=f"{CONNECTOR} {i + 1}",
+                workspace=WORKSPACE,
+                contact_email="ops@example.com",
+                region="custom",
+                endpoint=url,
+                events=types[i::connectors],
+                include_anonymous=True,
+            )
+            for i in range(connectors)
+        ],
+    )
+
+
+def padded_events(n: int, message_bytes: int, seed: int = 5) -> list[dict]:
+    """Demo events with a `note` property that brings their Segment message to about `message_bytes`."""
+    events = make_events(n, seed=seed)
+    rules = ConnectorRules(selected=frozenset(catalog.supported_types()), include_anonymous=True)
+    for event in events:
+        outcome = map_event(normalise(event), rules)
+        size = len(outcome.encoded) if outcome.encoded is not None else 800
+        event["properties"]["note"] = "x" * max(0, message_bytes - size - 10)
+    return events
+
+
+def ingest_rate(config: Config, events: list[dict], path: Path, durability: str) -> dict:
+    """Events/s and bytes of Segment messages queued/s of map + durable commit, FEED_CHUNK events a commit."""
+    store = Store(path, synchronous=durability)
+    ingestor = Ingestor(config, store)
+    queued_bytes = 0
+    start = time.perf_counter()
+    for i in range(0, len(events), FEED_CHUNK):
+        ingestor.ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
+    elapsed = time.perf_counter() - start
+    for connector in config.connectors:
+        queued_bytes += store.backlog(connector.name).bytes
+    store.close()
+    return {
+        "rate": len(events) / elapsed,
+        "seconds": elapsed,
+        "kb_per_event": queued_bytes / 1000 / len(events),
+    }
+
+
+def scaling(stand_in: StandIn, folder: Path, args: argparse.Namespace) -> None:
+    """Connectors 1/10/50 and events of 1 KB/10 KB, each round side by side."""
+    n = args.scaling_events
+    events = make_events(n, seed=7)
+    small, large = padded_events(n, 1_000), padded_events(max(n // 4, FEED_CHUNK), 10_000)
+    gc.collect()
+    print(
+        f"\nper-event work (map + durable commit, {FEED_CHUNK:,} events a commit, in-process), "
+        f"durability {args.durability}, {args.repeat} rounds"
+    )
+    ratios: list[tuple[float, float, float]] = []
+    for n_round in range(1, args.repeat + 1):
+        here = folder / f"scaling-{n_round}"
+        here.mkdir()
+        rates = {
+            count: ingest_rate(
+                split_config(stand_in.url, count), events, here / f"c{count}.db", args.durability
+            )
+            for count in (1, 10, 50)
+        }
+        one_kb = ingest_rate(bench_config(stand_in.url), small, here / "1kb.db", args.durability)
+        ten_kb = ingest_rate(bench_config(stand_in.url), large, here / "10kb.db", args.durability)
+        us_per_kb = [1e6 / (r["rate"] * r["kb_per_event"]) for r in (one_kb, ten_kb)]
+        print(
+            f"  round {n_round}: connectors 1 {rates[1]['rate']:,.0f} events/s, 10 {rates[10]['rate']:,.0f} "
+            f"({rates[10]['rate'] / rates[1]['rate']:.2f}), 50 {rates[50]['rate']:,.0f} "
+            f"({rates[50]['rate'] / rates[1]['rate']:.2f}); "
+            f"{one_kb['kb_per_event']:.1f} KB events {one_kb['rate']:,.0f}/s ({us_per_kb[0]:.1f} us/KB), "
+            f"{ten_kb['kb_per_event']:.1f} KB events {ten_kb['rate']:,.0f}/s ({us_per_kb[1]:.1f} us/KB)"
+        )
+        ratios.append((rates[50]["rate"] / rates[1]["rate"], us_per_kb[0], us_per_kb[1]))
+    fifty, small_kb, large_kb = (statistics.median(column) for column in zip(*ratios, strict=True))
+    print(
+        f"  medians: 50 connectors at {fifty:.2f} of 1 connector's events/s (goal >= 0.75); "
+        f"cost per KB {small_kb:.1f} us (1 KB events), {large_kb:.1f} us (10 KB events)"
+    )
+
+
 # ------------------------------------------------------------------------------------------ memory
 
 
@@ -429,7 +524,10 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=1000.0)
     parser.add_argument("--durability", default="FULL", choices=["FULL", "NORMAL"])
-    parser.add_argument("--skip", action="append", default=[], choices=["throughput", "memory", "latency"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["throughput", "memory", "latency", "scaling"]
+    )
+    parser.add_argument("--scaling-events", type=int, default=20_000, help="events per per-event-work row")
     parser.add_argument("--memory-child", nargs=3, metavar=("URL", "N", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -445,6 +543,8 @@ def main() -> None:
         try:
             if "throughput" not in args.skip:
                 throughput(stand_in, key, folder, args)
+            if "scaling" not in args.skip:
+                scaling(stand_in, folder, args)
             if "memory" not in args.skip:
                 print(f"\nmemory: {args.memory_events:,} events queued with the endpoint down, then drained")
                 m = memory(stand_in, key, args.memory_events, folder)

@@ -101,6 +101,10 @@ class Outcome:
     message: dict | None = None  # the Segment track message (QUEUED only)
     encoded: bytes | None = None  # orjson bytes of message (QUEUED only), stored as-is
     reason: str | None = None  # human reason (REJECTED, and why filtered)
+    # 0: the outcome of `event`. Otherwise a filtered fate counted in bulk: this many events of the batch
+    # with `event`'s type had this fate for the connector (see sources/ingest.py). With a reason, the tail
+    # shows one line for them all; without, they are only counted.
+    tally: int = 0
 
 
 REDACTED = "[REDACTED]"
@@ -257,6 +261,14 @@ def _plan(entry: catalog.EventType) -> _TypePlan:
 
 
 _PLANS = {entry.event_type: _plan(entry) for entry in catalog.CATALOG if entry.forwardable}
+
+
+def depends_on_rules(event_type: str) -> bool:
+    """Whether a connector's rules decide the fate of events of this (canonical) type: false for types
+    that are not forwarded at all, whose fate is the same for every connector."""
+    return event_type in _PLANS
+
+
 # Every message shares this one `context.library` object: it never changes, and nothing changes a message's
 # nested objects once it is mapped (the store keeps `encoded`; readers decode their own copy).
 _LIBRARY: dict[str, object] = {"name": LIBRARY_NAME, "version": __version__}
