@@ -61,20 +61,23 @@ class Writer(TailLog):
     def _add_segment(
         self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
         bodies: list[bytes],
-    ) -> None:  # fmt: skip
-        """Append queued messages as outbox segments (several when there are very many). Once the
-        transaction commits, they stay parsed in memory while there is room: the next lease, in this
-        process, then reads them from there instead of from the disk."""
+    ) -> list[tuple[int, int]]:  # fmt: skip
+        """Append queued messages as outbox segments (several when there are very many): their (seq,
+        messages), in order. Once the transaction commits, they stay parsed in memory while there is
+        room: the next lease, in this process, then reads them from there instead of from the disk."""
         sizes = [size for _, _, size in entries]
+        added: list[tuple[int, int]] = []
         for start, end in segments.cut(entries, sizes):
             part, blob = entries[start:end], b"".join(bodies[start:end])
             seq = db.execute(
                 INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
             ).lastrowid
             assert seq is not None  # an INSERT into a rowid table always gives one
+            added.append((seq, end - start))
             if len(self._segments) < SEGMENTS_CACHED:
                 parsed = Segment.of(seq, connector, now, part, blob)
                 self._after_commit.append(partial(self._keep_segment, parsed))
+        return added
 
     def commit(
         self,
@@ -144,16 +147,16 @@ class Writer(TailLog):
                         new_keys.add(key)
                         segment.append((entry[MESSAGE_ID], entry[TYPE], len(body)))
                         segment_bodies.append(body)
+                stored: list[tuple[int, int]] = []
                 if segment:
-                    self._add_segment(db, connector, now, segment, segment_bodies)
+                    stored = self._add_segment(db, connector, now, segment, segment_bodies)
                     queued += len(segment)
                     change = backlog[connector]
                     change.messages += len(segment)
                     change.bytes += sum(size for _, _, size in segment)
                     added[connector] = new_keys
-                self._append_tail(
-                    db, now, connector, lines, source=source, messages=b"".join(segment_bodies) or None
-                )
+                # The tail names the segments: each body is written once, there.
+                self._append_tail(db, now, connector, lines, source=source, segments=stored)
             last = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
             self._after_commit.append(lambda: known.remember(added, last))
             if dead:
