@@ -300,23 +300,50 @@ def padded_events(n: int, message_bytes: int, seed: int = 5) -> list[dict]:
     return events
 
 
-def ingest_rate(config: Config, events: list[dict], path: Path, durability: str) -> dict:
-    """Events/s and bytes of Segment messages queued/s of map + durable commit, FEED_CHUNK events a commit."""
-    store = Store(path, synchronous=durability)
-    ingestor = Ingestor(config, store)
-    queued_bytes = 0
-    start = time.perf_counter()
-    for i in range(0, len(events), FEED_CHUNK):
-        ingestor.ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
-    elapsed = time.perf_counter() - start
-    for connector in config.connectors:
-        queued_bytes += store.backlog(connector.name).bytes
-    store.close()
-    return {
-        "rate": len(events) / elapsed,
-        "seconds": elapsed,
-        "kb_per_event": queued_bytes / 1000 / len(events),
-    }
+def written_bytes() -> int:
+    """Bytes this process has handed to write() so far (the store's WAL and checkpoints), or 0 if unknown."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def ingest_rates(
+    rows: dict[str, tuple[Config, list[dict]]], folder: Path, durability: str
+) -> dict[str, dict]:
+    """Per row: events/s, CPU and bytes written per event of map + durable commit, FEED_CHUNK events a
+    commit. The rows take turns chunk by chunk, so that a load that comes and goes on the machine weighs
+    on each about as much."""
+    stores = {label: Store(folder / f"{label}.db", synchronous=durability) for label in rows}
+    ingestors = {label: Ingestor(config, stores[label]) for label, (config, _) in rows.items()}
+    wall = dict.fromkeys(rows, 0.0)
+    cpu = dict.fromkeys(rows, 0.0)
+    written = dict.fromkeys(rows, 0)
+    longest = max(len(events) for _, events in rows.values())
+    for i in range(0, longest, FEED_CHUNK):
+        for label, (_, events) in rows.items():
+            if i >= len(events):
+                continue
+            w0, c0, b0 = time.perf_counter(), time.process_time(), written_bytes()
+            ingestors[label].ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
+            wall[label] += time.perf_counter() - w0
+            cpu[label] += time.process_time() - c0
+            written[label] += written_bytes() - b0
+    out = {}
+    for label, (config, events) in rows.items():
+        queued = sum(stores[label].backlog(c.name).bytes for c in config.connectors)
+        stores[label].close()
+        n = len(events)
+        out[label] = {
+            "rate": n / wall[label],
+            "cpu_us": 1e6 * cpu[label] / n,
+            "kb_per_event": queued / 1000 / n,
+            "written_per_byte": written[label] / queued if queued else 0.0,
+        }
+    return out
 
 
 def scaling(stand_in: StandIn, folder: Path, args: argparse.Namespace) -> None:
@@ -326,30 +353,34 @@ def scaling(stand_in: StandIn, folder: Path, args: argparse.Namespace) -> None:
     small, large = padded_events(n, 1_000), padded_events(max(n // 4, FEED_CHUNK), 10_000)
     gc.collect()
     print(
-        f"\nper-event work (map + durable commit, {FEED_CHUNK:,} events a commit, in-process), "
-        f"durability {args.durability}, {args.repeat} rounds"
+        f"\nper-event work (map + durable commit, {FEED_CHUNK:,} events a commit, in-process, rows taking "
+        f"turns chunk by chunk), durability {args.durability}, {args.repeat} rounds"
     )
     ratios: list[tuple[float, float, float]] = []
     for n_round in range(1, args.repeat + 1):
         here = folder / f"scaling-{n_round}"
         here.mkdir()
-        rates = {
-            count: ingest_rate(
-                split_config(stand_in.url, count), events, here / f"c{count}.db", args.durability
-            )
-            for count in (1, 10, 50)
-        }
-        one_kb = ingest_rate(bench_config(stand_in.url), small, here / "1kb.db", args.durability)
-        ten_kb = ingest_rate(bench_config(stand_in.url), large, here / "10kb.db", args.durability)
-        us_per_kb = [1e6 / (r["rate"] * r["kb_per_event"]) for r in (one_kb, ten_kb)]
+        rows = {f"c{count}": (split_config(stand_in.url, count), events) for count in (1, 10, 50)}
+        rows["1kb"] = (bench_config(stand_in.url), small)
+        rows["10kb"] = (bench_config(stand_in.url), large)
+        r = ingest_rates(rows, here, args.durability)
+        per_kb = {k: 1e6 / (r[k]["rate"] * r[k]["kb_per_event"]) for k in ("1kb", "10kb")}
         print(
-            f"  round {n_round}: connectors 1 {rates[1]['rate']:,.0f} events/s, 10 {rates[10]['rate']:,.0f} "
-            f"({rates[10]['rate'] / rates[1]['rate']:.2f}), 50 {rates[50]['rate']:,.0f} "
-            f"({rates[50]['rate'] / rates[1]['rate']:.2f}); "
-            f"{one_kb['kb_per_event']:.1f} KB events {one_kb['rate']:,.0f}/s ({us_per_kb[0]:.1f} us/KB), "
-            f"{ten_kb['kb_per_event']:.1f} KB events {ten_kb['rate']:,.0f}/s ({us_per_kb[1]:.1f} us/KB)"
+            f"  round {n_round}: connectors 1 {r['c1']['rate']:,.0f} events/s, 10 {r['c10']['rate']:,.0f} "
+            f"({r['c10']['rate'] / r['c1']['rate']:.2f}), 50 {r['c50']['rate']:,.0f} "
+            f"({r['c50']['rate'] / r['c1']['rate']:.2f}); CPU us/event {r['c1']['cpu_us']:.0f} / "
+            f"{r['c10']['cpu_us']:.0f} / {r['c50']['cpu_us']:.0f}"
         )
-        ratios.append((rates[50]["rate"] / rates[1]["rate"], us_per_kb[0], us_per_kb[1]))
+        print(
+            "           "
+            + "; ".join(
+                f"{r[k]['kb_per_event']:.1f} KB events {r[k]['rate']:,.0f}/s: {per_kb[k]:.1f} us/KB, "
+                f"CPU {r[k]['cpu_us'] / r[k]['kb_per_event']:.1f} us/KB, "
+                f"{r[k]['written_per_byte']:.2f} bytes written per message byte"
+                for k in ("1kb", "10kb")
+            )
+        )
+        ratios.append((r["c50"]["rate"] / r["c1"]["rate"], per_kb["1kb"], per_kb["10kb"]))
     fifty, small_kb, large_kb = (statistics.median(column) for column in zip(*ratios, strict=True))
     print(
         f"  medians: 50 connectors at {fifty:.2f} of 1 connector's events/s (goal >= 0.75); "

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS webhook_cursor (
 # 3 only added tables (the alert tables, and SIDE_TABLES) to SCHEMA: a file of version 2 gets them by running
 # SCHEMA again (every statement is IF NOT EXISTS). 4 added `tail.segments`: a received-events row names the
 # outbox segments holding its queued messages' bodies instead of holding a copy in `messages` (each body is
-# written once); rows written before keep their copy in `messages`.
+# written once); rows written before keep their copy in `messages`. 4 also added `counter_log` (see
+# store/counter_log.py).
 SCHEMA_VERSION = 4
 SCHEMA = (
     """
@@ -115,6 +116,11 @@ CREATE TABLE IF NOT EXISTS connector_states (
     state TEXT NOT NULL,
     updated_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS counter_log (
+    id INTEGER PRIMARY KEY,
+    counts BLOB NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS tail (
     seq INTEGER PRIMARY KEY,

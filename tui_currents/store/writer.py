@@ -23,6 +23,7 @@ from tui_currents.outbox import (
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
 from tui_currents.segments import KnownIds, Segment, key_of
+from tui_currents.store import counter_log
 from tui_currents.store.dead_letter_caps import (
     bounded_event,
     trim_dead_letters,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 class Writer(TailLog):
     """Commits: the only way events enter the outbox."""
+
+    _logged: int | None = None  # rows in the counter log, as last known (None: not looked yet)
 
     def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
         """The duplicate check, built from the store on first use and brought up to date with segments
@@ -174,7 +177,7 @@ class Writer(TailLog):
                 self._after_commit.append(partial(warn_over_request_cap, len(over_cap), caps.per_request))
             if dead:
                 self._trim_dead_letters(db, counts)
-            self._bump(db, counts)
+            self._count(db, counts)
         return CommitResult(
             received=received.items,
             queued=queued,
@@ -183,6 +186,18 @@ class Writer(TailLog):
             dead_lettered=len(received.dead),
             duplicates_by_type=duplicate_types or None,
         )
+
+    def _count(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
+        """Add a commit's counter changes: upserted, or when there are very many (a workspace with many
+        connectors), logged as one row and folded into the counters every few such commits."""
+        if len(counts) <= counter_log.LOG_OVER:
+            self._bump(db, counts)
+            return
+        counter_log.log(db, counts)
+        self._logged = counter_log.logged(db) if self._logged is None else self._logged + 1
+        if self._logged >= counter_log.FOLD_EVERY:
+            counter_log.fold(db)
+            self._logged = 0
 
     def _trim_dead_letters(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
         """Drop the oldest dead letters beyond the total cap, counted in `counts`; logged after the commit."""
