@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -167,3 +168,33 @@ def test_status_json_shows_the_not_selected_counts(home: Home) -> None:
         assert totals["not_selected"] > 0
         for counter, n in totals.items():
             assert shown[name][counter] == n, (name, counter)
+
+
+def test_counters_stay_exact_while_logged_and_once_folded(tmp_path: Path) -> None:
+    # A commit of a workspace with many connectors changes thousands of counters: it logs them as one row,
+    # folded into the counters every FOLD_EVERY such commits; readers add what is still logged.
+    from tui_currents.store.counter_log import FOLD_EVERY
+
+    cfg = _split(50)
+    gen = DemoGenerator(seed=6)
+    path = tmp_path / "s.db"
+    expected: dict[str, dict[str, Counter]] = {}
+    logged = []
+    with Store(path) as store:
+        ingestor = Ingestor(cfg, store)
+        for round_ in range(FOLD_EVERY + 3):
+            events = gen.batch(40)
+            ingestor.ingest(WORKSPACE, events, source="test")
+            for name, per_type in _expected_counters(cfg, events).items():
+                for event_type, counts in per_type.items():
+                    expected.setdefault(name, {}).setdefault(event_type, Counter()).update(counts)
+            logged.append(sqlite3.connect(path).execute("SELECT count(*) FROM counter_log").fetchone()[0])
+            if round_ % 10 == 0 or round_ > FOLD_EVERY:
+                with Store(path, readonly=True) as reader:
+                    assert reader.counters() == expected
+                    totals = reader.counter_totals("C07")
+                    assert totals == sum(expected["C07"].values(), Counter())
+    assert max(logged) == FOLD_EVERY - 1 and logged[FOLD_EVERY - 1] == 0  # folded, then logging again
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT count(*) FROM counters").fetchone()[0]
+    assert rows == sum(len(counts) for per_type in expected.values() for counts in per_type.values())

@@ -14,38 +14,60 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
+from tui_currents.outbox import FATE_COUNTER, NOT_SELECTED, RECEIVED
 from tui_currents.store.schema import BUMP_COUNTER
 
-LOG_OVER = 256  # counter changes a commit upserts directly; more are logged as one row
+LOG_OVER = 256  # counter changes (or mapping fates) a commit upserts directly; more are logged as one row
 FOLD_EVERY = 32  # logged commits between two folds into `counters`
 
 Counts = dict[tuple[str, str, str], int]  # (connector, event type, counter name) -> change
 
 
-def pack(counts: Counts) -> bytes:
-    """Counter changes as compact JSON: the connectors once, then [event type, name, n, [connector
-    index...]] per change shared by several connectors (the usual case: every connector that does not
-    select a type counts the same events)."""
-    connectors: dict[str, int] = {}
+def _groups(changes: Counts, connectors: dict[str, int]) -> list[list]:
+    """[event type, name, n, [connector index...]] per change that several connectors share."""
     groups: dict[tuple[str, str, int], list[int]] = {}
-    for (connector, event_type, name), n in counts.items():
-        if n:
-            index = connectors.setdefault(connector, len(connectors))
-            groups.setdefault((event_type, name, n), []).append(index)
-    return orjson.dumps([list(connectors), [[*key, indexes] for key, indexes in groups.items()]])
+    for (connector, event_type, name), n in changes.items():
+        if not n:
+            continue
+        index = connectors.get(connector)
+        if index is None:
+            index = connectors[connector] = len(connectors)
+        key = (event_type, name, n)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [index]
+        else:
+            group.append(index)
+    return [[*key, indexes] for key, indexes in groups.items()]
+
+
+def pack(counts: Counts, fates: Counts | None = None) -> bytes:
+    """Counter changes as compact JSON: the connectors once, then the changes grouped by what several
+    connectors share (the usual case: every connector that does not select a type counts the same events).
+    `fates` are events per (connector, event type, mapping fate): each counts as received and under its
+    fate's counter (outbox.FATE_COUNTER)."""
+    connectors: dict[str, int] = {}
+    by_counter = _groups(counts, connectors)
+    by_fate = _groups(fates or {}, connectors)
+    return orjson.dumps([list(connectors), by_counter, by_fate])
 
 
 def unpack(blob: bytes) -> Iterator[tuple[str, str, str, int]]:
-    """The (connector, event type, name, n) changes of a packed row."""
-    connectors, groups = orjson.loads(blob)
-    for event_type, name, n, indexes in groups:
+    """The (connector, event type, counter name, n) changes of a packed row."""
+    connectors, by_counter, by_fate = orjson.loads(blob)
+    for event_type, name, n, indexes in by_counter:
         for index in indexes:
             yield connectors[index], event_type, name, n
+    for event_type, fate, n, indexes in by_fate:
+        counter = FATE_COUNTER.get(fate, NOT_SELECTED)
+        for index in indexes:
+            yield connectors[index], event_type, RECEIVED, n
+            yield connectors[index], event_type, counter, n
 
 
-def log(db: sqlite3.Connection, counts: Counts) -> None:
+def log(db: sqlite3.Connection, counts: Counts, fates: Counts | None = None) -> None:
     """Add the changes to the log (inside the caller's write transaction)."""
-    db.execute("INSERT INTO counter_log (counts) VALUES (?)", (pack(counts),))
+    db.execute("INSERT INTO counter_log (counts) VALUES (?)", (pack(counts, fates),))
 
 
 def logged(db: sqlite3.Connection) -> int:

@@ -168,16 +168,19 @@ class Writer(TailLog):
                     backlog[row[0]].dead_letters += 1
             if backlog:
                 db.executemany(BUMP_BACKLOG, [change.row(c) for c, change in backlog.items()])
-            for (connector, event_type, fate), n in received.fates.items():
-                counts[(connector, event_type, RECEIVED)] += n
-                counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            fates = received.fates
+            many = len(fates) > counter_log.LOG_OVER  # then logged as they are, see _count
+            if not many:
+                for (connector, event_type, fate), n in fates.items():
+                    counts[(connector, event_type, RECEIVED)] += n
+                    counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
             if over_cap:
                 for connector, _, event_type, _, _ in over_cap:
                     counts[(connector, event_type, DEAD_LETTERS_DROPPED)] += 1
                 self._after_commit.append(partial(warn_over_request_cap, len(over_cap), caps.per_request))
             if dead:
                 self._trim_dead_letters(db, counts)
-            self._count(db, counts)
+            self._count(db, counts, fates if many else None)
         return CommitResult(
             received=received.items,
             queued=queued,
@@ -187,13 +190,16 @@ class Writer(TailLog):
             duplicates_by_type=duplicate_types or None,
         )
 
-    def _count(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
-        """Add a commit's counter changes: upserted, or when there are very many (a workspace with many
-        connectors), logged as one row and folded into the counters every few such commits."""
-        if len(counts) <= counter_log.LOG_OVER:
+    def _count(
+        self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int], fates: dict | None
+    ) -> None:
+        """Add a commit's counter changes (and its events per mapping fate, when there are many): upserted,
+        or when there are very many (a workspace with many connectors), logged as one row and folded into
+        the counters every few such commits."""
+        if fates is None and len(counts) <= counter_log.LOG_OVER:
             self._bump(db, counts)
             return
-        counter_log.log(db, counts)
+        counter_log.log(db, counts, fates)
         self._logged = counter_log.logged(db) if self._logged is None else self._logged + 1
         if self._logged >= counter_log.FOLD_EVERY:
             counter_log.fold(db)
