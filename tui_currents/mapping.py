@@ -43,7 +43,7 @@ from time import time as _clock
 import orjson
 
 from tui_currents import LIBRARY_NAME, __version__, catalog, extended_mapping
-from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, json_size
+from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
 
 
 @dataclass(slots=True)
@@ -395,13 +395,9 @@ def _converted_json(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default, option=_CONVERTED_JSON)
 
 
-def _encode(message: dict) -> tuple[dict, bytes]:
-    """The message and its JSON bytes. When values had to be converted, the message is rebuilt from the
-    bytes so that both say the same."""
-    try:
-        return message, orjson.dumps(message, option=_PLAIN_JSON)
-    except orjson.JSONEncodeError:
-        pass
+def _encode_converted(message: dict) -> tuple[dict, bytes]:
+    """The message and its JSON bytes when it holds values plain JSON has not (the plain case is encoded
+    where the message is built). The message is rebuilt from the bytes so that both say the same."""
     encoded = _converted_json(_wide_integers_as_text(message))
     return orjson.loads(encoded), encoded
 
@@ -580,29 +576,30 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
             return _rejected(event, segment_event, str(problem))
         if named is not None and not override:
             segment_event = named
-    message: dict[str, object] = {
-        "type": "track",
-        "event": segment_event,
-        "messageId": message_id,
-        "userId": external_user_id,
-        "anonymousId": user_id,
-        "timestamp": timestamp,
-        "properties": properties,
-        "context": context,
-    }
     # Segment wants an absent id left out, not null.
-    if not external_user_id:
-        del message["userId"]
-    if not user_id:
-        del message["anonymousId"]
+    if external_user_id and user_id:
+        message: dict[str, object] = {
+            "type": "track", "event": segment_event, "messageId": message_id, "userId": external_user_id,
+            "anonymousId": user_id, "timestamp": timestamp, "properties": properties, "context": context,
+        }  # fmt: skip
+    else:
+        message = {"type": "track", "event": segment_event, "messageId": message_id}
+        if external_user_id:
+            message["userId"] = external_user_id
+        if user_id:
+            message["anonymousId"] = user_id
+        message["timestamp"], message["properties"], message["context"] = timestamp, properties, context
 
     try:
-        message, encoded = _encode(message)
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        return _rejected(
-            event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
-        )
-    size = json_size(encoded)
+        encoded = orjson.dumps(message, option=_PLAIN_JSON)  # plain JSON values: all HTTP events hold
+    except orjson.JSONEncodeError:
+        try:
+            message, encoded = _encode_converted(message)
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            return _rejected(
+                event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
+            )
+    size = len(encoded)  # segment.json_size of JSON bytes: their length
     if size > MAX_MESSAGE_BYTES:
         return _rejected(
             event,
