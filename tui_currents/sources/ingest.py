@@ -234,8 +234,9 @@ def route(
             outcome.tally = n
             append((name, outcome))
     for event_type, (event, n) in passed_over.items():
-        for name in by_type[event_type].others:  # counted only: the tail shows them where they go
-            append((name, Outcome(_NOT_SELECTED, event, tally=n)))
+        counted = Outcome(_NOT_SELECTED, event, tally=n)  # counted only: the tail shows them where they go
+        for name in by_type[event_type].others:
+            append((name, counted))
     summary = IngestSummary(events=len(records))
     for (event_type, fate), n in tally.items():
         summary.by_fate[str(fate)] += n
