@@ -9,8 +9,12 @@ Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
+Per-event work (in-process: map + durable commit, no HTTP), same run, side by side: one workspace with 1
+connector selecting every type, 10 and 50 connectors each selecting its own types (goal: 50 at >= 0.75 of
+1's events/s); events of about 1 KB and 10 KB (cost per KB; goal: 10 KB at most half of today's per KB).
+
     .venv/bin/python bench/bench_delivery.py [--events N] [--repeat R] [--memory-events N]
-        [--latency-seconds S] [--skip throughput|memory|latency]
+        [--latency-seconds S] [--scaling-events N] [--skip throughput|memory|latency|scaling]
 """
 
 from __future__ import annotations
@@ -262,6 +266,128 @@ def mapped_messages(events: list[dict]) -> list[dict]:
     return out
 
 
+# ------------------------------------------------------------------------------------------ per-event work
+
+
+def split_config(url: str, connectors: int) -> Config:
+    """One workspace whose `connectors` connectors each select their own share of the supported types."""
+    types = catalog.supported_types()
+    return Config(
+        workspaces=[Workspace(name=WORKSPACE)],
+        connectors=[
+            Connector(
+                name=f"{CONNECTOR} {i + 1}",
+                workspace=WORKSPACE,
+                contact_email="ops@example.com",
+                region="custom",
+                endpoint=url,
+                events=types[i::connectors],
+                include_anonymous=True,
+            )
+            for i in range(connectors)
+        ],
+    )
+
+
+def padded_events(n: int, message_bytes: int, seed: int = 5) -> list[dict]:
+    """Demo events with a `note` property that brings their Segment message to about `message_bytes`."""
+    events = make_events(n, seed=seed)
+    rules = ConnectorRules(selected=frozenset(catalog.supported_types()), include_anonymous=True)
+    for event in events:
+        outcome = map_event(normalise(event), rules)
+        size = len(outcome.encoded) if outcome.encoded is not None else 800
+        event["properties"]["note"] = "x" * max(0, message_bytes - size - 10)
+    return events
+
+
+def written_bytes() -> int:
+    """Bytes this process has handed to write() so far (the store's WAL and checkpoints), or 0 if unknown."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def ingest_rates(
+    rows: dict[str, tuple[Config, list[dict]]], folder: Path, durability: str
+) -> dict[str, dict]:
+    """Per row: events/s, CPU and bytes written per event of map + durable commit, FEED_CHUNK events a
+    commit. The rows take turns chunk by chunk, so that a load that comes and goes on the machine weighs
+    on each about as much."""
+    stores = {label: Store(folder / f"{label}.db", synchronous=durability) for label in rows}
+    ingestors = {label: Ingestor(config, stores[label]) for label, (config, _) in rows.items()}
+    wall = dict.fromkeys(rows, 0.0)
+    cpu = dict.fromkeys(rows, 0.0)
+    written = dict.fromkeys(rows, 0)
+    longest = max(len(events) for _, events in rows.values())
+    for i in range(0, longest, FEED_CHUNK):
+        for label, (_, events) in rows.items():
+            if i >= len(events):
+                continue
+            w0, c0, b0 = time.perf_counter(), time.process_time(), written_bytes()
+            ingestors[label].ingest(WORKSPACE, events[i : i + FEED_CHUNK], source="bench")
+            wall[label] += time.perf_counter() - w0
+            cpu[label] += time.process_time() - c0
+            written[label] += written_bytes() - b0
+    out = {}
+    for label, (config, events) in rows.items():
+        queued = sum(stores[label].backlog(c.name).bytes for c in config.connectors)
+        stores[label].close()
+        n = len(events)
+        out[label] = {
+            "rate": n / wall[label],
+            "cpu_us": 1e6 * cpu[label] / n,
+            "kb_per_event": queued / 1000 / n,
+            "written_per_byte": written[label] / queued if queued else 0.0,
+        }
+    return out
+
+
+def scaling(stand_in: StandIn, folder: Path, args: argparse.Namespace) -> None:
+    """Connectors 1/10/50 and events of 1 KB/10 KB, each round side by side."""
+    n = args.scaling_events
+    events = make_events(n, seed=7)
+    small, large = padded_events(n, 1_000), padded_events(max(n // 4, FEED_CHUNK), 10_000)
+    gc.collect()
+    print(
+        f"\nper-event work (map + durable commit, {FEED_CHUNK:,} events a commit, in-process, rows taking "
+        f"turns chunk by chunk), durability {args.durability}, {args.repeat} rounds"
+    )
+    ratios: list[tuple[float, float, float]] = []
+    for n_round in range(1, args.repeat + 1):
+        here = folder / f"scaling-{n_round}"
+        here.mkdir()
+        rows = {f"c{count}": (split_config(stand_in.url, count), events) for count in (1, 10, 50)}
+        rows["1kb"] = (bench_config(stand_in.url), small)
+        rows["10kb"] = (bench_config(stand_in.url), large)
+        r = ingest_rates(rows, here, args.durability)
+        per_kb = {k: 1e6 / (r[k]["rate"] * r[k]["kb_per_event"]) for k in ("1kb", "10kb")}
+        print(
+            f"  round {n_round}: connectors 1 {r['c1']['rate']:,.0f} events/s, 10 {r['c10']['rate']:,.0f} "
+            f"({r['c10']['rate'] / r['c1']['rate']:.2f}), 50 {r['c50']['rate']:,.0f} "
+            f"({r['c50']['rate'] / r['c1']['rate']:.2f}); CPU us/event {r['c1']['cpu_us']:.0f} / "
+            f"{r['c10']['cpu_us']:.0f} / {r['c50']['cpu_us']:.0f}"
+        )
+        print(
+            "           "
+            + "; ".join(
+                f"{r[k]['kb_per_event']:.1f} KB events {r[k]['rate']:,.0f}/s: {per_kb[k]:.1f} us/KB, "
+                f"CPU {r[k]['cpu_us'] / r[k]['kb_per_event']:.1f} us/KB, "
+                f"{r[k]['written_per_byte']:.2f} bytes written per message byte"
+                for k in ("1kb", "10kb")
+            )
+        )
+        ratios.append((r["c50"]["rate"] / r["c1"]["rate"], per_kb["1kb"], per_kb["10kb"]))
+    fifty, small_kb, large_kb = (statistics.median(column) for column in zip(*ratios, strict=True))
+    print(
+        f"  medians: 50 connectors at {fifty:.2f} of 1 connector's events/s (goal >= 0.75); "
+        f"cost per KB {small_kb:.1f} us (1 KB events), {large_kb:.1f} us (10 KB events)"
+    )
+
+
 # ------------------------------------------------------------------------------------------ memory
 
 
@@ -429,7 +555,10 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=1000.0)
     parser.add_argument("--durability", default="FULL", choices=["FULL", "NORMAL"])
-    parser.add_argument("--skip", action="append", default=[], choices=["throughput", "memory", "latency"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["throughput", "memory", "latency", "scaling"]
+    )
+    parser.add_argument("--scaling-events", type=int, default=20_000, help="events per per-event-work row")
     parser.add_argument("--memory-child", nargs=3, metavar=("URL", "N", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -445,6 +574,8 @@ def main() -> None:
         try:
             if "throughput" not in args.skip:
                 throughput(stand_in, key, folder, args)
+            if "scaling" not in args.skip:
+                scaling(stand_in, folder, args)
             if "memory" not in args.skip:
                 print(f"\nmemory: {args.memory_events:,} events queued with the endpoint down, then drained")
                 m = memory(stand_in, key, args.memory_events, folder)

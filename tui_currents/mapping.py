@@ -43,7 +43,7 @@ from time import time as _clock
 import orjson
 
 from tui_currents import LIBRARY_NAME, __version__, catalog, extended_mapping
-from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, json_size
+from tui_currents.segment import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS
 
 
 @dataclass(slots=True)
@@ -101,6 +101,10 @@ class Outcome:
     message: dict | None = None  # the Segment track message (QUEUED only)
     encoded: bytes | None = None  # orjson bytes of message (QUEUED only), stored as-is
     reason: str | None = None  # human reason (REJECTED, and why filtered)
+    # 0: the outcome of `event`. Otherwise a filtered fate counted in bulk: this many events of the batch
+    # with `event`'s type had this fate for the connector (see sources/ingest.py). With a reason, the tail
+    # shows one line for them all; without, they are only counted.
+    tally: int = 0
 
 
 REDACTED = "[REDACTED]"
@@ -257,6 +261,14 @@ def _plan(entry: catalog.EventType) -> _TypePlan:
 
 
 _PLANS = {entry.event_type: _plan(entry) for entry in catalog.CATALOG if entry.forwardable}
+
+
+def depends_on_rules(event_type: str) -> bool:
+    """Whether a connector's rules decide the fate of events of this (canonical) type: false for types
+    that are not forwarded at all, whose fate is the same for every connector."""
+    return event_type in _PLANS
+
+
 # Every message shares this one `context.library` object: it never changes, and nothing changes a message's
 # nested objects once it is mapped (the store keeps `encoded`; readers decode their own copy).
 _LIBRARY: dict[str, object] = {"name": LIBRARY_NAME, "version": __version__}
@@ -383,13 +395,9 @@ def _converted_json(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default, option=_CONVERTED_JSON)
 
 
-def _encode(message: dict) -> tuple[dict, bytes]:
-    """The message and its JSON bytes. When values had to be converted, the message is rebuilt from the
-    bytes so that both say the same."""
-    try:
-        return message, orjson.dumps(message, option=_PLAIN_JSON)
-    except orjson.JSONEncodeError:
-        pass
+def _encode_converted(message: dict) -> tuple[dict, bytes]:
+    """The message and its JSON bytes when it holds values plain JSON has not (the plain case is encoded
+    where the message is built). The message is rebuilt from the bytes so that both say the same."""
     encoded = _converted_json(_wide_integers_as_text(message))
     return orjson.loads(encoded), encoded
 
@@ -568,29 +576,30 @@ def _map_event(event: CurrentsEvent, rules: ConnectorRules) -> Outcome:
             return _rejected(event, segment_event, str(problem))
         if named is not None and not override:
             segment_event = named
-    message: dict[str, object] = {
-        "type": "track",
-        "event": segment_event,
-        "messageId": message_id,
-        "userId": external_user_id,
-        "anonymousId": user_id,
-        "timestamp": timestamp,
-        "properties": properties,
-        "context": context,
-    }
     # Segment wants an absent id left out, not null.
-    if not external_user_id:
-        del message["userId"]
-    if not user_id:
-        del message["anonymousId"]
+    if external_user_id and user_id:
+        message: dict[str, object] = {
+            "type": "track", "event": segment_event, "messageId": message_id, "userId": external_user_id,
+            "anonymousId": user_id, "timestamp": timestamp, "properties": properties, "context": context,
+        }  # fmt: skip
+    else:
+        message = {"type": "track", "event": segment_event, "messageId": message_id}
+        if external_user_id:
+            message["userId"] = external_user_id
+        if user_id:
+            message["anonymousId"] = user_id
+        message["timestamp"], message["properties"], message["context"] = timestamp, properties, context
 
     try:
-        message, encoded = _encode(message)
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        return _rejected(
-            event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
-        )
-    size = json_size(encoded)
+        encoded = orjson.dumps(message, option=_PLAIN_JSON)  # plain JSON values: all HTTP events hold
+    except orjson.JSONEncodeError:
+        try:
+            message, encoded = _encode_converted(message)
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            return _rejected(
+                event, segment_event, f"the event holds a value that cannot be written as JSON ({exc})"
+            )
+    size = len(encoded)  # segment.json_size of JSON bytes: their length
     if size > MAX_MESSAGE_BYTES:
         return _rejected(
             event,

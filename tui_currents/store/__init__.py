@@ -26,13 +26,17 @@ Choices worth knowing:
   oldest segments first. A duplicate arriving later than the window is sent again under the same
   messageId, which Segment itself drops within its ~24-hour deduplication window. Dead-lettered messages
   are not remembered: the same event sent again is queued again.
+- Counters are upserted in the commit that changes them; a commit changing very many (a workspace with
+  many connectors) logs them as one row instead, folded in every few such commits (`counter_log`).
 - Backlog size per connector is kept in a small summary table updated in the same transactions, so
   `backlog()` costs the same with ten messages queued or ten million.
 - The tail is append-only, a stored row per commit and connector holding many lines: received events
-  (with their Segment message) or a later change of fate (delivered, dead letter, queued again) of the
-  messages it names. Lines are numbered without gaps across rows (a row's seq is its first line's
-  number), so a reader polling `tail(after=n)` gets exactly the lines after the last one it saw. About the
-  last `tail_keep` lines are kept.
+  or a later change of fate (delivered, dead letter, queued again) of the messages it names. A row of
+  received events names the outbox segments holding its queued messages (each body is written once, in
+  its segment), so a line shows its Segment message until the segment drops its bodies. Lines are
+  numbered without gaps across rows (a row's seq is its first line's number), so a reader polling
+  `tail(after=n)` gets exactly the lines after the last one it saw. About the last `tail_keep` lines are
+  kept.
 - Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
   person can act on; the transaction is rolled back and the store works again once the cause is gone.
 - One connection per Store for writes and reads, shared by threads behind a lock (and one more for
@@ -44,8 +48,8 @@ Choices worth knowing:
 The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
 words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
 (leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
-`observation` (backlog, states, counters), `alert_log` (alerts, their email status, the alert rules'
-memory). `Store` is all of them together.
+`observation` (backlog, states, counters), `counter_log`, `alert_log` (alerts, their email status, the
+alert rules' memory). `Store` is all of them together.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from tui_currents.outbox import Backlog, ConnectorState
+from tui_currents.store import counter_log
 from tui_currents.store.base import StoreBase
 
 
@@ -53,22 +54,39 @@ class Observation(StoreBase):
     def counters(self, connector: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
         """Counters as {connector: {event type: {name: n}}}, for one connector or all."""
         if connector is None:
-            rows = self._read("SELECT connector, event_type, name, n FROM counters")
+            rows = self._read_counters("SELECT connector, event_type, name, n FROM counters", (), None)
         else:
-            rows = self._read(
-                "SELECT connector, event_type, name, n FROM counters WHERE connector = ?", (connector,)
+            rows = self._read_counters(
+                "SELECT connector, event_type, name, n FROM counters WHERE connector = ?",
+                (connector,),
+                connector,
             )
         out: dict[str, dict[str, dict[str, int]]] = {}
         for name, event_type, counter, n in rows:
-            out.setdefault(name, {}).setdefault(event_type, {})[counter] = n
+            per_type = out.setdefault(name, {}).setdefault(event_type, {})
+            per_type[counter] = per_type.get(counter, 0) + n
         return out
 
     def counter_totals(self, connector: str | None = None) -> dict[str, int]:
         """Counters summed over event types: {name: n}, for one connector or all."""
-        if connector is None:
-            rows = self._read("SELECT name, sum(n) FROM counters GROUP BY name")
-        else:
-            rows = self._read(
-                "SELECT name, sum(n) FROM counters WHERE connector = ? GROUP BY name", (connector,)
-            )
-        return {name: int(n) for name, n in rows}
+        sql = "SELECT '', '', name, sum(n) FROM counters"
+        params: tuple = ()
+        if connector is not None:
+            sql, params = sql + " WHERE connector = ?", (connector,)
+        sql += " GROUP BY name"
+        totals: dict[str, int] = {}
+        for _, _, name, n in self._read_counters(sql, params, connector):
+            totals[name] = totals.get(name, 0) + int(n)
+        return totals
+
+    def _read_counters(self, sql: str, params: tuple, connector: str | None) -> list[tuple]:
+        """Rows of `sql` (connector, event type, name, n) and the changes still in the counter log, read
+        from one snapshot."""
+        with self._reading() as db:
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(sql, params).fetchall()
+                rows.extend(counter_log.pending(db, connector))
+            finally:
+                db.execute("COMMIT")
+        return rows

@@ -48,8 +48,11 @@ CREATE TABLE IF NOT EXISTS webhook_cursor (
 """
 
 # 3 only added tables (the alert tables, and SIDE_TABLES) to SCHEMA: a file of version 2 gets them by running
-# SCHEMA again (every statement is IF NOT EXISTS).
-SCHEMA_VERSION = 3
+# SCHEMA again (every statement is IF NOT EXISTS). 4 added `tail.segments`: a received-events row names the
+# outbox segments holding its queued messages' bodies instead of holding a copy in `messages` (each body is
+# written once); rows written before keep their copy in `messages`. 4 also added `counter_log` (see
+# store/counter_log.py).
+SCHEMA_VERSION = 4
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -114,6 +117,11 @@ CREATE TABLE IF NOT EXISTS connector_states (
     updated_at REAL NOT NULL
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS counter_log (
+    id INTEGER PRIMARY KEY,
+    counts BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS tail (
     seq INTEGER PRIMARY KEY,
     lines INTEGER NOT NULL,
@@ -123,7 +131,8 @@ CREATE TABLE IF NOT EXISTS tail (
     fate TEXT,
     reason TEXT,
     entries BLOB NOT NULL,
-    messages BLOB
+    messages BLOB,
+    segments TEXT
 );
 
 CREATE TABLE IF NOT EXISTS alerts (
@@ -156,7 +165,7 @@ CREATE TABLE IF NOT EXISTS alert_state (
 
 INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"
 INSERT_TAIL = (
-    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, messages)"
+    "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, segments)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_DEAD = (
@@ -189,7 +198,7 @@ BUMP_BACKLOG = (
     " remembered = remembered + excluded.remembered"
 )
 INSERT_RETRY = "INSERT INTO outbox_retries (seq, item, attempts, retry_at, last_error) VALUES (?, ?, ?, ?, ?)"
-TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages"
+TAIL_COLUMNS = "seq, lines, at, connector, source, fate, reason, entries, messages, segments"
 DEAD_COLUMNS = "id, connector, message_id, event_type, reason, at, attempts, event, message"
 LEASE_KEPT = "The messages stay queued and are sent later."
 SEGMENTS_CACHED = 8  # parsed segments kept for the next lease or delivery (a lease reads whole segments)
@@ -211,6 +220,8 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        if not has_tail_segments(db):  # a tail table from before version 4
+            db.execute("ALTER TABLE tail ADD COLUMN segments TEXT")
         if version == 1:
             _copy_v1_outbox(db)
             db.execute("DROP TABLE outbox_v1")
@@ -220,6 +231,11 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         with suppress(sqlite3.Error):
             db.execute("ROLLBACK")
         raise
+
+
+def has_tail_segments(db: sqlite3.Connection) -> bool:
+    """Whether the tail table has the `segments` column (version 4 on; a console may read an older file)."""
+    return any(row[1] == "segments" for row in db.execute("PRAGMA table_info(tail)"))
 
 
 def _copy_v1_outbox(db: sqlite3.Connection) -> None:

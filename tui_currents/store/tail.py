@@ -8,23 +8,21 @@ from collections.abc import Iterator
 import orjson
 
 from tui_currents.outbox import TailRow
+from tui_currents.received import SIZE
 from tui_currents.store.base import StoreBase
-from tui_currents.store.schema import INSERT_TAIL, TAIL_COLUMNS
+from tui_currents.store.schema import CHUNK, INSERT_TAIL, TAIL_COLUMNS, has_tail_segments
 
 
-def _tail_lines(row: tuple) -> Iterator[TailRow]:
-    """The lines of one stored tail row."""
-    seq, _, at, connector, source, fate, reason, entries, messages = row
+def _tail_lines(row: tuple, bodies: dict[int, bytes | None]) -> Iterator[TailRow]:
+    """The lines of one stored tail row; `bodies`: those of the outbox segments it names, by seq."""
+    seq, _, at, connector, source, fate, reason, entries, messages, in_segments = row
     if fate is None:  # received events, each with its own fate and, when queued, its message
-        offset = 0
+        lines = orjson.loads(entries)
+        found = iter(_messages([line[SIZE] for line in lines if line[SIZE]], messages, in_segments, bodies))
         for i, (event_type, segment_event, user, line_fate, line_reason, message_id, size) in enumerate(
-            orjson.loads(entries)
+            lines
         ):
-            message = None
-            if size:
-                if messages is not None:
-                    message = messages[offset : offset + size]
-                offset += size
+            message = next(found) if size else None
             yield TailRow(seq + i, at, connector, event_type, segment_event, user, line_fate, line_reason,
                           message_id, source, False, message)  # fmt: skip
     else:
@@ -32,6 +30,29 @@ def _tail_lines(row: tuple) -> Iterator[TailRow]:
             yield TailRow(
                 seq + i, at, connector, event_type, None, None, fate, reason, message_id, None, True, None
             )
+
+
+def _messages(
+    sizes: list[int], messages: bytes | None, in_segments: str | None, bodies: dict[int, bytes | None]
+) -> list[bytes | None]:
+    """The messages of a row's queued lines, in order (None: no longer in the store). A row names the
+    outbox segments holding them, as [seq, messages] pairs (a segment's bodies are dropped once its
+    messages are all delivered or dead letters); a row from before schema 4 holds a copy in `messages`."""
+    pieces: list[tuple[bytes | None, int]] = []  # (blob, messages of the row in it)
+    if in_segments is None:
+        pieces.append((messages, len(sizes)))
+    else:
+        pieces.extend((bodies.get(segment), count) for segment, count in orjson.loads(in_segments))
+    out: list[bytes | None] = []
+    next_size = iter(sizes).__next__
+    for blob, count in pieces:
+        offset = 0
+        for _ in range(count):
+            size = next_size()
+            out.append(None if blob is None else blob[offset : offset + size])
+            offset += size
+    out.extend([None] * (len(sizes) - len(out)))
+    return out
 
 
 class TailLog(StoreBase):
@@ -47,18 +68,20 @@ class TailLog(StoreBase):
         source: str | None = None,
         fate: str | None = None,
         reason: str | None = None,
-        messages: bytes | None = None,
+        segments: list[tuple[int, int]] | None = None,
     ) -> None:
         """One stored tail row for many lines: received events (`fate` None; each entry has its own fate
-        and the size of its message in `messages`) or a later fate of messages (each entry: event type,
-        messageId). Its seq is the id of its first line: line ids count up by one with no gaps."""
+        and the size of its message, which is in the outbox `segments`, (seq, messages) each, in order) or
+        a later fate of messages (each entry: event type, messageId). Its seq is the id of its first line:
+        line ids count up by one with no gaps."""
         if not entries:
             return
         row = db.execute("SELECT seq + lines FROM tail ORDER BY seq DESC LIMIT 1").fetchone()
         first = row[0] if row else 1
+        in_segments = orjson.dumps(segments).decode() if segments else None
         db.execute(
             INSERT_TAIL,
-            (first, len(entries), now, connector, source, fate, reason, orjson.dumps(entries), messages),
+            (first, len(entries), now, connector, source, fate, reason, orjson.dumps(entries), in_segments),
         )
         self._tail_since_prune += len(entries)
         if self._tail_since_prune >= max(100, self.tail_keep // 10):
@@ -80,26 +103,47 @@ class TailLog(StoreBase):
         """Tail lines with an id (`seq`) greater than `after`, oldest first: about `limit` of them (lines
         stored together come together). Poll with the last seq seen; only about the last `tail_keep` lines
         are kept. `messages=False` leaves the Segment messages out (`message` None): a live view that
-        shows one on demand reads far less."""
-        columns = TAIL_COLUMNS if messages else TAIL_COLUMNS.replace("messages", "NULL")
-        sql = f"SELECT {columns} FROM tail WHERE seq + lines > ?"
+        shows one on demand reads far less. A queued message is read from its outbox segment: once it is
+        delivered (or a dead letter) and its segment's bodies are dropped, its line has no message."""
+        sql = "SELECT {columns} FROM tail WHERE seq + lines > ?"
         params: list = [after + 1]
         if connector is not None:
             sql += " AND connector = ?"
             params.append(connector)
         out: list[TailRow] = []
         with self._reading() as db:
+            columns = TAIL_COLUMNS
+            if not messages:
+                columns = columns.replace("messages", "NULL").replace("segments", "NULL")
+            elif not has_tail_segments(db):  # a console reading a file from before schema 4
+                columns = columns.replace("segments", "NULL")
             # The row holding line `after + 1` starts at or before it: seek there by the primary key.
             start = db.execute(
                 "SELECT coalesce(max(seq), 0) FROM tail WHERE seq <= ?", (after + 1,)
             ).fetchone()[0]
-            cursor = db.execute(sql + " AND seq >= ? ORDER BY seq", (*params, start))
+            cursor = db.execute(sql.format(columns=columns) + " AND seq >= ? ORDER BY seq", (*params, start))
+            rows, lines = [], 0
             for row in cursor:
-                out.extend(line for line in _tail_lines(row) if line.seq > after)
-                if len(out) >= limit:
+                rows.append(row)
+                lines += min(row[1], row[0] + row[1] - 1 - after)  # its lines after `after`
+                if lines >= limit:
                     break
             cursor.close()
+            bodies = self._segment_bodies(db, rows) if messages else {}
+        for row in rows:
+            out.extend(line for line in _tail_lines(row, bodies) if line.seq > after)
         return out
+
+    @staticmethod
+    def _segment_bodies(db: sqlite3.Connection, rows: list[tuple]) -> dict[int, bytes | None]:
+        """The bodies of the outbox segments these tail rows name, by seq (None once dropped)."""
+        seqs = sorted({seq for row in rows if row[-1] for seq, _ in orjson.loads(row[-1])})
+        bodies: dict[int, bytes | None] = {}
+        for start in range(0, len(seqs), CHUNK):
+            chunk = seqs[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            bodies.update(db.execute(f"SELECT seq, bodies FROM outbox WHERE seq IN ({marks})", chunk))
+        return bodies
 
     def tail_last_seq(self) -> int:
         """The newest tail line's id (0 when empty): a reader that wants only what comes next starts here."""

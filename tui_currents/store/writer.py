@@ -23,6 +23,7 @@ from tui_currents.outbox import (
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
 from tui_currents.segments import KnownIds, Segment, key_of
+from tui_currents.store import counter_log
 from tui_currents.store.dead_letter_caps import (
     bounded_event,
     trim_dead_letters,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 class Writer(TailLog):
     """Commits: the only way events enter the outbox."""
+
+    _logged: int | None = None  # rows in the counter log, as last known (None: not looked yet)
 
     def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
         """The duplicate check, built from the store on first use and brought up to date with segments
@@ -61,20 +64,23 @@ class Writer(TailLog):
     def _add_segment(
         self, db: sqlite3.Connection, connector: str, now: float, entries: list[tuple[str, str, int]],
         bodies: list[bytes],
-    ) -> None:  # fmt: skip
-        """Append queued messages as outbox segments (several when there are very many). Once the
-        transaction commits, they stay parsed in memory while there is room: the next lease, in this
-        process, then reads them from there instead of from the disk."""
+    ) -> list[tuple[int, int]]:  # fmt: skip
+        """Append queued messages as outbox segments (several when there are very many): their (seq,
+        messages), in order. Once the transaction commits, they stay parsed in memory while there is
+        room: the next lease, in this process, then reads them from there instead of from the disk."""
         sizes = [size for _, _, size in entries]
+        added: list[tuple[int, int]] = []
         for start, end in segments.cut(entries, sizes):
             part, blob = entries[start:end], b"".join(bodies[start:end])
             seq = db.execute(
                 INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
             ).lastrowid
             assert seq is not None  # an INSERT into a rowid table always gives one
+            added.append((seq, end - start))
             if len(self._segments) < SEGMENTS_CACHED:
                 parsed = Segment.of(seq, connector, now, part, blob)
                 self._after_commit.append(partial(self._keep_segment, parsed))
+        return added
 
     def commit(
         self,
@@ -144,16 +150,16 @@ class Writer(TailLog):
                         new_keys.add(key)
                         segment.append((entry[MESSAGE_ID], entry[TYPE], len(body)))
                         segment_bodies.append(body)
+                stored: list[tuple[int, int]] = []
                 if segment:
-                    self._add_segment(db, connector, now, segment, segment_bodies)
+                    stored = self._add_segment(db, connector, now, segment, segment_bodies)
                     queued += len(segment)
                     change = backlog[connector]
                     change.messages += len(segment)
                     change.bytes += sum(size for _, _, size in segment)
                     added[connector] = new_keys
-                self._append_tail(
-                    db, now, connector, lines, source=source, messages=b"".join(segment_bodies) or None
-                )
+                # The tail names the segments: each body is written once, there.
+                self._append_tail(db, now, connector, lines, source=source, segments=stored)
             last = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
             self._after_commit.append(lambda: known.remember(added, last))
             if dead:
@@ -162,16 +168,19 @@ class Writer(TailLog):
                     backlog[row[0]].dead_letters += 1
             if backlog:
                 db.executemany(BUMP_BACKLOG, [change.row(c) for c, change in backlog.items()])
-            for (connector, event_type, fate), n in received.fates.items():
-                counts[(connector, event_type, RECEIVED)] += n
-                counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
+            fates = received.fates
+            many = len(fates) > counter_log.LOG_OVER  # then logged as they are, see _count
+            if not many:
+                for (connector, event_type, fate), n in fates.items():
+                    counts[(connector, event_type, RECEIVED)] += n
+                    counts[(connector, event_type, FATE_COUNTER.get(fate, NOT_SELECTED))] += n
             if over_cap:
                 for connector, _, event_type, _, _ in over_cap:
                     counts[(connector, event_type, DEAD_LETTERS_DROPPED)] += 1
                 self._after_commit.append(partial(warn_over_request_cap, len(over_cap), caps.per_request))
             if dead:
                 self._trim_dead_letters(db, counts)
-            self._bump(db, counts)
+            self._count(db, counts, fates if many else None)
         return CommitResult(
             received=received.items,
             queued=queued,
@@ -180,6 +189,21 @@ class Writer(TailLog):
             dead_lettered=len(received.dead),
             duplicates_by_type=duplicate_types or None,
         )
+
+    def _count(
+        self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int], fates: dict | None
+    ) -> None:
+        """Add a commit's counter changes (and its events per mapping fate, when there are many): upserted,
+        or when there are very many (a workspace with many connectors), logged as one row and folded into
+        the counters every few such commits."""
+        if fates is None and len(counts) <= counter_log.LOG_OVER:
+            self._bump(db, counts)
+            return
+        counter_log.log(db, counts, fates)
+        self._logged = counter_log.logged(db) if self._logged is None else self._logged + 1
+        if self._logged >= counter_log.FOLD_EVERY:
+            counter_log.fold(db)
+            self._logged = 0
 
     def _trim_dead_letters(self, db: sqlite3.Connection, counts: dict[tuple[str, str, str], int]) -> None:
         """Drop the oldest dead letters beyond the total cap, counted in `counts`; logged after the commit."""
