@@ -3,6 +3,7 @@ a real store file."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import sqlite3
@@ -14,6 +15,7 @@ import fastavro
 import orjson
 import pytest
 
+import tui_currents
 from tests import support
 from tui_currents import catalog, config
 from tui_currents.config import Connector, Workspace
@@ -23,7 +25,9 @@ from tui_currents.sources.avro_import import ImportProgress, import_path
 from tui_currents.sources.avro_schemas import schema_for, write_avro_file, write_export
 from tui_currents.sources.demo import DemoGenerator
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
-from tui_currents.store import Store
+from tui_currents.store import Store, StoreUnavailable
+from tui_currents.store.import_ledger import ImportLedger
+from tui_currents.store.schema import PAGE_SIZE
 
 from .fixtures.currents_events import EVENTS, event
 
@@ -428,3 +432,60 @@ def test_files_written_by_the_helpers_read_back_as_written(tmp_path) -> None:
     # Fields a record lacks (Canvas fields on a campaign's message) read back as null.
     expected = [{name: r.get(name) for name in types} for r in records]
     assert read == expected
+
+
+# ----------------------------------------------------------------------------- the imported-files table
+
+FIXTURES = Path(__file__).parent / "fixtures" / "imported_before"
+
+
+def test_only_the_store_package_opens_the_store_file() -> None:
+    package = Path(tui_currents.__file__).parent
+    openers = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if "sqlite3.connect(" in path.read_text() and path.parent.name != "store"
+    ]
+    assert openers == []
+
+
+def test_the_imported_files_table_opens_the_file_the_stores_way(tmp_path) -> None:
+    path = tmp_path / "currents.db"
+    ledger = ImportLedger(path)  # the first to make the file
+    ledger.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    assert path.stat().st_mode & 0o777 == 0o600
+    Store(path).close()  # and the store takes it as its own
+    assert ImportLedger(path, readonly=True).state("0" * 64, WORKSPACE, "") is None
+
+
+def test_a_damaged_store_file_is_refused_in_the_stores_words(tmp_path) -> None:
+    path = tmp_path / "currents.db"
+    path.write_bytes(b"this is not a database, it is some other file of the same name" * 100)
+    for readonly in (False, True):
+        with pytest.raises(StoreUnavailable) as caught:
+            ImportLedger(path, readonly=readonly).close()
+        assert caught.value.cause == "damaged"
+        assert "\n" not in str(caught.value)
+
+
+def test_files_imported_by_an_earlier_version_are_still_skipped(tmp_path, home) -> None:
+    # The store file and the Avro file it imported, both as an earlier version of the importer left them.
+    home.ensure()
+    home.store_file.write_bytes(gzip.decompress((FIXTURES / "currents.db.gz").read_bytes()))
+    config.add_workspace(home, Workspace(WORKSPACE))
+    config.add_connector(
+        home,
+        Connector(name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", events=SUPPORTED),
+    )
+    shutil.copy(FIXTURES / "email-send.avro", tmp_path / "moved-since.avro")
+    with Store(home.store_file) as store:
+        ingestor = Ingestor(config.load(home), store)
+        dry = import_path(tmp_path, WORKSPACE, ingestor, dry_run=True)
+        again = import_path(tmp_path, WORKSPACE, ingestor)
+        assert (dry.files_skipped, dry.events_read) == (1, 0)
+        assert (again.files_skipped, again.events_read, again.queued) == (1, 0, 0)
+        assert store.backlog(CONNECTOR).messages == 3  # what the earlier version queued
+        forced = import_path(tmp_path, WORKSPACE, ingestor, force=True)
+        assert (forced.events_read, forced.queued, forced.duplicates) == (3, 0, 3)

@@ -6,9 +6,10 @@ chunks of about five thousand records, each committed in one transaction (bigger
 of a durable commit; a crash re-reads at most one chunk, whose events collapse as duplicates).
 
 Re-running an import is safe:
-- The imported-files table (in the store's database) remembers each file by content hash (sha256) and,
-  to skip hashing unchanged files, by identity (path, size, modification time). A file fully imported is
-  skipped. An import stopped midway (Ctrl-C, disk full, a crash) resumes after the last committed chunk.
+- The imported-files table (in the store's file: `store.import_ledger`) remembers each file by content
+  hash (sha256) and, to skip hashing unchanged files, by identity (path, size, modification time). A
+  file fully imported is skipped. An import stopped midway (Ctrl-C, disk full, a crash) resumes after
+  the last committed chunk.
 - The resume point is written right after each chunk's commit, in its own transaction (the store has no
   hook to join its transaction). If the process dies between the two, that one chunk is read again and
   its events collapse as duplicates in the store's outbox (unique per connector and messageId) or its
@@ -27,24 +28,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple, cast
+from typing import cast
 from urllib.parse import unquote
 
 import fastavro
 
 from tui_currents import catalog
 from tui_currents.mapping import Fate
-from tui_currents.paths import touch_private
 from tui_currents.sources.ingest import Ingestor, IngestSummary
 from tui_currents.store import CommitResult, StoreUnavailable
+from tui_currents.store.import_ledger import FileIdentity, ImportLedger
 
 CHUNK_RECORDS = 5_000
 SOURCE = "import"
@@ -52,22 +51,6 @@ AVRO_SUFFIX = ".avro"
 AVRO_MAGIC = b"Obj\x01"
 _HASH_BLOCK = 1 << 20
 _SCHEMA_NAME = re.compile(r"dataexport\.[^.]+\.inner\.(.+)")
-
-LEDGER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS imported_files (
-    sha256 TEXT NOT NULL,
-    workspace TEXT NOT NULL,
-    filters TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    records_done INTEGER NOT NULL,
-    complete INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (sha256, workspace, filters)
-);
-CREATE INDEX IF NOT EXISTS imported_files_identity ON imported_files (path, size, mtime_ns);
-"""
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -106,14 +89,6 @@ _FATE_FIELD: dict[str, str] = {  # Fate (a str) -> TypeCounts field; looked up b
     Fate.NOT_FORWARDABLE: "not_forwardable",
     Fate.REJECTED: "rejected",
 }
-
-
-class FileIdentity(NamedTuple):
-    """Where and as what a file was seen: a file unchanged since has the content hash recorded then."""
-
-    path: Path  # resolved
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,105 +153,6 @@ class ImportSummary:
     def ok(self) -> bool:
         """Every file read to its end and nothing stopped the import."""
         return not self.problems and self.stopped is None
-
-
-# -------------------------------------------------------------------------------------------- ledger
-
-
-class ImportLedger:
-    """The imported-files table, in the store's SQLite file, through a connection of its own.
-
-    `readonly=True` (dry runs) only reads, and treats a missing file or table as an empty ledger.
-    SQLite failures become StoreUnavailable with what to do, like the store's own.
-    """
-
-    def __init__(self, db_path: Path, *, readonly: bool = False):
-        self.path = db_path
-        self.readonly = readonly
-        self._db: sqlite3.Connection | None = None
-        with self._guard("open the imported-files table"):
-            if readonly:
-                if db_path.exists():
-                    uri = f"{db_path.absolute().as_uri()}?mode=ro"
-                    self._db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
-                    found = self._db.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'imported_files'"
-                    ).fetchone()
-                    if not found:
-                        self.close()
-                return
-            touch_private(db_path)
-            self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.executescript(LEDGER_SCHEMA)
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(
-                f"Could not {doing} in {self.path} ({exc}). The events imported so far are stored. Check "
-                "the disk (space, permissions) and run the import again: it resumes, and events already "
-                "stored collapse as duplicates.",
-                cause="I/O error",
-                path=self.path,
-            ) from exc
-
-    def sha256_by_identity(self, identity: FileIdentity, workspace: str, filters: str) -> str | None:
-        """The content hash recorded for this exact file (path, size, mtime), if any."""
-        if self._db is None:
-            return None
-        with self._guard("read the imported-files table"):
-            row = self._db.execute(
-                "SELECT sha256 FROM imported_files WHERE path = ? AND size = ? AND mtime_ns = ?"
-                " AND workspace = ? AND filters = ?",
-                (str(identity.path), identity.size, identity.mtime_ns, workspace, filters),
-            ).fetchone()
-        return row[0] if row else None
-
-    def state(self, sha256: str, workspace: str, filters: str) -> tuple[int, bool] | None:
-        """(records done, complete) for this content, workspace and filters; None if never started."""
-        if self._db is None:
-            return None
-        with self._guard("read the imported-files table"):
-            row = self._db.execute(
-                "SELECT records_done, complete FROM imported_files"
-                " WHERE sha256 = ? AND workspace = ? AND filters = ?",
-                (sha256, workspace, filters),
-            ).fetchone()
-        return (int(row[0]), bool(row[1])) if row else None
-
-    def record(
-        self,
-        sha256: str,
-        workspace: str,
-        filters: str,
-        identity: FileIdentity,
-        *,
-        records_done: int,
-        complete: bool,
-    ) -> None:
-        """Remember how far this file was imported (and where it was last seen). Never for a dry run."""
-        if self.readonly or self._db is None:
-            return
-        path, size, mtime_ns = identity
-        with self._guard(f"note how far {path} was imported"):
-            self._db.execute(
-                "INSERT INTO imported_files (sha256, workspace, filters, path, size, mtime_ns, records_done,"
-                " complete, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (sha256, workspace, filters) DO UPDATE SET path = excluded.path,"
-                " size = excluded.size, mtime_ns = excluded.mtime_ns,"
-                " records_done = max(records_done, excluded.records_done), complete = excluded.complete,"
-                " updated_at = excluded.updated_at",
-                (sha256, workspace, filters, str(path), size, mtime_ns, records_done, int(complete),
-                 time.time()),
-            )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- helpers
