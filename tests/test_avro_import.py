@@ -7,6 +7,9 @@ import gzip
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from tui_currents import catalog, config
 from tui_currents.config import Connector, Workspace
 from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
+from tui_currents.sources import avro_import
 from tui_currents.sources.avro_import import ImportProgress, import_path
 from tui_currents.sources.avro_schemas import schema_for, write_avro_file, write_export
 from tui_currents.sources.demo import DemoGenerator
@@ -49,6 +53,15 @@ def flat(http_event: dict) -> dict:
         **http_event["user"],
         **http_event["properties"],
     }
+
+
+@pytest.fixture(autouse=True, params=["in-process", "workers"])
+def reading(request, monkeypatch) -> str:
+    """Every import test runs twice: files read and mapped in the importing process, and in two worker
+    processes (what an import of more than a few megabytes on two cores does)."""
+    count = 0 if request.param == "in-process" else 2
+    monkeypatch.setattr(avro_import, "workers_wanted", lambda total_bytes: count)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -489,3 +502,76 @@ def test_files_imported_by_an_earlier_version_are_still_skipped(tmp_path, home) 
         assert store.backlog(CONNECTOR).messages == 3  # what the earlier version queued
         forced = import_path(tmp_path, WORKSPACE, ingestor, force=True)
         assert (forced.events_read, forced.queued, forced.duplicates) == (3, 0, 3)
+
+
+# ---------------------------------------------------------------------------------------- a killed import
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _records_done(store_file: Path) -> int:
+    try:
+        with sqlite3.connect(f"{store_file.as_uri()}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT coalesce(sum(records_done), 0) FROM imported_files").fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("reading", ["workers"], indirect=True)
+def test_an_import_killed_midway_then_run_again_gives_each_event_once(tmp_path, home, reading) -> None:
+    config.add_workspace(home, Workspace(WORKSPACE))
+    config.add_connector(
+        home,
+        Connector(name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", events=SUPPORTED),
+    )
+    types = ("users.messages.email.Send", "users.messages.email.Open", "users.messages.sms.Send")
+    records = [
+        r for seed, event_type in enumerate(types) for r in _demo_records(12_000, event_type, seed=seed)
+    ]
+    assert len({r["id"] for r in records}) == len(records)
+    write_export(tmp_path / "bucket", records)  # about 14 MB: read in worker processes
+    command = [sys.executable, "-m", "tui_currents", "import", str(tmp_path / "bucket"), "--workspace",
+               WORKSPACE]  # fmt: skip
+    importing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while _records_done(home.store_file) == 0:  # SIGKILL once some chunks are committed, none is complete
+        assert importing.poll() is None, importing.stderr.read() if importing.stderr else ""
+        assert time.monotonic() < deadline
+        workers |= _children(importing.pid)
+        time.sleep(0.02)
+    importing.kill()
+    importing.wait()
+    assert workers, "the import read its files in worker processes"
+    gone_by = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers), "workers outlived the killed import"
+    with Store(home.store_file) as store:
+        assert 0 < store.backlog(CONNECTOR).messages < len(records)
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+    assert again.returncode == 0, again.stderr
+    assert "resumed" in again.stdout
+    with Store(home.store_file) as store:
+        assert store.backlog(CONNECTOR).messages == len(records)
+        ids = [m["messageId"] for m in _queued(store)]
+        assert len(ids) == len(set(ids)) == len(records)
+        assert set(ids) == {r["id"] for r in records}
+        assert store.counter_totals(CONNECTOR)["queued"] == len(records)
