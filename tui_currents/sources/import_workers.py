@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 
 from tui_currents.sources.avro_files import Chunk, FileEnd, ReadJob, read_file
-from tui_currents.sources.intake import worker_environment
 
 WORKER_MODULE = "tui_currents.sources.import_workers"
 READY = "ready"
@@ -46,6 +45,10 @@ def workers_wanted(total_bytes: int) -> int:
 
 class _Worker:
     def __init__(self) -> None:
+        # Imported here, in the importing process only: the worker itself has no use for the receiver's
+        # intake (nor for the asyncio it brings along), and starts sooner without it.
+        from tui_currents.sources.intake import worker_environment
+
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
