@@ -79,7 +79,10 @@ class _Worker:
     def lost(self) -> WorkerLost:
         code = self.process.poll()
         how = f"it was stopped by signal {-code}" if code is not None and code < 0 else "it stopped"
-        return WorkerLost(f"the process reading {self.job.path if self.job else 'a file'} was lost ({how})")
+        return WorkerLost(
+            f"the process reading {self.job.path if self.job else 'a file'} was lost ({how}); what was "
+            "committed is kept: run the same import again and it resumes where each file stopped"
+        )
 
 
 class ImportWorkers:
