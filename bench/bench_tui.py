@@ -60,6 +60,7 @@ from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
 from tui_currents.paths import Home
+from tui_currents.secrets import Secrets
 from tui_currents.tui.app import CurrentsApp
 from tui_currents.tui.backend import Backend
 from tui_currents.tui.screens.tail import TailScreen
@@ -636,6 +637,114 @@ async def bench_under_load(
                 service.wait(timeout=5)
 
 
+# ----------------------------------------------------------------------------- full speed
+
+
+async def start_sandbox_process(root: Path) -> tuple[subprocess.Popen, str]:
+    """The Segment stand-in in a process of its own (as a real Segment is elsewhere): (process, base URL)."""
+    log = (root / "sandbox.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tui_currents.sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=child_env(),
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 30)
+    found = re.search(rb"http://127\.0\.0\.1:\d+", line)
+    if found is None:
+        process.kill()
+        raise RuntimeError(f"the sandbox did not say its address: {line!r}")
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
+    return process, found.group().decode()
+
+
+def fill_backlog(home: Home, url: str, events_queued: int) -> Secrets:
+    """A home whose one connector delivers to `url`, with `events_queued` demo events already queued."""
+    from tui_currents import catalog, config
+    from tui_currents.config import Connector, Workspace
+    from tui_currents.sources.demo import DemoGenerator
+    from tui_currents.sources.ingest import Ingestor
+    from tui_currents.store import Store
+
+    config.add_workspace(home, Workspace("bench"))
+    connector = Connector(
+        name=DEMO_CONNECTOR, workspace="bench", contact_email="ops@example.com",
+        events=catalog.supported_types(), include_anonymous=True, region="custom", endpoint=url,
+    )  # fmt: skip
+    config.add_connector(home, connector)
+    secrets = demo_secrets(home)
+    secrets.set_write_key(DEMO_CONNECTOR, "bench_" + uuid.uuid4().hex)
+    generator = DemoGenerator(seed=11)
+    with Store(home.store_file, synchronous="NORMAL") as store:
+        ingestor = Ingestor(config.load(home), store)
+        for start in range(0, events_queued, 10_000):
+            ingestor.ingest("bench", generator.batch(min(10_000, events_queued - start)), source="bench")
+    return secrets
+
+
+async def bench_full_speed(root: Path, backlog: int, presses: int) -> None:
+    """Keypress latency in the TUI while its in-process engine delivers a queued backlog as fast as it can to
+    the stand-in in another process (no generator, no receiver: all the engine does is forward)."""
+    home = new_home(root, "full-speed")
+    sandbox, url = await start_sandbox_process(root)
+    try:
+        filled = time.perf_counter()
+        secrets = await asyncio.to_thread(fill_backlog, home, url, backlog)
+        filled = time.perf_counter() - filled
+        backend = Backend(home, secrets)  # no service runs on this home: the engine runs in this process
+        app = CurrentsApp(backend)
+        clock = FrameClock(app)
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_tail(pilot, app)
+            assert backend.mode == "in-process", backend.mode
+            await pilot.pause(2.0)  # let the engine reach its pace
+            before, began = read_counts(home.store_file), time.perf_counter()
+            stalls = LoopStalls()
+            stalls.start()
+            cpu0 = time.process_time()
+            with GcPauses() as gc_pauses:
+                latencies, missed = await measure_keys(pilot, view, clock, presses)
+            elapsed = time.perf_counter() - began
+            cpu = (time.process_time() - cpu0) / elapsed
+            await stalls.stop()
+            after = read_counts(home.store_file)
+        delivered = after.get("delivered", 0) - before.get("delivered", 0)
+        left = backlog - after.get("delivered", 0)
+        late = stalls.late_ms
+        print(
+            f"  [full speed] {backlog:,} events queued beforehand (in {filled:.0f} s), delivered by the "
+            "TUI's in-process engine to the stand-in in its own process"
+        )
+        print(
+            f"    engine delivered {delivered / elapsed:,.0f} events/s while the keys were pressed; "
+            f"{left:,} still queued at the end"
+            + ("" if left > 0 else " (the backlog ran out: raise --backlog)")
+        )
+        if latencies:
+            verdict = "meets" if pct(latencies, 99) < LATENCY_GOAL_MS else "MISSES"
+            print(
+                f"    keypress -> screen, {len(latencies)} presses (up/end): "
+                f"p50 {pct(latencies, 50):.1f} ms, p90 {pct(latencies, 90):.1f} ms, "
+                f"p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms"
+                f"  ({verdict} the goal p99 < {LATENCY_GOAL_MS:.0f} ms)"
+                + (f"; {missed} presses showed nothing within 2 s" if missed else "")
+            )
+        print(
+            f"        meanwhile the event loop woke late by p50 {pct(late, 50):.1f} ms, "
+            f"p99 {pct(late, 99):.1f} ms, max {max(late):.0f} ms; this process used {cpu:.0%} of a core; "
+            f"{gc_pauses.describe()}"
+        )
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        try:
+            sandbox.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.wait(timeout=5)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -647,9 +756,15 @@ async def run(args: argparse.Namespace, root: Path) -> None:
             bench_start_tmux(root, args.starts)
     else:
         print("(a) Start-up in tmux: skipped (--skip-tmux)")
-    await bench_start_in_process(root, args.starts)
+    if args.starts > 0:
+        await bench_start_in_process(root, args.starts)
+    else:
+        print("(a) Start-up in-process: skipped (--starts 0)")
     print(f"(b)+(c) The tail open; under load: about {args.rate:,.0f} demo events/s")
     for setup in args.setups.split(","):
+        if setup.strip() == "full-speed":
+            await bench_full_speed(root, args.backlog, args.presses)
+            continue
         await bench_under_load(
             root,
             setup.strip(),
@@ -666,11 +781,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="demo events/s (default 10000)")
     parser.add_argument("--seconds", type=float, default=30, help="lag window per set-up (default 30)")
     parser.add_argument("--presses", type=int, default=150, help="key presses per set-up (default 150)")
-    parser.add_argument("--starts", type=int, default=5, help="timed starts (default 5)")
+    parser.add_argument("--starts", type=int, default=5, help="timed starts (default 5; 0 skips them)")
     parser.add_argument(
         "--setups",
-        default="idle,in-process,console",
-        help="comma-separated: idle (the reference, 50 events/s), in-process, console",
+        default="idle,in-process,console,full-speed",
+        help="comma-separated: idle (the reference, 50 events/s), in-process, console, full-speed",
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=400_000, help="events queued for the full-speed set-up"
     )
     parser.add_argument("--skip-tmux", action="store_true", help="skip the start-up runs in tmux")
     parser.add_argument(

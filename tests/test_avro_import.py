@@ -3,9 +3,13 @@ a real store file."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,16 +18,20 @@ import fastavro
 import orjson
 import pytest
 
+import tui_currents
 from tests import support
 from tui_currents import catalog, config
 from tui_currents.config import Connector, Workspace
 from tui_currents.mapping import map_event, normalise
 from tui_currents.paths import Home
+from tui_currents.sources import avro_import
 from tui_currents.sources.avro_import import ImportProgress, import_path
 from tui_currents.sources.avro_schemas import schema_for, write_avro_file, write_export
 from tui_currents.sources.demo import DemoGenerator
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
-from tui_currents.store import Store
+from tui_currents.store import Store, StoreUnavailable
+from tui_currents.store.import_ledger import ImportLedger
+from tui_currents.store.schema import PAGE_SIZE
 
 from .fixtures.currents_events import EVENTS, event
 
@@ -45,6 +53,15 @@ def flat(http_event: dict) -> dict:
         **http_event["user"],
         **http_event["properties"],
     }
+
+
+@pytest.fixture(autouse=True, params=["in-process", "workers"])
+def reading(request, monkeypatch) -> str:
+    """Every import test runs twice: files read and mapped in the importing process, and in two worker
+    processes (what an import of more than a few megabytes on two cores does)."""
+    count = 0 if request.param == "in-process" else 2
+    monkeypatch.setattr(avro_import, "workers_wanted", lambda total_bytes: count)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -428,3 +445,133 @@ def test_files_written_by_the_helpers_read_back_as_written(tmp_path) -> None:
     # Fields a record lacks (Canvas fields on a campaign's message) read back as null.
     expected = [{name: r.get(name) for name in types} for r in records]
     assert read == expected
+
+
+# ----------------------------------------------------------------------------- the imported-files table
+
+FIXTURES = Path(__file__).parent / "fixtures" / "imported_before"
+
+
+def test_only_the_store_package_opens_the_store_file() -> None:
+    package = Path(tui_currents.__file__).parent
+    openers = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if "sqlite3.connect(" in path.read_text() and path.parent.name != "store"
+    ]
+    assert openers == []
+
+
+def test_the_imported_files_table_opens_the_file_the_stores_way(tmp_path) -> None:
+    path = tmp_path / "currents.db"
+    ledger = ImportLedger(path)  # the first to make the file
+    ledger.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    assert path.stat().st_mode & 0o777 == 0o600
+    Store(path).close()  # and the store takes it as its own
+    assert ImportLedger(path, readonly=True).state("0" * 64, WORKSPACE, "") is None
+
+
+def test_a_damaged_store_file_is_refused_in_the_stores_words(tmp_path) -> None:
+    path = tmp_path / "currents.db"
+    path.write_bytes(b"this is not a database, it is some other file of the same name" * 100)
+    for readonly in (False, True):
+        with pytest.raises(StoreUnavailable) as caught:
+            ImportLedger(path, readonly=readonly).close()
+        assert caught.value.cause == "damaged"
+        assert "\n" not in str(caught.value)
+
+
+def test_files_imported_by_an_earlier_version_are_still_skipped(tmp_path, home) -> None:
+    # The store file and the Avro file it imported, both as an earlier version of the importer left them.
+    home.ensure()
+    home.store_file.write_bytes(gzip.decompress((FIXTURES / "currents.db.gz").read_bytes()))
+    config.add_workspace(home, Workspace(WORKSPACE))
+    config.add_connector(
+        home,
+        Connector(name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", events=SUPPORTED),
+    )
+    shutil.copy(FIXTURES / "email-send.avro", tmp_path / "moved-since.avro")
+    with Store(home.store_file) as store:
+        ingestor = Ingestor(config.load(home), store)
+        dry = import_path(tmp_path, WORKSPACE, ingestor, dry_run=True)
+        again = import_path(tmp_path, WORKSPACE, ingestor)
+        assert (dry.files_skipped, dry.events_read) == (1, 0)
+        assert (again.files_skipped, again.events_read, again.queued) == (1, 0, 0)
+        assert store.backlog(CONNECTOR).messages == 3  # what the earlier version queued
+        forced = import_path(tmp_path, WORKSPACE, ingestor, force=True)
+        assert (forced.events_read, forced.queued, forced.duplicates) == (3, 0, 3)
+
+
+# ---------------------------------------------------------------------------------------- a killed import
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _records_done(store_file: Path) -> int:
+    try:
+        with sqlite3.connect(f"{store_file.as_uri()}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT coalesce(sum(records_done), 0) FROM imported_files").fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("reading", ["workers"], indirect=True)
+def test_an_import_killed_midway_then_run_again_gives_each_event_once(tmp_path, home, reading) -> None:
+    config.add_workspace(home, Workspace(WORKSPACE))
+    config.add_connector(
+        home,
+        Connector(name=CONNECTOR, workspace=WORKSPACE, contact_email="ops@example.com", events=SUPPORTED),
+    )
+    types = ("users.messages.email.Send", "users.messages.email.Open", "users.messages.sms.Send")
+    records = [
+        r for seed, event_type in enumerate(types) for r in _demo_records(12_000, event_type, seed=seed)
+    ]
+    assert len({r["id"] for r in records}) == len(records)
+    write_export(tmp_path / "bucket", records)  # about 14 MB: read in worker processes
+    command = [sys.executable, "-m", "tui_currents", "import", str(tmp_path / "bucket"), "--workspace",
+               WORKSPACE]  # fmt: skip
+    importing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while _records_done(home.store_file) == 0:  # SIGKILL once some chunks are committed, none is complete
+        assert importing.poll() is None, importing.stderr.read() if importing.stderr else ""
+        assert time.monotonic() < deadline
+        workers |= _children(importing.pid)
+        time.sleep(0.02)
+    importing.kill()
+    importing.wait()
+    assert workers, "the import read its files in worker processes"
+    gone_by = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers), "workers outlived the killed import"
+    with Store(home.store_file) as store:
+        assert 0 < store.backlog(CONNECTOR).messages < len(records)
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+    assert again.returncode == 0, again.stderr
+    assert "resumed" in again.stdout
+    with Store(home.store_file) as store:
+        assert store.backlog(CONNECTOR).messages == len(records)
+        ids = [m["messageId"] for m in _queued(store)]
+        assert len(ids) == len(set(ids)) == len(records)
+        assert set(ids) == {r["id"] for r in records}
+        assert store.counter_totals(CONNECTOR)["queued"] == len(records)

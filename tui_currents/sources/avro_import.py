@@ -1,18 +1,23 @@
 """Import Currents Avro files (Braze's export to S3, GCS or Azure, copied or synced to a folder).
 
 Files are found by walking the folder (Braze warns its naming may change, so nothing depends on the
-layout), read with fastavro, and their flat records go through the same path as the receiver's events, in
-chunks of about five thousand records, each committed in one transaction (bigger chunks share the cost
-of a durable commit; a crash re-reads at most one chunk, whose events collapse as duplicates).
+layout), read with fastavro, and their flat records go through the same mapping as the receiver's events,
+in chunks of about ten thousand records, each committed in one transaction (bigger chunks share the cost
+of a durable commit; a crash re-reads at most the chunks not yet committed, whose events collapse as
+duplicates). On two cores or more, an import of more than a few megabytes reads and maps its files in
+worker processes (`import_workers`, one file each at a time), and this process commits the chunks they
+hand back: reading and mapping each cost about as much as the other, and both need a core.
 
 Re-running an import is safe:
-- The imported-files table (in the store's database) remembers each file by content hash (sha256) and,
-  to skip hashing unchanged files, by identity (path, size, modification time). A file fully imported is
-  skipped. An import stopped midway (Ctrl-C, disk full, a crash) resumes after the last committed chunk.
+- The imported-files table (in the store's file: `store.import_ledger`) remembers each file by content
+  hash (sha256) and, to skip hashing unchanged files, by identity (path, size, modification time). A
+  file fully imported is skipped. An import stopped midway (Ctrl-C, disk full, a crash, a kill) resumes
+  after the last committed chunk of each file.
 - The resume point is written right after each chunk's commit, in its own transaction (the store has no
   hook to join its transaction). If the process dies between the two, that one chunk is read again and
   its events collapse as duplicates in the store's outbox (unique per connector and messageId) or its
-  record of recently delivered messages: nothing is sent twice.
+  record of recently delivered messages: nothing is sent twice, and nothing read is lost, since a
+  chunk's resume point is written only once the chunk is committed.
 - The table is keyed by workspace and filters too: importing the same files with another `--since`,
   `--until` or `--event-type` reads them again (events already imported are duplicates, as above).
 
@@ -24,50 +29,53 @@ it has one, else from the `event_type=` folder of its path, else from the Avro r
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
+from enum import Enum
 from pathlib import Path
-from typing import NamedTuple, cast
-from urllib.parse import unquote
-
-import fastavro
 
 from tui_currents import catalog
 from tui_currents.mapping import Fate
-from tui_currents.paths import touch_private
-from tui_currents.sources.ingest import Ingestor, IngestSummary
-from tui_currents.store import CommitResult, StoreUnavailable
+from tui_currents.sources.avro_files import (
+    AVRO_MAGIC,
+    AVRO_SUFFIX,
+    Chunk,
+    FileEnd,
+    ReadJob,
+    event_type_from_path,
+    event_type_from_schema,
+    file_sha256,
+    find_avro_files,
+    read_file,
+)
+from tui_currents.sources.import_workers import ImportWorkers, WorkerLost, workers_wanted
+from tui_currents.sources.ingest import Ingestor
+from tui_currents.store import StoreUnavailable
+from tui_currents.store.import_ledger import FileIdentity, ImportLedger
 
-CHUNK_RECORDS = 5_000
+__all__ = [
+    "AVRO_MAGIC",
+    "AVRO_SUFFIX",
+    "CHUNK_RECORDS",
+    "FileIdentity",
+    "FileProblem",
+    "ImportLedger",
+    "ImportProgress",
+    "ImportSummary",
+    "TypeCounts",
+    "event_type_from_path",
+    "event_type_from_schema",
+    "file_sha256",
+    "filters_key",
+    "find_avro_files",
+    "import_path",
+]
+
+CHUNK_RECORDS = 10_000
 SOURCE = "import"
-AVRO_SUFFIX = ".avro"
-AVRO_MAGIC = b"Obj\x01"
-_HASH_BLOCK = 1 << 20
-_SCHEMA_NAME = re.compile(r"dataexport\.[^.]+\.inner\.(.+)")
-
-LEDGER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS imported_files (
-    sha256 TEXT NOT NULL,
-    workspace TEXT NOT NULL,
-    filters TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    records_done INTEGER NOT NULL,
-    complete INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (sha256, workspace, filters)
-);
-CREATE INDEX IF NOT EXISTS imported_files_identity ON imported_files (path, size, mtime_ns);
-"""
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -106,14 +114,6 @@ _FATE_FIELD: dict[str, str] = {  # Fate (a str) -> TypeCounts field; looked up b
     Fate.NOT_FORWARDABLE: "not_forwardable",
     Fate.REJECTED: "rejected",
 }
-
-
-class FileIdentity(NamedTuple):
-    """Where and as what a file was seen: a file unchanged since has the content hash recorded then."""
-
-    path: Path  # resolved
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,151 +180,7 @@ class ImportSummary:
         return not self.problems and self.stopped is None
 
 
-# -------------------------------------------------------------------------------------------- ledger
-
-
-class ImportLedger:
-    """The imported-files table, in the store's SQLite file, through a connection of its own.
-
-    `readonly=True` (dry runs) only reads, and treats a missing file or table as an empty ledger.
-    SQLite failures become StoreUnavailable with what to do, like the store's own.
-    """
-
-    def __init__(self, db_path: Path, *, readonly: bool = False):
-        self.path = db_path
-        self.readonly = readonly
-        self._db: sqlite3.Connection | None = None
-        with self._guard("open the imported-files table"):
-            if readonly:
-                if db_path.exists():
-                    uri = f"{db_path.absolute().as_uri()}?mode=ro"
-                    self._db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
-                    found = self._db.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'imported_files'"
-                    ).fetchone()
-                    if not found:
-                        self.close()
-                return
-            touch_private(db_path)
-            self._db = sqlite3.connect(db_path, timeout=10, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.executescript(LEDGER_SCHEMA)
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(
-                f"Could not {doing} in {self.path} ({exc}). The events imported so far are stored. Check "
-                "the disk (space, permissions) and run the import again: it resumes, and events already "
-                "stored collapse as duplicates.",
-                cause="I/O error",
-                path=self.path,
-            ) from exc
-
-    def sha256_by_identity(self, identity: FileIdentity, workspace: str, filters: str) -> str | None:
-        """The content hash recorded for this exact file (path, size, mtime), if any."""
-        if self._db is None:
-            return None
-        with self._guard("read the imported-files table"):
-            row = self._db.execute(
-                "SELECT sha256 FROM imported_files WHERE path = ? AND size = ? AND mtime_ns = ?"
-                " AND workspace = ? AND filters = ?",
-                (str(identity.path), identity.size, identity.mtime_ns, workspace, filters),
-            ).fetchone()
-        return row[0] if row else None
-
-    def state(self, sha256: str, workspace: str, filters: str) -> tuple[int, bool] | None:
-        """(records done, complete) for this content, workspace and filters; None if never started."""
-        if self._db is None:
-            return None
-        with self._guard("read the imported-files table"):
-            row = self._db.execute(
-                "SELECT records_done, complete FROM imported_files"
-                " WHERE sha256 = ? AND workspace = ? AND filters = ?",
-                (sha256, workspace, filters),
-            ).fetchone()
-        return (int(row[0]), bool(row[1])) if row else None
-
-    def record(
-        self,
-        sha256: str,
-        workspace: str,
-        filters: str,
-        identity: FileIdentity,
-        *,
-        records_done: int,
-        complete: bool,
-    ) -> None:
-        """Remember how far this file was imported (and where it was last seen). Never for a dry run."""
-        if self.readonly or self._db is None:
-            return
-        path, size, mtime_ns = identity
-        with self._guard(f"note how far {path} was imported"):
-            self._db.execute(
-                "INSERT INTO imported_files (sha256, workspace, filters, path, size, mtime_ns, records_done,"
-                " complete, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (sha256, workspace, filters) DO UPDATE SET path = excluded.path,"
-                " size = excluded.size, mtime_ns = excluded.mtime_ns,"
-                " records_done = max(records_done, excluded.records_done), complete = excluded.complete,"
-                " updated_at = excluded.updated_at",
-                (sha256, workspace, filters, str(path), size, mtime_ns, records_done, int(complete),
-                 time.time()),
-            )  # fmt: skip
-
-
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def find_avro_files(path: Path) -> list[Path]:
-    """The .avro files at `path` (a file, or every one under a folder, recursively, in path order).
-    Symbolic links to folders are not followed, so a link loop cannot make the walk endless."""
-    if path.is_file():
-        return [path]
-    found: list[Path] = []
-    for folder, subfolders, files in os.walk(path):
-        subfolders.sort()
-        for name in sorted(files):
-            if name.endswith(AVRO_SUFFIX):
-                found.append(Path(folder) / name)
-    return found
-
-
-def event_type_from_path(path: Path) -> str | None:
-    """The `event_type=<type>` folder of a Braze export path, if there is one."""
-    for part in reversed(path.parts):
-        if part.startswith("event_type="):
-            value = unquote(part[len("event_type=") :])
-            return catalog.canonical_name(value) if value else None
-    return None
-
-
-def event_type_from_schema(schema: object) -> str | None:
-    """The event type an Avro record schema stands for: `dataexport.S3.inner.users.messages.email` +
-    `Send` -> `users.messages.email.Send`; other names are taken as they are."""
-    if not isinstance(schema, dict):
-        return None
-    name = schema.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    namespace = schema.get("namespace")
-    full = name if "." in name or not isinstance(namespace, str) or not namespace else f"{namespace}.{name}"
-    match = _SCHEMA_NAME.fullmatch(full)
-    return catalog.canonical_name(match.group(1) if match else full)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _timestamp(moment: float | datetime | None) -> float | None:
@@ -347,61 +203,54 @@ def filters_key(since: float | None, until: float | None, event_types: Collectio
     return ";".join(parts)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, EOFError):
-        return f"the file ends in the middle of a block: it is truncated ({text})" if text else "truncated"
-    if isinstance(exc, ValueError) and "header" in text:
-        return "not an Avro container file (its header cannot be read)"
-    return f"the file is damaged: {type(exc).__name__}{': ' + text if text else ''}"
-
-
-class _ReadError:
-    """Where a reader's exception is kept, so a damaged file ends its loop without ending the import."""
-
-    __slots__ = ("error",)
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-
-def _records(reader: Iterable[dict], box: _ReadError) -> Iterator[dict]:
-    try:
-        yield from reader
-    except MemoryError:
-        # A damaged block length asks fastavro for an impossible buffer (exabytes): the file's problem.
-        box.error = ValueError("a block claims an impossible size")
-    except Exception as exc:  # any decoding failure is the file's problem, not the import's
-        box.error = exc
-
-
 # -------------------------------------------------------------------------------------------- import
 
 
+@dataclass(slots=True)
+class _File:
+    """A file being imported: where its resume point goes, and where this run started it."""
+
+    path: Path
+    sha256: str
+    identity: FileIdentity
+    start: int
+    job: ReadJob
+
+
+class _Later(Enum):
+    SAME_CONTENT_BEING_READ = "same content being read"
+
+
+_SAME_CONTENT_BEING_READ = _Later.SAME_CONTENT_BEING_READ
+
+
 class _Run:
-    """One import run: counts, progress, and feeding chunks to the ingestor."""
+    """One import run: which files to read, committing what their readers hand back, counting."""
 
     def __init__(
         self,
         ingestor: Ingestor,
+        ledger: ImportLedger,
         summary: ImportSummary,
+        root: Path,
         *,
-        since: float | None,
-        until: float | None,
-        event_types: frozenset[str] | None,
-        chunk_records: int,
+        filters: str,
+        force: bool,
+        job: Callable[[Path, str | None, int], ReadJob],
         progress: Callable[[ImportProgress], None] | None,
     ):
         self.ingestor = ingestor
+        self.ledger = ledger
         self.summary = summary
-        self.since = since
-        self.until = until
-        self.event_types = event_types
-        self.chunk_records = chunk_records
+        self.root = root
+        self.filters = filters
+        self.force = force
+        self.job = job
         self.progress = progress
         self.started = time.monotonic()
         self.files_done = 0
         self.events = 0
+        self.files: dict[Path, _File] = {}  # being read, by path
 
     def report(self, current: Path | None) -> None:
         if self.progress is not None:
@@ -421,17 +270,53 @@ class _Run:
             counts = self.summary.by_type[event_type] = TypeCounts()
         return counts
 
-    def send(self, chunk: list[dict]) -> None:
-        """Map one chunk of selected records and, unless dry-running, commit it in one transaction;
-        count what became of them. Raises StoreUnavailable when the chunk could not be stored."""
-        items, result = self.ingestor.route(self.summary.workspace, chunk)
-        committed = None
-        if items and not self.summary.dry_run:
-            committed = self.ingestor.store.commit(items, source=SOURCE)
-        self._count(result, committed)
+    def prepare(self, file: Path) -> _File | None | _Later:
+        """The file's reading job, from where a previous run left it; None (counted) when it was imported
+        before or cannot be read; _SAME_CONTENT_BEING_READ while a file of the same content is being read
+        (in another worker)."""
+        summary, ledger, workspace, filters = self.summary, self.ledger, self.summary.workspace, self.filters
+        try:
+            stat = file.stat()
+            identity = FileIdentity(file.resolve(), stat.st_size, stat.st_mtime_ns)
+            known = ledger.sha256_by_identity(identity, workspace, filters)
+            sha256 = known or file_sha256(file)
+        except OSError as exc:
+            self.problem(file, f"could not be read: {exc.strerror or exc}", 0)
+            self.file_done(file)
+            return None
+        if any(entry.sha256 == sha256 for entry in self.files.values()):
+            return _SAME_CONTENT_BEING_READ  # read once: after that one, this file is skipped (or forced)
+        state = None if self.force else ledger.state(sha256, workspace, filters)
+        start = 0
+        if state is not None:
+            start, complete = state
+            if complete:
+                summary.files_skipped += 1
+                if known is None:  # the same content under another name or date: remember this one too
+                    ledger.record(sha256, workspace, filters, identity, records_done=start, complete=True)
+                self.file_done(file)
+                return None
+        relative = file.relative_to(self.root) if file != self.root else Path(file.name)
+        job = self.job(file, event_type_from_path(relative), start)
+        entry = self.files[file] = _File(file, sha256, identity, start, job)
+        return entry
 
-    def _count(self, result: IngestSummary, committed: CommitResult | None) -> None:
-        for event_type, fates in result.by_type.items():
+    def take(self, entry: _File, message: Chunk | FileEnd) -> None:
+        """Commit a chunk (then note the file's resume point), or finish a file. Raises StoreUnavailable
+        when the chunk could not be stored (its resume point is then not moved)."""
+        if isinstance(message, FileEnd):
+            self.end(entry, message)
+            return
+        for event_type, (read, not_chosen, outside) in message.read.items():
+            counts = self.counts(event_type)
+            counts.read += read
+            counts.not_chosen += not_chosen
+            counts.outside_time += outside
+            self.events += read
+        committed = None
+        if message.received is not None and not self.summary.dry_run:
+            committed = self.ingestor.store.commit(message.received, source=SOURCE)
+        for event_type, fates in message.fates.items():
             counts = self.counts(event_type)
             for fate, n in fates.items():
                 name = _FATE_FIELD[fate]
@@ -444,101 +329,33 @@ class _Run:
                 counts = self.counts(event_type)
                 counts.queued -= n
                 counts.duplicate += n
+        self.note(entry, message.done, complete=False)
+        self.report(entry.path)
 
-    def read_file(
-        self, path: Path, file_type: str | None, start: int, on_chunk: Callable[[int], None]
-    ) -> int:
-        """Import the records of one file from record `start`; returns how many records of the file have
-        been read (from its beginning). Raises _FileDamaged, after committing the records before the
-        damage, when the file cannot be read to its end."""
-        since, until, chosen = self.since, self.until, self.event_types
-        filtering_time = since is not None or until is not None
-        box = _ReadError()
-        with path.open("rb") as handle:
-            magic = handle.read(len(AVRO_MAGIC))
-            if magic != AVRO_MAGIC:
-                raise _FileDamaged(
-                    "the file is empty (an incomplete copy?)"
-                    if not magic
-                    else "not an Avro container file (it does not start with Avro's marker)",
-                    0,
-                )
-            handle.seek(0)
-            try:
-                reader = fastavro.reader(handle)
-            except MemoryError:  # a damaged header length: see _records
-                raise _FileDamaged("the file is damaged: its header claims an impossible size", 0) from None
-            except Exception as exc:  # no readable Avro header: nothing of the file can be read
-                raise _FileDamaged(_describe(exc), 0) from None
-            schema = reader.writer_schema
-            if not isinstance(schema, dict) or schema.get("type") != "record":
-                raise _FileDamaged("not a Currents export: its Avro schema is not a record", 0)
-            fallback = file_type or event_type_from_schema(schema) or ""
-            has_type_field = any(
-                isinstance(f, dict) and f.get("name") == "event_type" for f in schema.get("fields", ())
-            )
-            # fastavro types a datum as any Avro value; under a record schema (checked above) each is a dict.
-            records = _records(cast("Iterable[dict]", reader), box)
-            # Resume: read past what a previous run committed (Avro has no index to seek with).
-            done = sum(1 for _ in islice(records, start)) if start else 0
-            chunk: list[dict] = []
-            read = 0
-            # Flush on selected records, or on records read when filters leave most of them out, so the
-            # resume point keeps moving.
-            flush_at = self.chunk_records
-            read_flush_at = self.chunk_records * 4
-            counted_type = None
-            counts = TypeCounts()
-            for record in records:
-                read += 1
-                event_type = fallback
-                if has_type_field:
-                    given = record.get("event_type")
-                    if isinstance(given, str) and given:
-                        event_type = catalog.canonical_name(given)
-                    else:
-                        record["event_type"] = fallback  # a null field does not hide the file's type
-                if event_type != counted_type:  # files hold one type: look its counts up once
-                    counts = self.counts(event_type)
-                    counted_type = event_type
-                counts.read += 1
-                if chosen is not None and event_type not in chosen:
-                    counts.not_chosen += 1
-                elif filtering_time and _outside(record.get("time"), since, until):
-                    counts.outside_time += 1
-                else:
-                    if not has_type_field and event_type:
-                        record["event_type"] = event_type
-                    chunk.append(record)
-                if len(chunk) >= flush_at or read >= read_flush_at:
-                    self.send(chunk)
-                    self.events += read
-                    done += read
-                    read = 0
-                    chunk = []
-                    on_chunk(done)
-                    self.report(path)
-            if chunk:
-                self.send(chunk)
-            self.events += read
-            done += read
-        if box.error is not None:
-            raise _FileDamaged(_describe(box.error), done)
-        return done
+    def note(self, entry: _File, done: int, *, complete: bool) -> None:
+        self.ledger.record(
+            entry.sha256, self.summary.workspace, self.filters, entry.identity, records_done=done,
+            complete=complete,
+        )  # fmt: skip
 
+    def end(self, entry: _File, end: FileEnd) -> None:
+        del self.files[entry.path]
+        if end.problem is not None:
+            # Not marked complete: the next run reports the file again, without sending again what was read.
+            self.problem(entry.path, end.problem, end.done)
+        else:
+            self.note(entry, end.done, complete=True)
+            self.summary.files_imported += 1
+            if entry.start:
+                self.summary.files_resumed += 1
+        self.file_done(entry.path)
 
-def _outside(moment: object, since: float | None, until: float | None) -> bool:
-    """Whether a record's `time` is outside [since, until). A record without a usable time is kept: the
-    mapping then says what is wrong with it."""
-    if not isinstance(moment, (int, float)) or isinstance(moment, bool):
-        return False
-    return (since is not None and moment < since) or (until is not None and moment >= until)
+    def problem(self, file: Path, message: str, records: int) -> None:
+        self.summary.problems.append(FileProblem(file, message, records))
 
-
-class _FileDamaged(Exception):
-    def __init__(self, message: str, records: int):
-        super().__init__(message)
-        self.records = records
+    def file_done(self, file: Path) -> None:
+        self.files_done += 1
+        self.report(file)
 
 
 def import_path(
@@ -553,6 +370,7 @@ def import_path(
     *,
     force: bool = False,
     chunk_records: int = CHUNK_RECORDS,
+    workers: int | None = None,
 ) -> ImportSummary:
     """Import every Currents Avro file at `path` (a file or a folder, walked recursively) into the
     workspace's connectors through `ingestor`.
@@ -564,6 +382,8 @@ def import_path(
     - `progress(ImportProgress)`: called after every chunk and every file.
     - `force`: read files again even if they were imported before (events already stored collapse as
       duplicates).
+    - `workers`: how many worker processes read and map the files (0: this process does; None: as many
+      as pay off for the size of the files and the cores, see `import_workers.workers_wanted`).
 
     Returns the summary; unreadable or damaged files are listed in `summary.problems` and do not stop the
     import. If the store fails (disk full), the import stops with `summary.stopped` saying why; what was
@@ -573,77 +393,75 @@ def import_path(
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    ingestor.require_workspace(workspace)
+    routes = ingestor.connector_rules(workspace)  # UnknownWorkspace before anything is read
     since_ts, until_ts = _timestamp(since), _timestamp(until)
     chosen = frozenset(catalog.canonical_name(t) for t in event_types) if event_types is not None else None
-    filters = filters_key(since_ts, until_ts, chosen)
     summary = ImportSummary(workspace=workspace, dry_run=dry_run)
     files = find_avro_files(root)
     summary.files_total = len(files)
-    run = _Run(
-        ingestor,
-        summary,
-        since=since_ts,
-        until=until_ts,
-        event_types=chosen,
-        chunk_records=max(1, chunk_records),
-        progress=progress,
-    )
+
+    def job(file: Path, file_type: str | None, start: int) -> ReadJob:
+        return ReadJob(file, file_type, start, workspace, routes, since_ts, until_ts, chosen,
+                       max(1, chunk_records), dry_run)  # fmt: skip
+
+    if workers is None:
+        workers = workers_wanted(sum(_size(file) for file in files))
     ledger = ImportLedger(ingestor.store.path, readonly=dry_run)
+    run = _Run(ingestor, ledger, summary, root, filters=filters_key(since_ts, until_ts, chosen), force=force,
+               job=job, progress=progress)  # fmt: skip
     try:
         run.report(None)
-        for file in files:
-            try:
-                _import_file(run, ledger, root, file, workspace, filters, force=force)
-            except StoreUnavailable as exc:
-                summary.stopped = str(exc)
-                break
-            run.files_done += 1
-            run.report(file)
+        if workers > 0:
+            _read_in_workers(run, files, workers)
+        else:
+            _read_here(run, files)
+    except (StoreUnavailable, WorkerLost) as exc:
+        summary.stopped = str(exc)
     finally:
         ledger.close()
         summary.elapsed = time.monotonic() - run.started
     return summary
 
 
-def _import_file(
-    run: _Run, ledger: ImportLedger, root: Path, file: Path, workspace: str, filters: str, *, force: bool
-) -> None:
-    summary = run.summary
+def _size(file: Path) -> int:
     try:
-        stat = file.stat()
-        identity = FileIdentity(file.resolve(), stat.st_size, stat.st_mtime_ns)
-        known = ledger.sha256_by_identity(identity, workspace, filters)
-        sha256 = known or file_sha256(file)
-    except OSError as exc:
-        summary.problems.append(FileProblem(file, f"could not be read: {exc.strerror or exc}", 0))
-        return
-    state = None if force else ledger.state(sha256, workspace, filters)
-    start = 0
-    if state is not None:
-        start, complete = state
-        if complete:
-            summary.files_skipped += 1
-            if known is None:  # the same content under another name or date: remember this one too
-                ledger.record(sha256, workspace, filters, identity, records_done=start, complete=True)
-            return
+        return file.stat().st_size
+    except OSError:
+        return 0
 
-    def committed(done: int) -> None:
-        ledger.record(sha256, workspace, filters, identity, records_done=done, complete=False)
 
-    relative = file.relative_to(root) if file != root else Path(file.name)
-    try:
-        done = run.read_file(file, event_type_from_path(relative), start, committed)
-    except _FileDamaged as exc:
-        # Not marked complete: the next run reports the file again, without sending again what was read.
-        if exc.records:
-            committed(exc.records)
-        summary.problems.append(FileProblem(file, str(exc), exc.records))
-        return
-    except OSError as exc:
-        summary.problems.append(FileProblem(file, f"could not be read: {exc.strerror or exc}", 0))
-        return
-    ledger.record(sha256, workspace, filters, identity, records_done=done, complete=True)
-    summary.files_imported += 1
-    if start:
-        summary.files_resumed += 1
+def _read_here(run: _Run, files: list[Path]) -> None:
+    for file in files:
+        entry = run.prepare(file)
+        if not isinstance(entry, _File):  # nothing else is being read here: never _SAME_CONTENT_BEING_READ
+            continue
+        try:
+            for message in read_file(entry.job):
+                run.take(entry, message)
+        except OSError as exc:
+            run.end(entry, FileEnd(0, f"could not be read: {exc.strerror or exc}"))
+
+
+def _read_in_workers(run: _Run, files: list[Path], count: int) -> None:
+    waiting = deque(files)
+    later: list[Path] = []  # files whose content another worker is reading: prepared again after it
+    with ImportWorkers(count) as workers:
+        while True:
+            while workers.idle() and waiting:
+                file = waiting.popleft()
+                entry = run.prepare(file)
+                if entry is _SAME_CONTENT_BEING_READ:
+                    later.append(file)
+                elif isinstance(entry, _File):
+                    workers.give(entry.job)
+            if not workers.busy():
+                if not later:
+                    return
+                waiting.extendleft(reversed(later))
+                later.clear()
+                continue
+            for job, message in workers.results():
+                run.take(run.files[job.path], message)
+                if isinstance(message, FileEnd) and later:
+                    waiting.extendleft(reversed(later))
+                    later.clear()

@@ -1,0 +1,176 @@
+"""Import worker processes: `python -m tui_currents.sources.import_workers FD`.
+
+Reading an Avro file with fastavro and mapping its records each cost about as much CPU as the other, and
+both hold Python's lock, so the importing process alone would use one core. Workers read and map files
+(`avro_files.read_file`) on the other cores and hand back each chunk in the store's form; the importing
+process only commits, notes the resume point and counts. A worker gets one file at a time and sends its
+chunks as they are ready; the socket's buffer holds back a worker that runs ahead of the commits.
+
+Workers start with the environment the mapping worker gets (no key, token or passphrase) and ignore
+Ctrl-C: the importing process decides when they end. They end when its end of the socket closes, which
+also happens when it is killed: a worker then fails to send, or reads end-of-stream, and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from multiprocessing.connection import Connection, wait
+
+from tui_currents.sources.avro_files import Chunk, FileEnd, ReadJob, read_file
+
+WORKER_MODULE = "tui_currents.sources.import_workers"
+READY = "ready"
+MAX_WORKERS = 2  # the commit, in the importing process, keeps up with about two readers
+
+
+class WorkerLost(Exception):
+    """A worker process stopped in the middle of a file."""
+
+
+def workers_wanted(total_bytes: int) -> int:
+    """How many worker processes an import of this many bytes of Avro files is worth: none on one core
+    or for a few megabytes (starting a worker costs about as much as reading 10,000 records)."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or os.name != "posix" or total_bytes < 4_000_000:
+        return 0
+    return min(MAX_WORKERS, cores)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        # Imported here, in the importing process only: the worker itself has no use for the receiver's
+        # intake (nor for the asyncio it brings along), and starts sooner without it.
+        from tui_currents.sources.intake import worker_environment
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env=worker_environment(),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # only the worker holds its end: its death reads here as end-of-stream
+        self.connection = Connection(ours.detach())
+        self.ready = False
+        self.job: ReadJob | None = None
+
+    def close(self) -> None:
+        self.connection.close()
+        try:
+            self.process.wait(2.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(2.0)
+
+    def lost(self) -> WorkerLost:
+        code = self.process.poll()
+        how = f"it was stopped by signal {-code}" if code is not None and code < 0 else "it stopped"
+        return WorkerLost(
+            f"the process reading {self.job.path if self.job else 'a file'} was lost ({how}); what was "
+            "committed is kept: run the same import again and it resumes where each file stopped"
+        )
+
+
+class ImportWorkers:
+    """A few worker processes, each reading one file at a time. Use as a context manager."""
+
+    def __init__(self, count: int):
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(count):
+                self._workers.append(_Worker())
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> ImportWorkers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
+
+    def idle(self) -> int:
+        """How many workers have no file now."""
+        return sum(1 for worker in self._workers if worker.job is None)
+
+    def busy(self) -> bool:
+        return any(worker.job is not None for worker in self._workers)
+
+    def give(self, job: ReadJob) -> None:
+        """Hand a file to an idle worker."""
+        worker = next(w for w in self._workers if w.job is None)
+        worker.job = job
+        try:
+            worker.connection.send(job)
+        except OSError:
+            raise worker.lost() from None
+
+    def results(self) -> Iterator[tuple[ReadJob, Chunk | FileEnd]]:
+        """The next chunks or file ends of the workers' files, as they come. Raises WorkerLost."""
+        by_connection = {worker.connection: worker for worker in self._workers if worker.job is not None}
+        for connection in wait(list(by_connection)):
+            worker = by_connection[connection]  # type: ignore[index]
+            try:
+                message = worker.connection.recv()
+                while message == READY:  # said once, when its imports are done
+                    message = worker.connection.recv()
+            except (EOFError, OSError):
+                raise worker.lost() from None
+            job = worker.job
+            assert job is not None
+            if isinstance(message, FileEnd):
+                worker.job = None
+            yield job, message
+
+
+def serve(connection: Connection) -> None:
+    """Read the files the importing process hands over until it goes away."""
+    # What the start imported need never be collected, and what a file's chunks hold (records, messages,
+    # flat lists) has no reference cycles: the collector's passes over thousands of live records would
+    # cost about a tenth of the worker's time. Anything cyclic left behind is collected after each file.
+    gc.freeze()
+    gc.disable()
+    try:
+        connection.send(READY)
+        while True:
+            job: ReadJob = connection.recv()
+            try:
+                for message in read_file(job):
+                    connection.send(message)
+            except OSError as exc:
+                if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+                    raise
+                connection.send(FileEnd(0, f"could not be read: {exc.strerror or exc}"))
+            gc.collect()
+    except (EOFError, OSError):
+        return  # the importing process is gone, or done with this worker
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C in a terminal reaches the whole process group: the importing process decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(Connection(int(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
