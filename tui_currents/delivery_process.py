@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +42,7 @@ START_SECONDS = 30.0  # a new process must say it is ready within this, or it is
 SILENT_SECONDS = 30.0  # a process that says nothing this long (it says "alive" every second) is replaced
 STOP_SECONDS = 20.0  # after "stop": in-flight requests finish (the delivery's stop timeout), then SIGKILL
 RESTART_DELAYS = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)  # after 1, 2, 3... failed starts in a row
-ENABLED_BY_DEFAULT = False
+ENABLED_BY_DEFAULT = True
 
 LatencyCallback = Callable[[str, list[float]], None]
 
@@ -132,13 +133,17 @@ class DeliveryProcess:
         child = self._child
         return child is not None and child.ready and child.process.poll() is None
 
-    async def start(self, wait: float = START_SECONDS) -> None:
-        """Start the process and its supervisor; wait (up to `wait` s) until it has opened the queue."""
+    def start(self) -> None:
+        """Start the process and its supervisor (on the running event loop)."""
         self._loop = asyncio.get_running_loop()
         self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery-process")
+
+    async def wait_ready(self, seconds: float) -> bool:
+        """Wait up to `seconds` until the process has opened the queue; whether it has."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), wait)
+            await asyncio.wait_for(self._ready.wait(), seconds)
+        return self._ready.is_set()
 
     def apply(self, plan: Plan) -> None:
         """Run this plan from now on (the process, and any that replaces it, gets it)."""
@@ -247,10 +252,13 @@ class DeliveryProcess:
             if child is not None:
                 self._child = None
                 self.losses += 1
-                if not child.ready:
-                    self._failed_starts += 1
                 # The old process must be gone before a new one leases: one holder of leases at a time.
                 await asyncio.to_thread(self._end, child, "close")
+                # A process that keeps failing to start is started less and less often; one killed from
+                # outside (an operator, the OOM killer) is replaced at once.
+                killed_outside = child.process.returncode == -signal.SIGKILL and not child.killed_because
+                if not child.ready and not killed_outside:
+                    self._failed_starts += 1
                 log.warning(
                     "the delivery process (pid %d) was lost (%s); a new one takes over its connectors, "
                     "and its unfinished batches are sent again",

@@ -464,7 +464,7 @@ class Engine:
         )
         self._plan_lock = asyncio.Lock()
         self._delivery_process = DeliveryProcess(self.home, settings, on_latency=self._observe_latencies)
-        await self._delivery_process.start()
+        self._delivery_process.start()  # not waited for: it gets the plan as soon as it is ready
 
     def _observe_latencies(self, connector: str, seconds: list[float]) -> None:
         if self.metrics is not None:
