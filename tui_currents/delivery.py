@@ -69,7 +69,9 @@ EXCERPT_CHARS = 200  # of Segment's answer, kept in dead-letter reasons and erro
 EXPIRE_PER_CHECK = 5_000  # expired messages moved per turn of the loop (keeps each turn short)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-GZIP_LEVEL = 5  # zlib's level for a connector that enables gzip
+# zlib's level for a connector that enables gzip. Measured on a full 474 KB body (bench_http_client.py):
+# level 1 takes 5.0 ms of CPU for 23% of the size, level 5 9.5 ms for 20%, level 9 15 ms for 19%.
+GZIP_LEVEL = 1
 _SENT_AT_LEN = len("2024-01-01T00:00:00.000Z")
 
 
