@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -107,6 +107,46 @@ class _ToEngine(logging.Handler):
             self.handleError(record)
 
 
+class WriteTimes:
+    """How long this process's writes to the queue took (each includes any wait for the other process's
+    write lock, SQLite's busy wait): said in the log when the process stops."""
+
+    TIMED = ("delivered", "retry_later", "release", "dead_letter", "set_state", "expire")
+
+    def __init__(self, outbox: Outbox):
+        self._outbox = outbox
+        self._lock = threading.Lock()
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        for name in self.TIMED:
+            setattr(self, name, self._timed(getattr(outbox, name)))
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the outbox's own
+        return getattr(self._outbox, name)
+
+    def _timed(self, call: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                took = time.perf_counter() - start
+                with self._lock:
+                    self.count += 1
+                    self.total += took
+                    self.longest = max(self.longest, took)
+
+        return timed
+
+    def summary(self) -> str:
+        mean = self.total / self.count * 1000 if self.count else 0.0
+        return (
+            f"{self.count} writes to the queue took {self.total:.2f} s in all (mean {mean:.2f} ms, "
+            f"longest {self.longest * 1000:.0f} ms, waits for the engine's commits included)"
+        )
+
+
 class Worker:
     """Runs the deliveries the engine's plan asks for until told to stop or the engine goes away."""
 
@@ -114,6 +154,7 @@ class Worker:
         self.connection = connection
         self.sender = sender  # shared with the log handler: one lock for every message
         self.outbox: Outbox | None = None
+        self.write_times: WriteTimes | None = None
         self.settings: Settings | None = None
         self.client: httpx.AsyncClient | None = None
         self.keys: dict[str, str | None] = {}
@@ -131,7 +172,9 @@ class Worker:
             return
         self.settings = settings = first[1]
         try:
-            self.outbox = await asyncio.to_thread(self._open, settings)
+            opened = await asyncio.to_thread(self._open, settings)
+            self.write_times = WriteTimes(opened)
+            self.outbox = cast(Outbox, self.write_times)
         except StoreUnavailable as exc:
             self.sender.send(("failed", str(exc)))
             return
@@ -153,6 +196,8 @@ class Worker:
             await self.client.aclose()
             self._send_latencies()
             await asyncio.to_thread(self.outbox.close)
+            if self.write_times is not None:
+                log.info("delivery process: %s", self.write_times.summary())
             self.sender.send(("stopped",))
 
     @staticmethod
@@ -208,8 +253,9 @@ class Worker:
 
     async def _apply(self, plan: Plan) -> None:
         assert self.outbox is not None
-        if plan.dead_letter_caps is not None and hasattr(self.outbox, "dead_letter_caps"):
-            self.outbox.dead_letter_caps = plan.dead_letter_caps
+        opened = self.write_times._outbox if self.write_times is not None else self.outbox
+        if plan.dead_letter_caps is not None and hasattr(opened, "dead_letter_caps"):
+            opened.dead_letter_caps = plan.dead_letter_caps  # the SQLite store's; a cluster queue has none
         for name in list(self.deliveries):
             if name not in plan.run:
                 await self._stop(name, state=plan.held.get(name, "removed"))
