@@ -191,8 +191,9 @@ def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durabil
 
 
 def ours_via_receiver(
-    stand_in: StandIn, key: str, n: int, folder: Path, durability: str, senders: int
-) -> dict:
+    stand_in: StandIn, key: str, n: int, folder: Path, durability: str, senders: int,
+    delivery_process: bool | None = None,
+) -> dict:  # fmt: skip
     """The real engine (receiver + store + delivery) with Braze-like senders in another process."""
     from bench_ingest import TOKEN, _measure
 
@@ -209,9 +210,17 @@ def ours_via_receiver(
     os.environ[receiver_token_env_var(WORKSPACE)] = TOKEN
     stand_in.reset()
 
+    said: list[str] = []  # what the delivery process says when it stops: its writes' times (lock waits)
+    heard = logging.getLogger("tui_currents.delivery_worker")
+    heard.setLevel(logging.INFO)
+    listener = _Lines(said)
+    heard.addHandler(listener)
+
     async def run() -> dict:
         engine = Engine(
-            home, Secrets(home, backend="file", passphrase="bench"), EngineOptions(receiver_port=0)
+            home,
+            Secrets(home, backend="file", passphrase="bench"),
+            EngineOptions(receiver_port=0, delivery_process=delivery_process),
         )
         await engine.start()
         try:
@@ -223,9 +232,22 @@ def ours_via_receiver(
         finally:
             await engine.stop()
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    finally:
+        heard.removeHandler(listener)
     result["rate"] = result["accepted"] / result["seconds"]
+    result["writes"] = " ".join(line.removeprefix("delivery process: ") for line in said)
     return result
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def official(stand_in: StandIn, key: str, messages: list[dict], *, max_queue_size: int | None) -> dict:
@@ -519,6 +541,8 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
         here.mkdir()
         a = ours(stand_in, key, bodies, here, args.durability)
         r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
+        if r["writes"]:
+            print(f"  round {n}: the delivery process's {r['writes']}")
         b = official(stand_in, key, messages, max_queue_size=None)
         c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
         print(

@@ -95,3 +95,14 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_file, key_file
+
+
+@pytest.fixture(params=["delivery process", "delivery in the engine"])
+def delivery_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once with delivery in its own process and once in the engine's loop (the one-core
+    layout), whatever this machine's cores: import it into a test module and `usefixtures` it."""
+    from tui_currents import engine
+
+    in_process = request.param == "delivery process"
+    monkeypatch.setattr(engine, "delivery_process_wanted", lambda: in_process)
+    return str(request.param)

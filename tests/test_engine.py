@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.support import wait_for
+from tests.support import delivery_layout, wait_for  # noqa: F401 - a fixture, used by name
 from tui_currents import catalog, config, control
 from tui_currents.engine import Engine, EngineLocked, EngineOptions
 from tui_currents.paths import Home
@@ -20,6 +20,7 @@ from tui_currents.store import Store
 WORKSPACE = "prod"
 TOKEN = "receiver-token-for-engine-tests-0123456789"
 KEY = "engine-test-write-key-1"
+pytestmark = pytest.mark.usefixtures("delivery_layout")
 FAST = {"backoff_scale": 0.01, "key_poll_seconds": 0.2, "idle_poll_seconds": 0.05, "state_interval": 0.1}
 
 

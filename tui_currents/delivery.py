@@ -52,7 +52,8 @@ import httpx
 import orjson
 
 from tui_currents import __version__, segment
-from tui_currents.store import DAY, ConnectorState, OutboxRow, Store, StoreUnavailable
+from tui_currents.outbox import Outbox
+from tui_currents.store import DAY, ConnectorState, OutboxRow, StoreUnavailable
 from tui_currents.store import ConnectorStatus as Status
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ EXCERPT_CHARS = 200  # of Segment's answer, kept in dead-letter reasons and erro
 EXPIRE_PER_CHECK = 5_000  # expired messages moved per turn of the loop (keeps each turn short)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+# zlib's level for a connector that enables gzip. Measured on a full 474 KB body (bench_http_client.py):
+# level 1 takes 5.0 ms of CPU for 23% of the size, level 5 9.5 ms for 20%, level 9 15 ms for 19%.
+GZIP_LEVEL = 1
 _SENT_AT_LEN = len("2024-01-01T00:00:00.000Z")
 
 
@@ -115,7 +119,7 @@ class ConnectorDelivery:
 
     def __init__(
         self,
-        store: Store | TimedStore,
+        store: Outbox | TimedStore,
         connector_name: str,
         url: str,
         write_key_provider: WriteKeyProvider,
@@ -123,6 +127,7 @@ class ConnectorDelivery:
         client: httpx.AsyncClient | None = None,
         max_in_flight: int = 4,
         gzip: bool = False,
+        gzip_level: int | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_state: StateCallback | None = None,
@@ -150,6 +155,7 @@ class ConnectorDelivery:
         self._own_client = client is None
         self.max_in_flight = max(1, max_in_flight)
         self.gzip = gzip
+        self.gzip_level = GZIP_LEVEL if gzip_level is None else gzip_level
         self._clock = clock
         self._rng = rng
         self._on_state = on_state
@@ -481,7 +487,7 @@ class ConnectorDelivery:
             "X-Retry-Count": str(max(r.attempts for r in part)),
         }
         if self.gzip:
-            body = await asyncio.to_thread(gzip.compress, body, 5)
+            body = await asyncio.to_thread(gzip.compress, body, self.gzip_level)
             headers["Content-Encoding"] = "gzip"
         assert self._client is not None  # made by run() when none was given
         try:

@@ -25,7 +25,9 @@ import httpx
 from tui_currents import __version__, config, control
 from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
-from tui_currents.delivery import ConnectorDelivery
+from tui_currents.delivery import GZIP_LEVEL, ConnectorDelivery
+from tui_currents.delivery_process import DeliveryProcess, delivery_process_wanted
+from tui_currents.delivery_worker import ConnectorPlan, Plan, Settings
 from tui_currents.logs import register_secret
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -87,6 +89,8 @@ class EngineOptions:
     http_timeout: float = 30.0
     alert_interval: float = 10.0  # seconds between looks for conditions to alert a contact email about
     delivery_overrides: dict = field(default_factory=dict)  # passed to ConnectorDelivery (tests, benchmarks)
+    # Delivery in a process of its own (None: when there is a second core); False: in the engine's loop.
+    delivery_process: bool | None = None
 
 
 class Engine:
@@ -108,6 +112,9 @@ class Engine:
         self._alerts: AlertMonitor | None = None
         self._webhook: WebhookPoster | None = None
         self._deliveries: dict[str, tuple[ConnectorDelivery, asyncio.Task, tuple]] = {}
+        self._delivery_process: DeliveryProcess | None = None
+        self._inline_starts: dict[str, int] = {}
+        self._plan_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._config_mtime: float | None = None
@@ -167,6 +174,8 @@ class Engine:
         if self.options.demo:
             await self._start_demo()
         self._ingestor = Ingestor(self.config, self.store)
+        if self._use_delivery_process():
+            await self._start_delivery_process()
         if self.options.start_receiver:
             await self._start_receiver()
         # Consoles and `status` see this engine from the moment it answers (the watcher beats from then on;
@@ -234,6 +243,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(self._stop_delivery(name) for name in list(self._deliveries)))
+        if self._delivery_process is not None:
+            await self._delivery_process.stop()
         if self._alerts is not None:
             self._alerts.close()
         if self._http is not None:
@@ -394,6 +405,11 @@ class Engine:
             self._alerts.sender = smtp_sender_for(new, self.secrets)
         if self._webhook is not None:
             self._webhook.url_changed()
+        if self._delivery_process is not None:
+            self._in_background(self._send_plan(new))
+            if self.on_config_applied:
+                self.on_config_applied(new)
+            return
         wanted = {c.name: c for c in new.connectors}
         for name in list(self._deliveries):
             if name not in wanted:
@@ -418,6 +434,75 @@ class Engine:
 
     def _delivery_signature(self, connector: Connector) -> tuple:
         return (self._batch_url(connector), connector.max_in_flight, connector.gzip, connector.retention_days)
+
+    # ----------------------------------------------------------------- delivery in its own process
+
+    def _use_delivery_process(self) -> bool:
+        wanted = self.options.delivery_process
+        return delivery_process_wanted() if wanted is None else wanted
+
+    @property
+    def delivery_pids(self) -> list[int]:
+        """The delivery process's id, when delivery runs in one (tests, diagnostics)."""
+        pid = self._delivery_process.pid if self._delivery_process is not None else None
+        return [pid] if pid is not None else []
+
+    def delivery_starts(self, connector: str) -> int:
+        """How many delivery loops were started for a connector in this run (a restart adds one)."""
+        if self._delivery_process is not None:
+            return self._delivery_process.starts.get(connector, 0)
+        return self._inline_starts.get(connector, 0)
+
+    async def _start_delivery_process(self) -> None:
+        settings = Settings(
+            home_root=str(self.home.root),
+            home_data=str(self.home.data),
+            synchronous=self._running_config.durability.upper(),
+            http_timeout=self.options.http_timeout,
+            overrides=dict(self.options.delivery_overrides),
+            timed=self.metrics is not None,
+        )
+        self._plan_lock = asyncio.Lock()
+        self._delivery_process = DeliveryProcess(self.home, settings, on_latency=self._observe_latencies)
+        self._delivery_process.start()  # not waited for: it gets the plan as soon as it is ready
+
+    def _observe_latencies(self, connector: str, seconds: list[float]) -> None:
+        if self.metrics is not None:
+            observe = self.metrics.latency.labels(connector).observe
+            for value in seconds:
+                observe(value)
+
+    async def _send_plan(self, new: Config) -> None:
+        """Tell the delivery process what to run under this config, with the write keys (read here, in a
+        worker thread: the keyring can take a second). Plans go out in the order configs were applied."""
+        assert self._delivery_process is not None and self._plan_lock is not None
+        async with self._plan_lock:
+            run: dict[str, ConnectorPlan] = {}
+            held: dict[str, str] = {}
+            for connector in new.connectors:
+                if not connector.enabled or connector.paused:
+                    held[connector.name] = "disabled" if not connector.enabled else "paused"
+                    continue
+                run[connector.name] = ConnectorPlan(
+                    url=self._batch_url(connector),
+                    max_in_flight=connector.max_in_flight,
+                    gzip=connector.gzip,
+                    gzip_level=GZIP_LEVEL,
+                    retention_days=connector.retention_days,
+                    key=await asyncio.to_thread(self._write_key, connector.name),
+                )
+            caps = new.dead_letters
+            self._delivery_process.apply(
+                Plan(
+                    run=run,
+                    held=held,
+                    dead_letter_caps=DeadLetterCaps(
+                        per_request=caps.max_per_request,
+                        total=caps.max_total,
+                        event_bytes=caps.max_event_bytes,
+                    ),
+                )
+            )
 
     def _sync_delivery(self, connector: Connector) -> None:
         name = connector.name
@@ -459,6 +544,7 @@ class Engine:
         )
         task = asyncio.create_task(delivery.run(), name=f"delivery:{name}")
         self._deliveries[name] = (delivery, task, signature)
+        self._inline_starts[name] = self._inline_starts.get(name, 0) + 1
 
     async def _replace_delivery(self, connector: Connector, signature: tuple) -> None:
         await self._stop_delivery(connector.name)

@@ -24,9 +24,10 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tui_currents import __version__
+from tui_currents.outbox import Outbox
 from tui_currents.paths import Home
 from tui_currents.status import connector_status
-from tui_currents.store import ConnectorStatus, OutboxRow, Store
+from tui_currents.store import ConnectorStatus, OutboxRow
 
 log = logging.getLogger("tui_currents.metrics")
 
@@ -143,7 +144,7 @@ class TimedStore:
     outcome (retry, release, dead letter) forgets them until they are leased again. Everything else is the
     store itself."""
 
-    def __init__(self, store: Store, observe: Callable[[float], None]):
+    def __init__(self, store: Outbox, observe: Callable[[float], None]):
         self._store = store
         self._observe = observe
         self._enqueued: dict[int, float] = {}
@@ -225,7 +226,7 @@ class ServiceMetrics:
         self._thread: threading.Thread | None = None
         self.url: str | None = None
 
-    def timed(self, store: Store, connector: str) -> TimedStore:
+    def timed(self, store: Outbox, connector: str) -> TimedStore:
         """The store for one connector's delivery, timing its deliveries."""
         return TimedStore(store, self.latency.labels(connector).observe)
 

@@ -584,6 +584,7 @@ def gaps(requests: Sequence[Request], start: float, end: float) -> list[float]:
 # ------------------------------------------------------------------------------ the service's processes
 
 ENGINE = "engine"
+DELIVERY = "delivery process"
 
 
 def _parent_of(pid: int) -> int | None:
@@ -628,6 +629,8 @@ def process_kind(pid: int) -> str:
         return "gone"
     if "tui_currents.sources.mapping_worker" in argv:
         return "mapping worker"
+    if "tui_currents.delivery_worker" in argv:
+        return DELIVERY
     code = " ".join(argv[argv.index("-c") + 1 :]) if "-c" in argv else ""
     if "multiprocessing.forkserver" in code:
         parent = _parent_of(pid)

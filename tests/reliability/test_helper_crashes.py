@@ -8,19 +8,35 @@ Short, bounded forms here; the `soak` marker runs longer ones (`pytest -m soak t
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import ENGINE, crash_safety, helper_storm, table
+from tests.reliability.harness import (
+    DELIVERY,
+    ENGINE,
+    EngineProcess,
+    StandIn,
+    crash_safety,
+    engine_env,
+    helper_storm,
+    make_home,
+    running,
+    service_processes,
+    table,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
 
 
-def _check_storm(run, kills: int) -> None:
+def _check_storm(run, kills: int, kind: str = "mapping worker") -> None:
     figures = run.figures
     print("\n" + table([figures]))
-    assert figures.kills == kills and run.kills_by_kind["mapping worker"] > 0
+    assert figures.kills == kills and run.kills_by_kind[kind] > 0
     assert ENGINE not in run.kills_by_kind
     # Every batch was answered and in the end acknowledged: no request waited for a dead worker.
     assert run.sender_failures == {}, run.sender_failures
@@ -43,6 +59,48 @@ async def test_the_mapping_worker_killed_every_0_3_s_under_load_hangs_nothing(tm
         tmp_path, events=30_000, kills=30, every=0.3, seed=7, time_limit=60.0, kinds={"mapping worker"}
     )
     _check_storm(run, 30)
+
+
+@pytest.mark.timeout(150)
+async def test_the_delivery_process_killed_at_random_under_load_loses_nothing(tmp_path: Path) -> None:
+    # Its leases end with it: the batches it had out are sent again by the next one, under the same
+    # messageIds (the stand-in counts every acknowledged id; duplicates only under the same id).
+    run = await helper_storm(
+        tmp_path, events=20_000, kills=15, every=0.7, seed=13, time_limit=90.0, kinds={DELIVERY}
+    )
+    _check_storm(run, 15, DELIVERY)
+
+
+@pytest.mark.timeout(60)
+async def test_no_child_outlives_a_sigkilled_run(tmp_path: Path) -> None:
+    standin = StandIn(tmp_path / "standin", ["unused"]).start()
+    engine = EngineProcess(
+        make_home(tmp_path / "home", standin.url), engine_env(), log=tmp_path / "engine.log"
+    )
+    try:
+        await engine.start()
+        assert engine.pid is not None
+        pid = engine.pid
+        assert await wait_until(lambda: _has_both_helpers(pid), 20.0)
+        children = [p for kind, pids in service_processes(pid).items() if kind != ENGINE for p in pids]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert await wait_until(lambda: _none_running(children), 5.0), service_processes(pid)
+        print(
+            f"\n{len(children)} helper processes ended {time.monotonic() - killed_at:.2f} s after the SIGKILL"
+        )
+    finally:
+        engine.close()
+        standin.stop()
+
+
+async def _has_both_helpers(pid: int) -> bool:
+    kinds = service_processes(pid)
+    return DELIVERY in kinds and "mapping worker" in kinds
+
+
+async def _none_running(pids: list[int]) -> bool:
+    return not any(running(p) for p in pids)
 
 
 @pytest.mark.timeout(120)

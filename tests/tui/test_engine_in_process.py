@@ -67,14 +67,15 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             await wait_until(pilot, lambda: f"Delivered {len(EMAIL)} " in str(detail.render()))
 
             # Update the selection: the delivery loop is not restarted and the new selection applies.
-            delivery_task = backend.engine._deliveries["Sandbox"][1]
+            starts = backend.engine.delivery_starts("Sandbox")
+            assert starts == 1
             await pilot.press("e")
             await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
             await toggle_group(pilot, "Messages/Push notification")
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, ConnectorsScreen), timeout=20)
             assert set(config.load(home).connector("Sandbox").events) == EMAIL | PUSH
-            assert backend.engine._deliveries["Sandbox"][1] is delivery_task and not delivery_task.done()
+            assert backend.engine.delivery_starts("Sandbox") == starts
             await pilot.press("s")
             await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
             await pilot.press("y")
