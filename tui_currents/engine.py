@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -27,6 +27,7 @@ from tui_currents.alerts import AlertMonitor, smtp_sender_for
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.logs import register_secret
+from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
@@ -204,7 +205,7 @@ class Engine:
         )
 
     def _open_store(self, synchronous: str) -> None:
-        self.store = Store(self.home.store_file, synchronous=synchronous)
+        self.store = cast(Store, open_outbox(self.home, synchronous=synchronous))  # a member's: the cluster's
         self.store.release_leases()
         self._control = control.Control(self.home.store_file)
         self._control.take()  # commands left for a previous run are stale: this run reloads everything
