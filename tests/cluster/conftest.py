@@ -16,13 +16,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
+
+from tui_currents.cluster import JetStreamOutbox  # noqa: E402
+
+OpenOutbox = Callable[..., JetStreamOutbox]
 
 LOOPBACK = "127.0.0.1"
 START_SECONDS = 30.0
@@ -205,6 +209,21 @@ def nats_cluster(_nats_cluster_session: NatsCluster) -> NatsCluster:
             cluster.restart(index, wait=False)
     cluster.wait_healthy()
     return cluster
+
+
+@pytest.fixture
+def open_outbox(nats_cluster: NatsCluster, queue_name: str) -> Iterator[OpenOutbox]:
+    """Open JetStreamOutbox instances on the test's queue; all closed at the end."""
+    opened: list[JetStreamOutbox] = []
+
+    def make(instance: str = "a", **options) -> JetStreamOutbox:
+        outbox = JetStreamOutbox(nats_cluster.urls, instance=instance, name=queue_name, **options)
+        opened.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in opened:
+        outbox.close()
 
 
 @pytest.fixture

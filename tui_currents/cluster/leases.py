@@ -8,7 +8,7 @@ another instance receiving it sends them again, under the same messageId, which 
 
 Lease time. The consumer's ack wait is short (`ack_wait`, 30 s by default: what an instance that dies
 leaves behind comes back that soon); while a lease runs, this instance tells the server it is still
-working on its messages (in-progress acks, every third of the ack wait), and when `lease_seconds` pass
+working on its messages (in-progress acks, every second or third of the ack wait), and when `lease_seconds` pass
 it gives them back itself (nak), so a lease lasts what the caller asked.
 
 Attempts. JetStream counts every delivery, releases and Retry-After waits included; the contract counts
@@ -168,7 +168,7 @@ class Leasing(Core):
         """Tell the server every held message is still being worked on, until its lease ends; then give it
         back (a lease lasts `lease_seconds`, whatever the consumer's ack wait)."""
         while True:
-            await asyncio.sleep(max(0.2, self.ack_wait / 3))
+            await asyncio.sleep(max(0.2, min(1.0, self.ack_wait / 3)))
             now = time.time()
             for connector, held in list(self._held.items()):
                 ended = [
