@@ -78,7 +78,6 @@ def test_a_lease_lasts_lease_seconds_not_the_consumer_ack_wait(open_outbox: Open
     assert sorted(r.message_id for r in came) == sorted(r.message_id for r in rows)
 
 
-
 def test_a_short_lease_ends_before_the_consumer_ack_wait(open_outbox: OpenOutbox):
     holder, other = open_outbox("a", ack_wait=30.0), open_outbox("b", ack_wait=30.0)
     holder.commit(batch(2)[0], source="test")
