@@ -215,6 +215,8 @@ class Engine:
         self._running_control.beat(
             pid=os.getpid(), started_at=self._started_at, receiver=self.receiver_url, demo=self.options.demo
         )
+        if announce := getattr(self.store, "announce", None):  # a cluster queue: `cluster status` shows it
+            announce(receiver=self.receiver_url)
 
     def _close_store(self) -> None:
         if self._control is not None:
