@@ -679,6 +679,17 @@ def _store_view(home: Home) -> dict:
     return connector_status(home)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from tui_currents.cluster.status import NotAMember, cluster_status, format_cluster_status
+
+    try:
+        status = cluster_status(_home(args))
+    except NotAMember as exc:
+        raise UsageError(str(exc)) from None
+    _print_json(status) if args.json else print(format_cluster_status(status))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from tui_currents.status import engine_status
 
@@ -1021,6 +1032,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="connector states, counters, backlog and last errors")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    cluster = sub.add_parser("cluster", help="cluster mode: instances, the shared queue and its replicas")
+    cluster_sub = cluster.add_subparsers(dest="action", required=True)
+    cluster_status = cluster_sub.add_parser("status", help="instances, queue stream, consumers")
+    cluster_status.add_argument("--json", action="store_true")
+    cluster.set_defaults(func=cmd_cluster)
     return parser
 
 

@@ -8,8 +8,8 @@ another instance receiving it sends them again, under the same messageId, which 
 
 Lease time. The consumer's ack wait is short (`ack_wait`, 30 s by default: what an instance that dies
 leaves behind comes back that soon); while a lease runs, this instance tells the server it is still
-working on its messages (in-progress acks, every second or third of the ack wait), and when `lease_seconds` pass
-it gives them back itself (nak), so a lease lasts what the caller asked.
+working on its messages (in-progress acks, every second at most), and when `lease_seconds` pass it gives
+them back itself (nak), so a lease lasts what the caller asked.
 
 Attempts. JetStream counts every delivery, releases and Retry-After waits included; the contract counts
 only real attempts. So when a message is given back with some rows counted as one more attempt, the
