@@ -340,6 +340,7 @@ class ConnectorDelivery:
         return await asyncio.to_thread(call, *args, **kwargs)
 
     def _blocked(self) -> bool:
+        self._heed_other_instances()  # a pause another instance met holds for the parts not yet sent
         return self._stopping or self._key_blocked() or self._clock() < self._not_before
 
     async def _deliver(self, rows: list[OutboxRow]) -> None:
