@@ -52,9 +52,12 @@ async def test_a_retry_after_from_segment_pauses_both_instances(
         acked = senders[0].acked_ids | senders[1].acked_ids
         assert len(acked) == 3_000
         await wait_delivered(standin, acked, 60)
-        more = make_batches(2_000, seed=10)  # now Segment asks to wait once, while both instances send
+        # Now Segment asks to wait once while events keep coming to both instances (500/s for 8 s).
+        more = make_batches(4_000, seed=10)
         await standin.faults(next_statuses=[429], retry_after=4)
-        await asyncio.gather(*(s.send(more[i::2], deadline=deadline + 60) for i, s in enumerate(senders)))
+        await asyncio.gather(
+            *(s.send(more[i::2], deadline=deadline + 60, rate=250) for i, s in enumerate(senders))
+        )
         acked |= senders[0].acked_ids | senders[1].acked_ids
         arrived = await wait_delivered(standin, acked, 60)
         assert acked <= arrived.keys()
