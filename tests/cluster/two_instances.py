@@ -68,19 +68,23 @@ class TwoRun:
         return sum(n - 1 for n in self.arrived.values())
 
 
-def member_homes(workdir: Path, count: int, cluster: NatsCluster, name: str, endpoint: str) -> list[Path]:
-    """`count` homes with the same connector (to `endpoint`) and the same [cluster] table."""
+def member_homes(
+    workdir: Path, count: int, cluster: NatsCluster | None, name: str, endpoint: str
+) -> list[Path]:
+    """`count` homes with the same connector (to `endpoint`) and the same [cluster] table (none without a
+    cluster: then each home keeps its own SQLite queue)."""
     homes = []
     for index in range(count):
         home = make_home(workdir / f"home{index}", endpoint)
-        member_config(home, cluster.urls, name)
+        if cluster is not None:
+            member_config(home, cluster.urls, name)
         homes.append(home)
     return homes
 
 
 async def run_two(
     workdir: Path,
-    cluster: NatsCluster,
+    cluster: NatsCluster | None,
     name: str,
     *,
     instances: int = 2,
@@ -92,7 +96,9 @@ async def run_two(
     latency: float = 0.0,
     concurrency: int = 4,
 ) -> TwoRun:
-    """Post `events` events alternately to `instances` engines (see the module's docstring)."""
+    """Post `events` events alternately to `instances` engines (see the module's docstring). Without a
+    `cluster`, one engine on its own SQLite queue (the single-box figure)."""
+    nodes = cluster.nodes if cluster is not None else []
     rng = random.Random(seed)
     run = TwoRun()
     standin = StandIn(workdir / "standin", [WRITE_KEY], seed=seed).start()
@@ -106,7 +112,7 @@ async def run_two(
         ]
         await asyncio.gather(*(engine.start(timeout=60) for engine in engines))
         cpu_before = {i: cpu_seconds(e.pid) for i, e in enumerate(engines)}
-        nats_before = [cpu_seconds(n.process.pid if n.process else None) for n in cluster.nodes]
+        nats_before = [cpu_seconds(n.process.pid if n.process else None) for n in nodes]
         batches = make_batches(events, seed)
         senders = [BrazeSender(e.url, concurrency=concurrency, seed=seed + i) for i, e in enumerate(engines)]
         began = time.monotonic()
@@ -127,7 +133,7 @@ async def run_two(
                 await asyncio.sleep(0.5)
                 await victim.start(timeout=60)
                 cpu_before[0] = cpu_seconds(victim.pid)
-            if kill_node:
+            if kill_node and cluster is not None:
                 while acked() < 2 * events // 3 and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 node = rng.randrange(len(cluster.nodes))
@@ -147,9 +153,9 @@ async def run_two(
             run.cpu[f"instance {i}"] = (
                 run.cpu.get(f"instance {i}", 0.0) + cpu_seconds(engine.pid) - cpu_before[i]
             )
-        run.cpu["NATS nodes"] = sum(
-            cpu_seconds(n.process.pid if n.process else None) for n in cluster.nodes
-        ) - sum(nats_before)
+        if nodes:
+            nats_after = [cpu_seconds(n.process.pid if n.process else None) for n in nodes]
+            run.cpu["NATS nodes"] = sum(nats_after) - sum(nats_before)
         run.sent = sum(len(s.sent_ids) for s in senders)
         run.acknowledged = len(acked_ids)
         run.lost = acked_ids - run.arrived.keys()
