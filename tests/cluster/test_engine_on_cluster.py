@@ -8,11 +8,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from tests.cluster.conftest import NatsCluster, member_config
 from tests.support import wait_for
-from tests.test_engine import FAST, KEY, add_connector, env_secrets, known_events, post
+from tests.test_engine import FAST, KEY, TOKEN, WORKSPACE, add_connector, env_secrets, known_events
 from tui_currents.cluster import JetStreamOutbox
 from tui_currents.engine import Engine, EngineOptions
 from tui_currents.paths import Home
@@ -20,6 +21,17 @@ from tui_currents.sandbox import SegmentSandbox
 from tui_currents.secrets import Secrets
 
 __all__ = ["env_secrets"]  # a fixture, used by name
+
+
+async def post(engine: Engine, events: list[dict]) -> httpx.Response:
+    """A post as Braze makes it, waiting as long as the receiver may take to answer (a commit without a
+    quorum gives up after twice the queue's timeout)."""
+    async with httpx.AsyncClient(timeout=40.0) as client:
+        return await client.post(
+            f"{engine.receiver_url}/currents/{WORKSPACE}",
+            json={"events": events},
+            headers={"Authorization": f"Bearer {TOKEN}", "Braze-Currents-Version": "1"},
+        )
 
 
 @pytest.fixture
