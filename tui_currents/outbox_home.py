@@ -19,17 +19,17 @@ def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL"
     A cluster member's queue raises `StoreUnavailable` when the cluster cannot be reached (naming the
     URLs tried), refuses the credentials, or runs without JetStream."""
     from tui_currents.cluster.membership import cluster_settings
+    from tui_currents.store import Store  # the store package is heavy; only the callers that open one pay
 
     settings = cluster_settings(home)
     if settings is None:
-        from tui_currents.store import Store  # the store package is heavy; only the callers that open one pay
-
         return Store(home.store_file, readonly=readonly, synchronous=synchronous)
     from tui_currents.cluster import JetStreamOutbox
     from tui_currents.cluster.identity import instance_name, runs_the_engine, writer_key
+    from tui_currents.outbox import StoreUnavailable
 
     engine = not readonly and runs_the_engine(home)
-    return JetStreamOutbox(
+    outbox = JetStreamOutbox(
         settings.nats,
         instance=instance_name(home),
         name=settings.name,
@@ -40,3 +40,10 @@ def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL"
         presence=engine,
         readonly=readonly,
     )
+    try:  # the side tables (alert log, receiver problems) stay in the home's own file
+        outbox.side_tables = Store(home.store_file, readonly=readonly, synchronous=synchronous)
+    except StoreUnavailable:
+        if not readonly:
+            outbox.close()
+            raise
+    return outbox

@@ -19,6 +19,7 @@ from tui_currents.engine import Engine, EngineOptions
 from tui_currents.paths import Home
 from tui_currents.sandbox import SegmentSandbox
 from tui_currents.secrets import Secrets
+from tui_currents.store import Store
 
 __all__ = ["env_secrets"]  # a fixture, used by name
 
@@ -65,6 +66,13 @@ async def test_the_engine_of_a_member_home_forwards_through_the_cluster(
     address = member_engine.receiver_url
     assert await wait_for(lambda: outbox._instances.get(outbox.instance, {}).get("address") == address, 5)
     assert outbox._instances[outbox.instance]["state"] == "running"
+    # the alert monitor reads the cluster's figures and keeps its log in the home's own SQLite file
+    assert member_engine._alerts is not None and member_engine.config is not None
+    assert member_engine._alerts.check(member_engine.config) == []
+    memories = outbox.alert_memories()
+    assert ("Marketing", "dead letters") in memories and outbox.receiver_problems() == {}
+    with Store(member_engine.home.store_file) as local:
+        assert local.alert_memories() == memories
 
 
 async def test_quorum_lost_while_running_is_503_and_recovers_by_itself(

@@ -55,6 +55,8 @@ class JetStreamOutbox(Committing, Leasing, Burying):
     Raises StoreUnavailable when the cluster cannot be reached or its assets cannot be created.
     """
 
+    side_tables: Any = None  # the home's SQLite store: alert log, receiver problems (see below)
+
     # -------------------------------------------------------------------------------------- observing
 
     def backlog(self, connector: str) -> Backlog:
@@ -195,12 +197,56 @@ class JetStreamOutbox(Committing, Leasing, Burying):
             "connectors": consumers,
         }
 
+    # ----------------------------------------------------- side tables: the home's own SQLite file
+
+    # The alert log and the receiver problems are per instance: kept in the home's SQLite store (set by
+    # open_outbox as `side_tables`), so the alert monitor reads the cluster's figures and logs locally.
+
+    def _side(self, call: str) -> Any:
+        if self.side_tables is None:
+            raise StoreUnavailable(
+                f"Could not {call.replace('_', ' ')}: this cluster queue was opened without its home's "
+                "local store.",
+                cause="closed",
+                path=self.path,
+            )
+        return getattr(self.side_tables, call)
+
+    def alert_memories(self) -> Any:
+        return self._side("alert_memories")()
+
+    def record_alerts(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("record_alerts")(*args, **kwargs)
+
+    def pending_alerts(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("pending_alerts")(*args, **kwargs)
+
+    def alert_sent(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("alert_sent")(*args, **kwargs)
+
+    def alert_send_failed(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("alert_send_failed")(*args, **kwargs)
+
+    def alert_given_up(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("alert_given_up")(*args, **kwargs)
+
+    def recent_alerts(self, *args: Any, **kwargs: Any) -> Any:
+        return self._side("recent_alerts")(*args, **kwargs)
+
+    def open_alerts(self) -> Any:
+        return self._side("open_alerts")()
+
+    def receiver_problems(self) -> Any:
+        return self._side("receiver_problems")()
+
     # ---------------------------------------------------------------------------------------- closing
 
     def close(self) -> None:
         """Give back what this instance holds, write its counters, and disconnect (bounded in time)."""
         if self._closed:
             return
+        if self.side_tables is not None:
+            self.side_tables.close()
         try:
             with contextlib.suppress(StoreUnavailable):
                 self._run(self._close(), "close the cluster queue", "Leases end by themselves.")
