@@ -258,6 +258,7 @@ class ConnectorDelivery:
         if self._recheck_key or (self._key_blocked() and now - self._last_key_poll >= self.key_poll_seconds):
             await self._refresh_key()
         await self._housekeeping(now)
+        self._heed_other_instances()
         if self._key_blocked():
             self._show_key_problem()
             await self._wait(self.key_poll_seconds)
@@ -345,6 +346,7 @@ class ConnectorDelivery:
         return await asyncio.to_thread(call, *args, **kwargs)
 
     def _blocked(self) -> bool:
+        self._heed_other_instances()  # a pause another instance met holds for the parts not yet sent
         return self._stopping or self._key_blocked() or self._clock() < self._not_before
 
     async def _deliver(self, rows: list[OutboxRow]) -> None:
@@ -574,12 +576,18 @@ class ConnectorDelivery:
         if answer.status is not None and answer.status >= 300:
             self._error(answer.text, now)
         log.info("connector %r: Segment asked to wait %g s", self.connector, answer.retry_after)
+        share = getattr(self.store, "share_hold", None)  # a cluster queue: every instance waits too
+        if share is not None:
+            share(self.connector, self._not_before, self._hold_detail)
 
     def _credentials_rejected(self, key: str, answer: _Answer, now: float) -> None:
         if key != self._key:
             return  # the key changed while this request was out: try the new one
         self._rejected_key = key
         self._rejected_text = answer.text
+        share = getattr(self.store, "share_refused_key", None)  # a cluster queue: no instance uses it again
+        if share is not None:
+            share(self.connector, key)
         self._error(f"Segment refused the write key ({answer.text})", now)
         log.warning("connector %r: Segment refused the write key (%s)", self.connector, answer.status)
         self._show_key_problem()
@@ -654,6 +662,19 @@ class ConnectorDelivery:
             log.info("connector %r: the write key changed; sending again", self.connector)
             self._rejected_key = None
             self._wake.set()
+
+    def _heed_other_instances(self) -> None:
+        """On a cluster queue, what another instance learnt holds here too: a pause Segment asked for, and
+        a write key Segment refused (a new key resumes every instance). In-memory reads of the queue."""
+        hold = getattr(self.store, "shared_hold", None)
+        held = hold(self.connector) if hold is not None else None
+        if held is not None and held.until > self._not_before:
+            self._not_before, self._hold, self._hold_detail = held.until, Status.PAUSED, held.detail
+        refused = getattr(self.store, "key_refused", None)
+        key = self._key
+        if refused is not None and key and key != self._rejected_key and refused(self.connector, key):
+            self._rejected_key = key
+            self._rejected_text = "refused when another instance sent with it"
 
     def _key_blocked(self) -> bool:
         return self._key is None or self._key == self._rejected_key

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -29,6 +29,7 @@ from tui_currents.delivery import GZIP_LEVEL, ConnectorDelivery
 from tui_currents.delivery_process import DeliveryProcess, delivery_process_wanted
 from tui_currents.delivery_worker import ConnectorPlan, Plan, Settings
 from tui_currents.logs import register_secret
+from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
@@ -213,7 +214,7 @@ class Engine:
         )
 
     def _open_store(self, synchronous: str) -> None:
-        self.store = Store(self.home.store_file, synchronous=synchronous)
+        self.store = cast(Store, open_outbox(self.home, synchronous=synchronous))  # a member's: the cluster's
         self.store.release_leases()
         self._control = control.Control(self.home.store_file)
         self._control.take()  # commands left for a previous run are stale: this run reloads everything
@@ -223,6 +224,8 @@ class Engine:
         self._running_control.beat(
             pid=os.getpid(), started_at=self._started_at, receiver=self.receiver_url, demo=self.options.demo
         )
+        if announce := getattr(self.store, "announce", None):  # a cluster queue: `cluster status` shows it
+            announce(receiver=self.receiver_url)
 
     def _close_store(self) -> None:
         if self._control is not None:

@@ -8,6 +8,7 @@ node running and healthy, and its own stream names, so a test that kills a node 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import socket
@@ -15,13 +16,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
+
+from tui_currents.cluster import JetStreamOutbox  # noqa: E402
+
+OpenOutbox = Callable[..., JetStreamOutbox]
 
 LOOPBACK = "127.0.0.1"
 START_SECONDS = 30.0
@@ -207,6 +212,64 @@ def nats_cluster(_nats_cluster_session: NatsCluster) -> NatsCluster:
 
 
 @pytest.fixture
+def open_outbox(nats_cluster: NatsCluster, queue_name: str) -> Iterator[OpenOutbox]:
+    """Open JetStreamOutbox instances on the test's queue; all closed at the end."""
+    opened: list[JetStreamOutbox] = []
+
+    def make(instance: str = "a", **options) -> JetStreamOutbox:
+        outbox = JetStreamOutbox(nats_cluster.urls, instance=instance, name=queue_name, **options)
+        opened.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in opened:
+        outbox.close()
+
+
+@pytest.fixture
 def queue_name() -> str:
     """Stream and bucket names of the test's own (the cluster is shared by the session)."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def single_server(folder: Path, *options: str) -> Iterator[str]:
+    """One nats-server on loopback with `options` (e.g. no -js, or --user/--pass); yields its URL."""
+    port, monitor = free_ports(2)
+    log = folder / f"single-{port}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [nats_server_binary(), "-a", LOOPBACK, "-p", str(port), "-m", str(monitor), *options],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                if httpx.get(f"http://{LOOPBACK}:{monitor}/varz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"nats-server did not start: see {log}")
+            time.sleep(0.1)
+        yield f"nats://{LOOPBACK}:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_SECONDS)
+
+
+def member_config(home: Path, urls: list[str], name: str, *, extra: str = "") -> None:
+    """Make `home` a member of the cluster at `urls` with JetStream assets prefixed `name` ([cluster])."""
+    home.mkdir(parents=True, exist_ok=True)
+    servers = ", ".join(f'"{url}"' for url in urls)
+    table = f'[cluster]\nnats = [{servers}]\nreplicas = 3\nname = "{name}"\n{extra}'
+    path = home / "config.toml"
+    before = path.read_text() if path.exists() else ""
+    path.write_text(before + ("\n" if before else "") + table)
+    path.chmod(0o600)

@@ -8,13 +8,13 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.cluster.conftest import NatsCluster, free_ports
+from tests.cluster.conftest import NatsCluster, OpenOutbox, free_ports  # and the open_outbox fixture
 from tests.test_store import queued
 from tui_currents.cluster import JetStreamOutbox
 from tui_currents.outbox import (
@@ -30,23 +30,6 @@ from tui_currents.received import Received
 
 C1 = "Production"
 C2 = "Staging eu.west"  # a dot and a space: not allowed in a subject token as such
-
-OpenOutbox = Callable[..., JetStreamOutbox]
-
-
-@pytest.fixture
-def open_outbox(nats_cluster: NatsCluster, queue_name: str) -> Iterator[OpenOutbox]:
-    """Open JetStreamOutbox instances on the test's queue; all closed at the end."""
-    opened: list[JetStreamOutbox] = []
-
-    def make(instance: str = "a", **options) -> JetStreamOutbox:
-        outbox = JetStreamOutbox(nats_cluster.urls, instance=instance, name=queue_name, **options)
-        opened.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in opened:
-        outbox.close()
 
 
 def batch(n: int, connector: str = C1) -> tuple[Received, list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,8 +26,11 @@ _SEND_ERRORS = (TimeoutError, asyncio.TimeoutError, OSError, Exception)
 class TailFeed:
     """Publishes this instance's tail lines and keeps the last `keep` lines heard from every instance."""
 
-    def __init__(self, nc: Client, name: str, keep: int) -> None:
+    def __init__(
+        self, nc: Client, name: str, keep: int, *, on_queued: Callable[[str, list[str]], None] | None = None
+    ) -> None:
         self._nc = nc
+        self._on_queued = on_queued  # hears the messageIds every instance queued (duplicate checks)
         self._prefix = f"{name}.tail."
         self.keep = keep
         self._rows: list[TailRow] = []
@@ -78,6 +82,8 @@ class TailFeed:
                             message_id, None, True, None)
                 )  # fmt: skip
         else:
+            if self._on_queued is not None:
+                self._on_queued(connector, [line[5] for line in doc["lines"] if line[3] == "queued"])
             bodies = iter(doc["bodies"])
             for line in doc["lines"]:
                 self.last_seq += 1

@@ -99,7 +99,7 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     problems: list[str] = []
     known = [
         "durability", "receiver", "smtp", "ui", "metrics", "logs", "alerts", "dead_letters", "workspaces",
-        "connectors",
+        "connectors", "cluster",  # [cluster]: read by cluster/membership.py
     ]  # fmt: skip
     for key in data:
         if key not in known:

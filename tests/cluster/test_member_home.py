@@ -1,0 +1,106 @@
+"""A home with a [cluster] table opens the cluster's queue (`outbox_home.open_outbox`), under a name that
+stays the same for that home; the clear errors of a cluster that cannot be used: unreachable (exit 1
+naming the URLs tried), credentials refused, JetStream disabled."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import NatsCluster, free_ports, member_config, single_server
+from tests.reliability.harness import subprocess_env
+from tests.test_store import queued
+from tui_currents.cluster import JetStreamOutbox
+from tui_currents.cluster.identity import instance_name
+from tui_currents.outbox import StoreUnavailable
+from tui_currents.outbox_home import open_outbox
+from tui_currents.paths import Home
+from tui_currents.received import Received
+from tui_currents.store import Store
+
+C1 = "Production"
+
+
+def test_a_member_home_opens_the_cluster_queue_under_a_stable_name(
+    home: Home, nats_cluster: NatsCluster, queue_name: str
+):
+    member_config(home.root, nats_cluster.urls, queue_name)
+    first = open_outbox(home)
+    try:
+        assert isinstance(first, JetStreamOutbox)
+        assert first.name == queue_name and first.replicas == 3
+        first.commit(Received.of([(C1, queued(f"m-{i}")) for i in range(7)]), source="test")
+    finally:
+        first.close()
+    reader = open_outbox(home, readonly=True)
+    try:
+        assert isinstance(reader, JetStreamOutbox)
+        assert reader.backlog(C1).messages == 7  # the same queue, seen from another opening
+        assert reader.instance == first.instance == instance_name(home)
+    finally:
+        reader.close()
+    assert (home.data / "cluster-instance").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_home_without_a_cluster_table_keeps_its_sqlite_store(home: Home):
+    outbox = open_outbox(home)
+    try:
+        assert isinstance(outbox, Store)
+    finally:
+        outbox.close()
+
+
+def test_run_on_a_member_home_with_nats_unreachable_exits_1_naming_the_urls(home: Home):
+    urls = [f"nats://127.0.0.1:{port}" for port in free_ports(2)]  # nothing listens there
+    member_config(home.root, urls, "tc")
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "tui_currents", "--home", str(home.root), "run", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(TUI_CURRENTS_KEYRING="file", TUI_CURRENTS_KEYRING_PASSPHRASE="test passphrase"),
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - began < 30
+    assert all(url in result.stderr for url in urls), result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_credentials_refused_are_a_clear_error_that_shows_no_password(home: Home, tmp_path: Path):
+    auth = ("--user", "tc", "--pass", "right-pw")
+    with single_server(tmp_path, "-js", "-sd", str(tmp_path / "js"), *auth) as url:
+        wrong = url.replace("nats://", "nats://tc:wrong-pw@")
+        member_config(home.root, [wrong], "tc")
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable) as failure:
+            open_outbox(home)
+        assert time.monotonic() - began < 15
+    message = str(failure.value)
+    assert failure.value.cause == "credentials refused", message
+    assert "wrong-pw" not in message and "refused this connection's credentials" in message
+    assert url in message and "\n" not in message
+
+
+def test_a_credentials_file_that_cannot_be_read_is_named(tmp_path: Path):
+    with single_server(tmp_path, "-js", "-sd", str(tmp_path / "js")) as url:
+        missing = tmp_path / "nowhere.creds"
+        with pytest.raises(StoreUnavailable) as failure:
+            JetStreamOutbox([url], instance="a", name="tc", replicas=1, timeout=2.0, creds=missing)
+    assert failure.value.cause == "credentials refused", str(failure.value)
+    assert str(missing) in str(failure.value)
+
+
+def test_jetstream_disabled_is_a_clear_error(home: Home, tmp_path: Path):
+    with single_server(tmp_path) as url:  # no -js
+        member_config(home.root, [url], "tc")
+        with pytest.raises(StoreUnavailable) as failure:
+            open_outbox(home)
+    assert failure.value.cause == "no jetstream", str(failure.value)
+    assert "without JetStream" in str(failure.value) and "-js" in str(failure.value)
