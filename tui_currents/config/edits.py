@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tui_currents.config.model import (
     AlertSettings,
+    ClusterSettings,
     Config,
     ConfigError,
     Connector,
@@ -131,5 +132,13 @@ def set_webhook(home: Home | str | os.PathLike[str] | None, enabled: bool) -> Co
     """Turn the alert webhook on or off ([alerts] webhook); its URL is kept in the keyring."""
     with _editing(home) as (home, config):
         config.alerts = AlertSettings(webhook=enabled)
+        _write(home, config)
+        return config
+
+
+def set_cluster(home: Home | str | os.PathLike[str] | None, cluster: ClusterSettings | None) -> Config:
+    """Make this home a member of a cluster ([cluster] written) or a single box again (None: removed)."""
+    with _editing(home) as (home, config):
+        config.cluster = cluster
         _write(home, config)
         return config
