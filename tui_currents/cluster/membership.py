@@ -13,8 +13,7 @@ from typing import Any
 from tui_currents import config
 from tui_currents.config.model import ClusterSettings
 from tui_currents.paths import Home
-
-PASSPHRASE_ENV = "TUI_CURRENTS_CLUSTER_PASSPHRASE"
+from tui_currents.secrets import CLUSTER_PASSPHRASE_ENV as PASSPHRASE_ENV
 
 __all__ = ["PASSPHRASE_ENV", "ClusterSettings", "cluster_settings", "config_bucket", "connect_options"]
 
