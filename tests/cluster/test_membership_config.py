@@ -84,8 +84,9 @@ def test_set_cluster_writes_and_removes_the_table_keeping_comments(home: Home) -
     assert cluster_settings(home) is None
 
 
-def test_edits_keep_the_cluster_table(home: Home) -> None:
-    settings = ClusterSettings(nats=("nats://127.0.0.1:4222",), replicas=1, name="prod-tc")
+def test_edits_of_this_instances_own_settings_keep_the_cluster_table(home: Home) -> None:
+    settings = ClusterSettings(nats=("nats://127.0.0.1:1",), replicas=1, name="prod-tc")
     config.set_cluster(home, settings)
-    config.add_workspace(home, config.Workspace("prod"))
+    config.set_webhook(home, True)  # not shared: no cluster needed
     assert cluster_settings(home) == settings
+    assert config.load(home).alerts.webhook is True
