@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_currents import __version__, catalog, config
+from tui_currents.cluster.commands import add_cluster_parser
 from tui_currents.paths import Home
 
 
@@ -1021,6 +1022,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="connector states, counters, backlog and last errors")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    add_cluster_parser(sub)
     return parser
 
 
