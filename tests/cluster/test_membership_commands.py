@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nats
@@ -148,6 +149,20 @@ def cluster_bytes(cluster: NatsCluster, name: str) -> list[bytes]:
             await nc.close()
 
     return asyncio.run(scan())
+
+
+def shared_config(cluster: NatsCluster, name: str) -> dict:
+    """The cluster's shared configuration as stored (JSON)."""
+
+    async def read() -> dict:
+        nc = await nats.connect(servers=cluster.urls, connect_timeout=5)
+        try:
+            kv = await nc.jetstream(timeout=5).key_value(f"{name}_config")
+            return orjson.loads((await kv.get("config")).value or b"{}")
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
 
 
 # ------------------------------------------------------------------------------------------------------ init
@@ -365,3 +380,30 @@ async def test_an_edit_on_one_member_reaches_the_others_config_and_keyring(
         for task in mirrors:
             task.cancel()
         await asyncio.gather(*mirrors, return_exceptions=True)
+
+
+def test_edits_on_two_members_at_once_are_all_kept(
+    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path
+) -> None:
+    first, second = new_home(tmp_path, "a"), new_home(tmp_path, "b")
+    config.add_workspace(first, Workspace("prod"))
+    init = cli(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE)
+    assert init.returncode == 0, init.stderr
+    assert cli(second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE).returncode == 0
+
+    def add(home: Home, prefix: str) -> None:
+        for i in range(6):
+            config.add_workspace(home, Workspace(f"{prefix}{i}"))
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(add, [first, second], ["a", "b"]))
+    # Each compare-and-set that lost was redone on the other's version: nothing was overwritten.
+    expected = {"prod", *(f"a{i}" for i in range(6)), *(f"b{i}" for i in range(6))}
+    assert {w["name"] for w in shared_config(nats_cluster, queue_name)["workspaces"]} == expected
+
+    # A change that the cluster's configuration refuses is refused on a member, and nothing is written.
+    before = second.config_file.read_bytes()
+    with pytest.raises(config.ConfigError) as caught:
+        config.remove_workspace(second, "nowhere")
+    assert "no workspace named 'nowhere'" in str(caught.value)
+    assert second.config_file.read_bytes() == before

@@ -44,6 +44,7 @@ INIT_KEY = "init"
 SECRET_PREFIX = "secret."
 WRITE_KEY = "write-key"
 RECEIVER_TOKEN = "receiver-token"
+EDIT_TIMEOUT = 2.0  # per NATS request of an edit: a person waits for it (the TUI, the CLI)
 EDIT_ATTEMPTS = 20  # compare-and-set rounds before an edit gives up (each loses only to another edit)
 
 SecretName = tuple[str, str]  # (WRITE_KEY, connector) or (RECEIVER_TOKEN, workspace)
@@ -236,7 +237,7 @@ def edit_shared(
     result; the caller then writes config.toml. `change` raises ConfigError to refuse (nothing written)."""
 
     async def go() -> tuple[Config, R]:
-        async with session(settings) as (_, js):
+        async with session(settings, timeout=EDIT_TIMEOUT) as (_, js):
             kv = await config_kv(js, settings)
             if kv is None:
                 raise ClusterError(
