@@ -256,6 +256,28 @@ def test_nats_down_is_exit_1_naming_the_urls_tried(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     assert not home.config_file.exists()
 
+    # An edit on a member whose cluster cannot be reached: one line, the file unchanged.
+    config.set_cluster(home, ClusterSettings(nats=tuple(urls), replicas=3))
+    before = home.config_file.read_bytes()
+    edit = cli(home, "workspace", "add", "prod")
+    assert edit.returncode != 0 and "Could not reach the NATS cluster" in edit.stderr, edit.stderr
+    assert len(edit.stderr.strip().splitlines()) == 1 and "Traceback" not in edit.stderr
+    assert home.config_file.read_bytes() == before
+
+
+def test_more_replicas_than_nodes_is_one_line(
+    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path
+) -> None:
+    home = new_home(tmp_path, "a")
+    args = ["cluster", "init", "--nats", ",".join(nats_cluster.urls), "--name", queue_name, "--replicas", "5"]
+    failed = cli(home, *args, "--passphrase-stdin", stdin=PASSPHRASE)
+    assert failed.returncode == 1, failed.stderr
+    assert (
+        "Could not initialise the cluster" in failed.stderr and "run the same command again" in failed.stderr
+    )
+    assert len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
+    assert not home.config_file.exists()
+
 
 def _lone_server(tmp_path: Path, *options: str) -> tuple[subprocess.Popen, str]:
     port = free_ports(1)[0]

@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from tui_currents.cluster.loop import LoopThread
 from tui_currents.cluster.membership import ClusterSettings, config_bucket, connect_options
+from tui_currents.config.model import ConfigError
 
 T = TypeVar("T")
 
@@ -28,10 +29,11 @@ T = TypeVar("T")
 FAILURES = (TimeoutError, asyncio.TimeoutError, nats.errors.Error, OSError)
 
 
-class ClusterError(Exception):
+class ClusterError(ConfigError):
     """A cluster operation could not be done; the message says what happened, what was kept, what to do.
     `exit_code`: 1 for a failure of the cluster or the network, 2 for a refusal (wrong passphrase,
-    already initialised)."""
+    already initialised). A ConfigError: a config edit on a member fails with it, and every caller of the
+    edits already shows a ConfigError's message."""
 
     def __init__(self, message: str, *, exit_code: int = 1):
         super().__init__(message)
@@ -131,12 +133,21 @@ async def session(
             await nc.close()
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+def run(
+    coro: Coroutine[Any, Any, T],
+    timeout: float,
+    settings: ClusterSettings,
+    doing: str,
+    kept: str = "Nothing was changed.",
+) -> T:
     """Run `coro` from synchronous code on a private loop (a caller may itself be inside an event loop,
-    like the TUI's), waiting at most `timeout` seconds."""
+    like the TUI's), waiting at most `timeout` seconds; a NATS failure (or no answer in time) becomes a
+    ClusterError saying what was `doing` and what was `kept`."""
     loop = LoopThread(name="nats-config")
     try:
         return loop.call(coro, timeout)
+    except FAILURES as error:
+        raise failure(error, settings, doing, kept) from None
     finally:
         loop.stop()
 

@@ -56,6 +56,7 @@ from tui_currents.secrets import (
 
 MIN_PASSPHRASE_CHARS = 12
 STARTED, DONE = "started", "done"
+AGAIN = "This home is unchanged and still a single box; run the same command again to continue."
 COMMAND_SECONDS = 120.0  # the bound of one step's NATS work (a cluster with quorum answers in moments)
 
 
@@ -146,9 +147,17 @@ def init(home: Home, settings: ClusterSettings, passphrase: str) -> int:
         carried[name] = (
             secrets.get_write_key(item) if kind == "write-key" else secrets.get_receiver_token(item)
         )
-    state = run(_start_init(settings, passphrase, label), COMMAND_SECONDS)
+    state = run(
+        _start_init(settings, passphrase, label), COMMAND_SECONDS, settings, "initialise the cluster", AGAIN
+    )
     if state != DONE:
-        run(_carry_configuration(settings, passphrase, local, carried), COMMAND_SECONDS)
+        run(
+            _carry_configuration(settings, passphrase, local, carried),
+            COMMAND_SECONDS,
+            settings,
+            "carry the configuration into the cluster",
+            AGAIN,
+        )
         crash_point("config")
         print(
             f"Configuration carried: {len(local.workspaces)} workspace(s), {len(local.connectors)} "
@@ -156,7 +165,7 @@ def init(home: Home, settings: ClusterSettings, passphrase: str) -> int:
         )
         moved = carry_events(home, settings, [c.name for c in local.connectors], instance=f"init-{label}")
         print(f"Queued events carried: {moved}.")
-        run(_finish_init(settings, label), COMMAND_SECONDS)
+        run(_finish_init(settings, label), COMMAND_SECONDS, settings, "finish the initialisation", AGAIN)
     _keep_passphrase(secrets, passphrase)
     config.set_cluster(home, settings)
     print(
@@ -268,7 +277,7 @@ def join(home: Home, settings: ClusterSettings, passphrase: str) -> int:
             "`cluster init`, which carries them)."
         )
     replicas, workspaces, connectors, shared_secrets = run(
-        _read_cluster(settings, passphrase), COMMAND_SECONDS
+        _read_cluster(settings, passphrase), COMMAND_SECONDS, settings, "read the cluster's configuration"
     )
     secrets = Secrets(home)
     settings = ClusterSettings(

@@ -28,10 +28,10 @@ import orjson
 from nats.js.kv import KeyValue
 
 from tui_currents.cluster.codec import connector_of, token
-from tui_currents.cluster.connection import FAILURES, ClusterError, config_kv, failure, run, session
+from tui_currents.cluster.connection import ClusterError, config_kv, run, session
 from tui_currents.cluster.membership import ClusterSettings
 from tui_currents.cluster.sealing import Sealer, SealingError, SealingParameters, WrongClusterPassphrase
-from tui_currents.config.model import Config, ConfigError, Connector, Workspace
+from tui_currents.config.model import Config, Connector, Workspace
 from tui_currents.config.reading import _from_data
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -264,12 +264,7 @@ def edit_shared(
                 "Try again."
             )
 
-    try:
-        return run(go(), timeout=60.0)
-    except (ConfigError, ClusterError):
-        raise
-    except FAILURES as error:
-        raise failure(error, settings, "save the change in the cluster", "Nothing was changed.") from None
+    return run(go(), 60.0, settings, "save the change in the cluster")
 
 
 def instance_label(home: Home) -> str:
