@@ -279,6 +279,32 @@ def test_more_replicas_than_nodes_is_one_line(
     assert not home.config_file.exists()
 
 
+def test_refused_before_connecting_engine_running_or_short_passphrase(tmp_path: Path) -> None:
+    from tui_currents.engine import EngineLock
+
+    home = new_home(tmp_path, "a")
+    urls = f"nats://{LOOPBACK}:{free_ports(1)[0]}"
+    short = cli(home, "cluster", "init", "--nats", urls, "--passphrase-stdin", stdin="short")
+    assert short.returncode == 2 and "too short" in short.stderr, short.stderr
+    lock = EngineLock(home.lock_file)
+    lock.acquire()
+    try:
+        for args in (
+            ["init", "--nats", urls, "--passphrase-stdin"],
+            ["join", "--nats", urls, "--passphrase-stdin"],
+        ):
+            running = cli(home, "cluster", *args, stdin=PASSPHRASE)
+            assert running.returncode == 1 and "An engine runs on this home" in running.stderr, running.stderr
+        config.set_cluster(home, ClusterSettings(nats=(urls,)))
+        left = cli(home, "cluster", "leave")
+        assert left.returncode == 1 and "An engine runs on this home" in left.stderr
+        assert cluster_settings(home) is not None
+    finally:
+        lock.release()
+    no_passphrase = cli(home, "cluster", "join", "--nats", urls, env={"TUI_CURRENTS_CLUSTER_PASSPHRASE": ""})
+    assert no_passphrase.returncode == 2 and "--passphrase-stdin" in no_passphrase.stderr
+
+
 def _lone_server(tmp_path: Path, *options: str) -> tuple[subprocess.Popen, str]:
     port = free_ports(1)[0]
     process = subprocess.Popen(

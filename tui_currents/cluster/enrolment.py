@@ -139,6 +139,12 @@ def init(home: Home, settings: ClusterSettings, passphrase: str) -> int:
             "changed; `tui-currents cluster leave` first to start another.",
             exit_code=2,
         )
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:  # a resumed init's passphrase passed this check too
+        raise ClusterError(
+            f"The cluster passphrase is too short: use at least {MIN_PASSPHRASE_CHARS} characters. "
+            "Nothing was changed.",
+            exit_code=2,
+        )
     secrets = Secrets(home)
     label = instance_label(home)
     carried: dict[tuple[str, str], str | None] = {}
@@ -198,12 +204,6 @@ async def _start_init(settings: ClusterSettings, passphrase: str, label: str) ->
         if sealed:
             await sealer_for(kv, passphrase)  # a wrong passphrase is refused before anything is written
             return str(record.get("state")) if record is not None else STARTED
-        if len(passphrase) < MIN_PASSPHRASE_CHARS:
-            raise ClusterError(
-                f"The cluster passphrase is too short: use at least {MIN_PASSPHRASE_CHARS} characters. "
-                "Nothing was changed.",
-                exit_code=2,
-            )
         try:
             if record is None:
                 await kv.create(INIT_KEY, _record(STARTED, label, settings))
