@@ -38,6 +38,7 @@ from tui_currents.cluster.shared_config import (
     decode_config,
     encode_config,
     instance_label,
+    local_secret,
     put_secret,
     read_secrets,
     sealer_for,
@@ -147,12 +148,7 @@ def init(home: Home, settings: ClusterSettings, passphrase: str) -> int:
         )
     secrets = Secrets(home)
     label = instance_label(home)
-    carried: dict[tuple[str, str], str | None] = {}
-    for name in shared_names(local):
-        kind, item = name
-        carried[name] = (
-            secrets.get_write_key(item) if kind == "write-key" else secrets.get_receiver_token(item)
-        )
+    carried = {name: local_secret(secrets, name) for name in shared_names(local)}
     state = run(
         _start_init(settings, passphrase, label), COMMAND_SECONDS, settings, "initialise the cluster", AGAIN
     )
@@ -169,7 +165,13 @@ def init(home: Home, settings: ClusterSettings, passphrase: str) -> int:
             f"Configuration carried: {len(local.workspaces)} workspace(s), {len(local.connectors)} "
             f"connector(s), {sum(v is not None for v in carried.values())} secret(s), sealed."
         )
-        moved = carry_events(home, settings, [c.name for c in local.connectors], instance=f"init-{label}")
+        try:
+            moved = carry_events(home, settings, [c.name for c in local.connectors], instance=f"init-{label}")
+        except StoreUnavailable as error:
+            raise ClusterError(
+                f"Could not carry the queued events into the cluster ({error.cause}): those not carried yet "
+                f"are still in this home's queue. {AGAIN}"
+            ) from None
         print(f"Queued events carried: {moved}.")
         run(_finish_init(settings, label), COMMAND_SECONDS, settings, "finish the initialisation", AGAIN)
     _keep_passphrase(secrets, passphrase)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
 LOCAL_CHECK_SECONDS = 1.0  # how often the keyring is looked at for secrets changed here
+RESYNC_SECONDS = 60.0  # the watch is started afresh this often (see _Mirror._watch)
 
 
 async def mirror_shared_config(
@@ -118,29 +120,38 @@ class _Mirror:
             if self._sealer is None:
                 passphrase = await asyncio.to_thread(self.secrets.get_cluster_passphrase)
                 self._sealer = await sealer_for(kv, passphrase)
-            watcher = await kv.watchall()
-            try:
-                # The current values first (then None), then every change as it happens.
-                while (entry := await watcher.updates(timeout=30)) is not None:
-                    await self._heard(kv, entry)
-                await self._push_local_changes(kv, force=True)
-                if ready is not None:
-                    ready.set()
-                log.info("cluster configuration mirrored from %s", ", ".join(self.settings.nats))
-                while True:
-                    try:
-                        entry = await watcher.updates(timeout=LOCAL_CHECK_SECONDS)
-                    except nats.errors.TimeoutError:
-                        entry = None
-                    if entry is not None:
-                        await self._heard(kv, entry)
-                    await self._push_local_changes(kv)
-            finally:
-                with contextlib.suppress(*FAILURES):
-                    await watcher.stop()
+            first = True
+            while True:
+                await self._watch(kv, ready, force_push=first)
+                first = False
         finally:
             with contextlib.suppress(*FAILURES):
                 await nc.close()
+
+    async def _watch(self, kv: KeyValue, ready: asyncio.Event | None, *, force_push: bool) -> None:
+        """Watch the bucket for RESYNC_SECONDS: its current values first (applied where they differ),
+        then every change as it happens. Started afresh every round, so a watch the servers dropped (a
+        node restarted) costs at most one round of delay."""
+        watcher = await kv.watchall()
+        try:
+            while (entry := await watcher.updates(timeout=30)) is not None:
+                await self._heard(kv, entry)
+            await self._push_local_changes(kv, force=force_push)
+            if ready is not None and not ready.is_set():
+                ready.set()
+                log.info("cluster configuration mirrored from %s", ", ".join(self.settings.nats))
+            deadline = time.monotonic() + RESYNC_SECONDS
+            while time.monotonic() < deadline:
+                try:
+                    entry = await watcher.updates(timeout=LOCAL_CHECK_SECONDS)
+                except nats.errors.TimeoutError:
+                    entry = None
+                if entry is not None:
+                    await self._heard(kv, entry)
+                await self._push_local_changes(kv)
+        finally:
+            with contextlib.suppress(*FAILURES):
+                await watcher.stop()
 
     async def _heard(self, kv: KeyValue, entry: KeyValue.Entry) -> None:
         gone = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
