@@ -24,6 +24,7 @@ import httpx
 
 from tui_currents import __version__, config, control
 from tui_currents.alerts import AlertMonitor, smtp_sender_for
+from tui_currents.cluster.membership import cluster_settings
 from tui_currents.config import Config, Connector
 from tui_currents.delivery import GZIP_LEVEL, ConnectorDelivery
 from tui_currents.delivery_process import DeliveryProcess, delivery_process_wanted
@@ -193,6 +194,13 @@ class Engine:
         )
         self._apply(self.config)
         self._tasks.append(asyncio.create_task(self._watch(), name="engine-watch"))
+        if (cluster := await asyncio.to_thread(cluster_settings, self.home)) is not None:
+            # A member mirrors the cluster's shared configuration into its config.toml and keyring; the
+            # watch above then applies a change made on any member, as for a local edit.
+            from tui_currents.cluster.mirror import mirror_shared_config  # the NATS client: members only
+
+            mirror = mirror_shared_config(self.home, secrets=self.secrets, settings=cluster)
+            self._tasks.append(asyncio.create_task(mirror, name="cluster-config-mirror"))
         self._tasks.append(
             asyncio.create_task(
                 self._webhook.run(lambda: self._running_config.alerts.webhook), name="alert-webhook"

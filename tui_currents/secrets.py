@@ -51,6 +51,8 @@ WRITE_KEY_ENV_PREFIX = "TUI_CURRENTS_WRITE_KEY_"
 RECEIVER_TOKEN_ENV_PREFIX = "TUI_CURRENTS_RECEIVER_TOKEN_"
 SMTP_PASSWORD_USER = "smtp-password"
 WEBHOOK_URL_USER = "alert-webhook-url"
+CLUSTER_PASSPHRASE_USER = "cluster-passphrase"
+CLUSTER_PASSPHRASE_ENV = "TUI_CURRENTS_CLUSTER_PASSPHRASE"  # for services: overrides the keyring's
 # systemd's LoadCredential= puts the passphrase in a file of this name in $CREDENTIALS_DIRECTORY.
 PASSPHRASE_CREDENTIAL = "keyring-passphrase"
 
@@ -826,3 +828,16 @@ class Secrets:
 
     def delete_webhook_url(self) -> None:
         self._require_vault().delete(WEBHOOK_URL_USER, "alert webhook URL")
+
+    # ------------------------------------------------------------------ cluster passphrase
+
+    def get_cluster_passphrase(self) -> str | None:
+        """The passphrase that opens the cluster's sealed secrets: its environment override, else the
+        keyring; None if unset."""
+        return self._get(CLUSTER_PASSPHRASE_USER, CLUSTER_PASSPHRASE_ENV, "cluster passphrase")
+
+    def set_cluster_passphrase(self, value: str) -> None:
+        self._set(CLUSTER_PASSPHRASE_USER, value, "cluster passphrase")
+
+    def delete_cluster_passphrase(self) -> None:
+        self._require_vault().delete(CLUSTER_PASSPHRASE_USER, "cluster passphrase")

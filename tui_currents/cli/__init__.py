@@ -27,6 +27,7 @@ from tui_currents.cli import (
     workspaces,
 )
 from tui_currents.cli.common import EngineRunning, Subparsers, UsageError
+from tui_currents.cluster.commands import add_cluster_parser
 
 __all__ = ["EngineRunning", "UsageError", "build_parser", "main", "register_commands"]
 
@@ -42,6 +43,7 @@ def register_commands(sub: Subparsers) -> None:
     sandbox_command.register(sub)
     setup_commands.register(sub)
     status_command.register(sub)
+    add_cluster_parser(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

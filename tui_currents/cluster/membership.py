@@ -1,69 +1,47 @@
-"""Whether a home is a member of a cluster, and the cluster's connection settings ([cluster] in config.toml).
+"""Whether a home is a member of a cluster, and how to reach its NATS servers.
 
-Only the settings the queue needs to connect: which NATS servers, how many replicas, the credentials file,
-the TLS CA and the prefix of the JetStream assets. Reading the table is all this module does; the
-`cluster init/join/leave` commands write it.
+A home is a member when its config.toml has a `[cluster]` table (written by `tui-currents cluster init` or
+`join`, removed by `leave`); otherwise it is a single box with its own SQLite queue. This module is what
+the rest of the app asks: `cluster_settings(home)`, and `connect_options(settings)` for nats-py.
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
-from pathlib import Path
+import ssl
+from typing import Any
 
-from tui_currents.config import ConfigError
+from tui_currents import config
+from tui_currents.config.model import ClusterSettings
 from tui_currents.paths import Home
+from tui_currents.secrets import CLUSTER_PASSPHRASE_ENV as PASSPHRASE_ENV
 
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    """The [cluster] table of config.toml."""
-
-    nats: tuple[str, ...]
-    replicas: int = 3
-    creds: Path | None = None
-    tls_ca: Path | None = None
-    name: str = "tc"  # prefix of the JetStream assets
+__all__ = ["PASSPHRASE_ENV", "ClusterSettings", "cluster_settings", "config_bucket", "connect_options"]
 
 
 def cluster_settings(home: Home) -> ClusterSettings | None:
-    """The home's [cluster] settings; None when the home is not a member of a cluster (no table, or no
-    `nats` servers in it). A table that cannot be read raises ConfigError naming the field."""
-    try:
-        text = home.config_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        table = tomllib.loads(text).get("cluster")
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{home.config_file} is not valid TOML: {exc}") from None
-    if not isinstance(table, dict) or not table.get("nats"):
-        return None
-    nats = table["nats"]
-    if isinstance(nats, str):
-        nats = [part.strip() for part in nats.split(",") if part.strip()]
-    if not isinstance(nats, list) or not all(isinstance(url, str) and url for url in nats):
-        raise ConfigError('[cluster] nats must be a list of NATS URLs, e.g. ["nats://10.0.0.1:4222"]')
-    replicas = table.get("replicas", 3)
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 5:
-        raise ConfigError("[cluster] replicas must be a whole number from 1 to 5 (3 for a 3-node cluster)")
-    name = table.get("name", "tc")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ConfigError("[cluster] name must be letters, digits and underscores (the JetStream prefix)")
-    return ClusterSettings(
-        nats=tuple(nats),
-        replicas=replicas,
-        creds=_path(table, "creds", home),
-        tls_ca=_path(table, "tls_ca", home),
-        name=name,
-    )
+    """The home's [cluster] settings; None when it is not a member (a single box).
+
+    Raises config.ConfigError when config.toml cannot be read (the message names the problem)."""
+    return config.load(home).cluster
 
 
-def _path(table: dict, key: str, home: Home) -> Path | None:
-    value = table.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"[cluster] {key} must be the path of a file")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else home.root / path
+def config_bucket(settings: ClusterSettings) -> str:
+    """The KV bucket holding the cluster's shared configuration and sealed secrets."""
+    return f"{settings.name}_config"
+
+
+def connect_options(settings: ClusterSettings, *, timeout: float = 5.0) -> dict[str, Any]:
+    """Keyword arguments for `nats.connect` that reach this cluster: its servers, the user credentials
+    file and the CA to trust, when given. Reconnects forever: a cluster member outlives NATS restarts."""
+    options: dict[str, Any] = {
+        "servers": list(settings.nats),
+        "connect_timeout": timeout,
+        "reconnect_time_wait": 0.5,
+        "max_reconnect_attempts": -1,
+        "allow_reconnect": True,
+    }
+    if settings.creds is not None:
+        options["user_credentials"] = str(settings.creds)
+    if settings.tls_ca is not None:
+        options["tls"] = ssl.create_default_context(cafile=str(settings.tls_ca))
+    return options

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from tui_currents.config.model import (
     AlertSettings,
+    ClusterSettings,
     Config,
     ConfigError,
     Connector,
@@ -45,6 +46,30 @@ def _editing(home: Home | str | os.PathLike[str] | None) -> Iterator[tuple[Home,
         yield home, load(home)
 
 
+def _edit(
+    home: Home | str | os.PathLike[str] | None,
+    change: Callable[[Home, Config], Mapping[str, str] | None],
+    *,
+    shared: bool = True,
+) -> Config:
+    """Apply `change` (which validates, raising ConfigError to refuse, and returns the renames of
+    connectors, if any) as one locked read-modify-write; returns the saved configuration.
+
+    On a member of a cluster the workspaces and connectors are the cluster's: the change is made to the
+    cluster's version and stored there first (compare-and-set, redone on a conflict), then here. Every
+    member's mirror then brings it into its own config.toml. `shared=False`: a change of this instance's
+    own settings only."""
+    with _editing(home) as (home, config):
+        if shared and config.cluster is not None:
+            from tui_currents.cluster.shared_config import edit_shared
+
+            config, renames = edit_shared(home, config.cluster, config, lambda c: change(home, c))
+        else:
+            renames = change(home, config)
+        _write(home, config, renames)
+        return config
+
+
 def _require(config: Config, kind: str, name: str) -> None:
     items = config.connectors if kind == "connector" else config.workspaces
     if not any(i.name == name for i in items):
@@ -53,17 +78,20 @@ def _require(config: Config, kind: str, name: str) -> None:
 
 def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspace) -> Config:
     """Add a workspace; returns the saved configuration."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         if errors := validate_workspace(workspace, config):
             raise _refuse(home.config_file, f"workspace {workspace.name!r}", errors)
         config.workspaces.append(copy.deepcopy(workspace))
-        _write(home, config)
-        return config
+        return None
+
+    return _edit(home, change)
 
 
 def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a workspace no connector uses; returns the saved configuration."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         _require(config, "workspace", name)
         users = [c.name for c in config.connectors_of(name)]
         if users:
@@ -74,8 +102,9 @@ def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> C
                 path=home.config_file,
             )
         config.workspaces = [w for w in config.workspaces if w.name != name]
-        _write(home, config)
-        return config
+        return None
+
+    return _edit(home, change)
 
 
 def _missing(config: Config, kind: str, name: str) -> None:
@@ -86,12 +115,14 @@ def _missing(config: Config, kind: str, name: str) -> None:
 
 def add_connector(home: Home | str | os.PathLike[str] | None, connector: Connector) -> Config:
     """Add a connector after validating it (fields, workspace, event types, overlap)."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         if errors := validate_connector(connector, config):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
         config.connectors.append(copy.deepcopy(connector))
-        _write(home, config)
-        return config
+        return None
+
+    return _edit(home, change)
 
 
 def update_connector(home: Home | str | os.PathLike[str] | None, name: str, connector: Connector) -> Config:
@@ -99,37 +130,53 @@ def update_connector(home: Home | str | os.PathLike[str] | None, name: str, conn
 
     A rename does not move the write key: call Secrets.rename_write_key as well.
     """
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         _require(config, "connector", name)
         if errors := validate_connector(connector, config, replacing=name):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
         index = next(i for i, c in enumerate(config.connectors) if c.name == name)
         config.connectors[index] = copy.deepcopy(connector)
-        _write(home, config, {name: connector.name} if name != connector.name else None)
-        return config
+        return {name: connector.name} if name != connector.name else None
+
+    return _edit(home, change)
 
 
 def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a connector (its queued events stay in the store; its write key stays in the keyring)."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         _require(config, "connector", name)
         config.connectors = [c for c in config.connectors if c.name != name]
-        _write(home, config)
-        return config
+        return None
+
+    return _edit(home, change)
 
 
 def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bool) -> Config:
     """Pause or resume a connector's delivery (events keep being queued while paused)."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         _require(config, "connector", name)
         config.connector(name).paused = bool(paused)
-        _write(home, config)
-        return config
+        return None
+
+    return _edit(home, change)
 
 
 def set_webhook(home: Home | str | os.PathLike[str] | None, enabled: bool) -> Config:
     """Turn the alert webhook on or off ([alerts] webhook); its URL is kept in the keyring."""
-    with _editing(home) as (home, config):
+
+    def change(home: Home, config: Config) -> Mapping[str, str] | None:
         config.alerts = AlertSettings(webhook=enabled)
+        return None
+
+    return _edit(home, change, shared=False)
+
+
+def set_cluster(home: Home | str | os.PathLike[str] | None, cluster: ClusterSettings | None) -> Config:
+    """Make this home a member of a cluster ([cluster] written) or a single box again (None: removed)."""
+    with _editing(home) as (home, config):
+        config.cluster = cluster
         _write(home, config)
         return config

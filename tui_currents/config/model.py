@@ -169,6 +169,22 @@ class UiSettings:
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, as Textual's set_keymap
 
 
+NATS_SCHEMES = ("nats", "tls")
+MAX_CLUSTER_REPLICAS = 5  # JetStream keeps at most 5 copies of a stream
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The [cluster] table: this home is a member of a cluster on these NATS servers (see
+    tui_currents.cluster.membership). Absent: a single box with its own SQLite queue."""
+
+    nats: tuple[str, ...]  # ("nats://h1:4222", ...)
+    replicas: int = 3
+    creds: Path | None = None  # NATS user credentials file
+    tls_ca: Path | None = None
+    name: str = "tc"  # the prefix of the JetStream assets
+
+
 @dataclass
 class Config:
     workspaces: list[Workspace] = field(default_factory=list)
@@ -181,6 +197,7 @@ class Config:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     durability: str = "full"  # "full" | "normal": SQLite's synchronous setting for the store
     dead_letters: DeadLetterSettings = field(default_factory=DeadLetterSettings)
+    cluster: ClusterSettings | None = None
 
     def connector(self, name: str) -> Connector:
         """The connector with this name; KeyError (with a readable message) if there is none."""

@@ -13,6 +13,7 @@ from typing import Any
 from tui_currents.config.model import (
     CUSTOM_REGION,
     AlertSettings,
+    ClusterSettings,
     Config,
     ConfigError,
     Connector,
@@ -99,7 +100,7 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     problems: list[str] = []
     known = [
         "durability", "receiver", "smtp", "ui", "metrics", "logs", "alerts", "dead_letters", "workspaces",
-        "connectors", "cluster",  # [cluster]: read by cluster/membership.py
+        "connectors", "cluster",
     ]  # fmt: skip
     for key in data:
         if key not in known:
@@ -131,6 +132,8 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     if "dead_letters" in data:
         built = _build(DeadLetterSettings, data["dead_letters"], "[dead_letters]", problems)
         config.dead_letters = built or DeadLetterSettings()
+    if "cluster" in data:
+        config.cluster = _cluster_from(data["cluster"], problems)
     for i, entry in enumerate(_entries(data, "workspaces", problems)):
         name = entry.get("name")
         where = f"workspace {name!r}" if isinstance(name, str) else f"workspace #{i + 1}"
@@ -146,6 +149,50 @@ def _from_data(data: dict[str, Any]) -> tuple[Config, list[str]]:
     if not problems:
         problems = validate_config(config)
     return config, problems
+
+
+def _cluster_from(table: object, problems: list[str]) -> ClusterSettings | None:
+    """[cluster]: the NATS URLs as a list (or one URL as text), the file paths as paths."""
+    if not isinstance(table, dict):
+        problems.append(f"[cluster]: must be a table, not {type(table).__name__}")
+        return None
+    known = [f.name for f in dataclasses.fields(ClusterSettings)]
+    ok = True
+    for key in table:
+        if key not in known:
+            problems.append(f"[cluster]: unknown setting {key!r}{_suggest(key, known)}")
+            ok = False
+    nats = table.get("nats")
+    if nats is None:
+        problems.append('[cluster] nats: is missing; give the NATS servers, like nats = ["nats://h1:4222"]')
+        ok = False
+    elif isinstance(nats, str):
+        nats = [nats]
+    if nats is not None and not (isinstance(nats, list) and all(isinstance(u, str) for u in nats)):
+        problems.append("[cluster] nats: must be a list of URLs (text)")
+        ok = False
+    for key, wanted, type_name in (("replicas", int, "a whole number"), ("name", str, "text")):
+        value = table.get(key)
+        if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+            problems.append(f"[cluster] {key}: must be {type_name}, not {type(value).__name__}")
+            ok = False
+    paths: dict[str, Path | None] = {}
+    for key in ("creds", "tls_ca"):
+        value = table.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"[cluster] {key}: must be a file path (text), not {type(value).__name__}")
+            ok = False
+        paths[key] = Path(value).expanduser() if isinstance(value, str) else None
+    if not ok:
+        return None
+    defaults = ClusterSettings(nats=())
+    return ClusterSettings(
+        nats=tuple(nats or ()),
+        replicas=table.get("replicas", defaults.replicas),
+        creds=paths["creds"],
+        tls_ca=paths["tls_ca"],
+        name=table.get("name", defaults.name),
+    )
 
 
 def _problems_message(path: Path, problems: list[str], *, saving: bool) -> str:

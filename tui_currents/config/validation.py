@@ -14,13 +14,16 @@ from tui_currents.config.model import (
     DURABILITY,
     LOG_FORMATS,
     LOOPBACK_HOSTS,
+    MAX_CLUSTER_REPLICAS,
     MAX_IN_FLIGHT,
     MAX_NAME_CHARS,
     MAX_RETENTION_DAYS,
+    NATS_SCHEMES,
     REGIONS,
     SMTP_SECURITY,
     TRANSFORMS,
     UNTRANSFORMABLE_FIELDS,
+    ClusterSettings,
     Config,
     Connector,
     FieldError,
@@ -32,6 +35,7 @@ _CONNECTOR_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _-]*[A-Za-z0-9_-])?")
 _WORKSPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_ASSET_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # JetStream stream and bucket names allow these
 
 
 def email_problem(value: object) -> str | None:
@@ -431,9 +435,65 @@ def _ops_settings_errors(config: Config) -> list[str]:
     return problems
 
 
+def nats_url_problem(url: object) -> str | None:
+    """Why `url` cannot be a NATS server address, or None: nats:// or tls://, a host, an optional port,
+    no user name or password (those belong in the credentials file, never in config.toml)."""
+    if not isinstance(url, str) or not url.strip():
+        return "is empty; give a NATS server URL, like nats://nats1.example.com:4222"
+    if any(ch.isspace() for ch in url):
+        return f"{url!r} contains spaces"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in NATS_SCHEMES:
+        return f"{url!r} must start with nats:// or tls://"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"{parts.scheme}://{parts.hostname}... must not hold a user name, password or token: give a "
+            "credentials file as creds instead"
+        )
+    if not parts.hostname:
+        return f"{url!r} has no host name"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"{url!r} has an invalid port (expected a number from 1 to 65535)"
+    if port == 0:
+        return f"{url!r} has an invalid port (expected a number from 1 to 65535)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"{url!r} must be only scheme, host and port (like nats://h1:4222)"
+    return None
+
+
+def cluster_problems(cluster: ClusterSettings) -> list[str]:
+    """Every problem of a [cluster] table, each naming its setting."""
+    problems: list[str] = []
+    if not cluster.nats:
+        problems.append('[cluster] nats: is empty; give the NATS servers, like nats = ["nats://h1:4222"]')
+    for url in cluster.nats:
+        if problem := nats_url_problem(url):
+            problems.append(f"[cluster] nats: {problem}")
+    if problem := _in_range(cluster.replicas, 1, MAX_CLUSTER_REPLICAS, "copies (3 survives one node down)"):
+        problems.append(f"[cluster] replicas: {problem}")
+    if not _ASSET_PREFIX.fullmatch(cluster.name):
+        problems.append(
+            f"[cluster] name: {cluster.name!r} must be 1 to 32 letters, digits, '-' or '_', starting with a "
+            "letter or digit"
+        )
+    for key, what in (("creds", "NATS credentials file"), ("tls_ca", "CA certificate file")):
+        path = getattr(cluster, key)
+        if path is None:
+            continue
+        if not path.is_absolute():
+            problems.append(f"[cluster] {key}: {str(path)!r} must be an absolute path (or start with ~)")
+        elif not path.is_file():
+            problems.append(f"[cluster] {key}: the {what} {str(path)!r} does not exist or is not a file")
+    return problems
+
+
 def validate_config(config: Config) -> list[str]:
     """Every problem in a whole configuration, each naming where it is (connector, workspace, setting)."""
     problems = _settings_errors(config)
+    if config.cluster is not None:
+        problems += cluster_problems(config.cluster)
     for i, workspace in enumerate(config.workspaces):
         where = f"workspace {workspace.name!r}" if isinstance(workspace.name, str) else f"workspace #{i + 1}"
         earlier = Config(workspaces=config.workspaces[:i])

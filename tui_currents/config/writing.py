@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import tomlkit
@@ -15,6 +16,7 @@ from tomlkit.items import AoT, Comment, Item, Table, Whitespace
 
 from tui_currents.config.model import (
     AlertSettings,
+    ClusterSettings,
     Config,
     ConfigError,
     DeadLetterSettings,
@@ -273,8 +275,32 @@ def _merge(doc: tomlkit.TOMLDocument, config: Config, renames: Mapping[str, str]
             _merge_section(doc, key, getattr(config, key))
     if "dead_letters" in doc or config.dead_letters != DeadLetterSettings():
         _merge_section(doc, "dead_letters", config.dead_letters)
+    _merge_cluster(doc, config.cluster)
     _merge_entries(doc, "workspaces", config.workspaces, {})
     _merge_entries(doc, "connectors", config.connectors, renames)
+
+
+def _merge_cluster(doc: Container, cluster: ClusterSettings | None) -> None:
+    """[cluster]: paths as text; a default left out where the user left it out."""
+    if cluster is None:
+        _remove(doc, "cluster")
+        return
+    fresh = "cluster" not in doc
+    table = tomlkit.table() if fresh else doc["cluster"]
+    defaults = ClusterSettings(nats=())
+    for key in ("nats", "replicas", "creds", "tls_ca", "name"):
+        value = getattr(cluster, key)
+        if value is None:
+            _remove(table, key)
+        elif key == "nats":
+            _set_value(table, key, list(value))
+        elif fresh and value == getattr(defaults, key) and key == "name":
+            continue  # the usual prefix needs no line
+        else:
+            _set_value(table, key, str(value) if isinstance(value, Path) else value)
+    if fresh:
+        table.add(tomlkit.nl())
+        doc["cluster"] = table
 
 
 def _comparable(config: Config) -> dict[str, Any]:
