@@ -95,20 +95,25 @@ def test_the_tail_shows_each_queued_message_until_it_is_delivered(tmp_path: Path
         assert all(line.message is None for line in store.tail(limit=10_000, messages=False))
 
 
-def test_a_delivered_message_leaves_the_tail_line_without_its_body(tmp_path: Path) -> None:
+def test_a_delivered_message_shows_until_the_tail_no_longer_names_its_segment(tmp_path: Path) -> None:
     events, _ = _large_events(5, seed=3, size=1_000)
-    with Store(tmp_path / "s.db") as store:
-        Ingestor(_config(), store).ingest(WORKSPACE, events, source="test")
+    with Store(tmp_path / "s.db", tail_keep=100) as store:
+        ingestor = Ingestor(_config(), store)
+        ingestor.ingest(WORKSPACE, events, source="test")
         rows = store.lease("A", max_messages=100, max_bytes=10**9, lease_seconds=60)
-        store.delivered("A", [row.seq for row in rows[:2]])
+        store.delivered("A", [row.seq for row in rows])
         received = [line for line in store.tail() if not line.update]
-        assert all(line.message is not None for line in received)  # the segment still waits for 3
-        store.delivered("A", [row.seq for row in rows[2:]])
-        lines = store.tail()
-        received = [line for line in lines if not line.update]
         assert [line.fate for line in received] == ["queued"] * 5
-        assert all(line.message is None for line in received)  # its segment's bodies are dropped
-        assert sum(1 for line in lines if line.update and line.fate == "delivered") == 5
+        assert {line.message_id: line.message for line in received} == {r.message_id: r.body for r in rows}
+        first = store._read("SELECT min(seq) FROM outbox")[0][0]
+        # More lines than the tail keeps: the first rows go, and with them the bodies of their segment.
+        more, _ = _large_events(150, seed=4, size=1_000)
+        for start in range(0, len(more), 10):
+            ingestor.ingest(WORKSPACE, more[start : start + 10], source="test")
+        assert store.tail(limit=10_000)[0].seq > received[-1].seq
+        assert store._read("SELECT bodies FROM outbox WHERE seq = ?", (first,)) == [(None,)]
+        waiting = store._read("SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NULL")
+        assert waiting == [(15,)]  # nothing that waits loses its bodies
 
 
 def test_a_schema_3_store_is_upgraded_and_its_tail_keeps_its_messages(tmp_path: Path) -> None:

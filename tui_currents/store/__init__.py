@@ -20,12 +20,12 @@ Choices worth knowing:
 - Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
   recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
   first use and brought up to date with what other processes (an import, a requeue) committed, inside
-  the commit's write lock. A segment whose messages are all delivered drops its bodies and stays as the
-  memory of its ids for `delivered_window_days` (7 by default: Braze retries for about 5 days at most and
-  keeps queued events for 7) and at most about `delivered_window_max` remembered ids (250,000 by default),
-  oldest segments first. A duplicate arriving later than the window is sent again under the same
-  messageId, which Segment itself drops within its ~24-hour deduplication window. Dead-lettered messages
-  are not remembered: the same event sent again is queued again.
+  the commit's write lock. A segment whose messages are all delivered drops its bodies (once the tail no
+  longer names it) and stays as the memory of its ids for `delivered_window_days` (7 by default: Braze
+  retries for about 5 days at most and keeps queued events for 7) and at most about `delivered_window_max`
+  remembered ids (250,000 by default), oldest segments first. A duplicate arriving later than the window
+  is sent again under the same messageId, which Segment itself drops within its ~24-hour deduplication
+  window. Dead-lettered messages are not remembered: the same event sent again is queued again.
 - Counters are upserted in the commit that changes them; a commit changing very many (a workspace with
   many connectors) logs them as one row instead, folded in every few such commits (`counter_log`).
 - Backlog size per connector is kept in a small summary table updated in the same transactions, so
@@ -33,7 +33,7 @@ Choices worth knowing:
 - The tail is append-only, a stored row per commit and connector holding many lines: received events
   or a later change of fate (delivered, dead letter, queued again) of the messages it names. A row of
   received events names the outbox segments holding its queued messages (each body is written once, in
-  its segment), so a line shows its Segment message until the segment drops its bodies. Lines are
+  its segment); a done segment keeps its bodies while a kept tail row names it. Lines are
   numbered without gaps across rows (a row's seq is its first line's number), so a reader polling
   `tail(after=n)` gets exactly the lines after the last one it saw. About the last `tail_keep` lines are
   kept.

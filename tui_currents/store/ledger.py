@@ -60,8 +60,8 @@ class Ledger(Writer, Reader):
         self, db: sqlite3.Connection, connector: str, seqs: Sequence[int], now: float
     ) -> list[tuple[Segment, Sequence[int]]]:
         """Mark these waiting messages done (delivered or dead-lettered): per segment, the positions of
-        those that were waiting. A segment whose every message is done drops its bodies and stays as the
-        memory of its ids for the duplicate window."""
+        those that were waiting. A segment whose every message is done stays as the memory of its ids for
+        the duplicate window; its bodies go once the tail no longer shows them."""
         finished_now: list[tuple[Segment, Sequence[int]]] = []
         finished = 0
         for segment, waiting, marks, new in self._still_waiting(db, connector, seqs):
@@ -69,7 +69,8 @@ class Ledger(Writer, Reader):
             finished_now.append((segment, new))
             waiting -= len(new)
             if waiting <= 0:
-                db.execute("UPDATE outbox SET bodies = NULL, finished_at = ? WHERE seq = ?", (now, seq))
+                # Its bodies stay while the tail shows them (each is stored once, there): see TailLog.
+                db.execute("UPDATE outbox SET finished_at = ? WHERE seq = ?", (now, seq))
                 db.execute("DELETE FROM outbox_progress WHERE seq = ?", (seq,))
                 db.execute("DELETE FROM outbox_retries WHERE seq = ?", (seq,))
                 self._after_commit.append(partial(self._drop_segment, seq))

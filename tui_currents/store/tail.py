@@ -36,8 +36,8 @@ def _messages(
     sizes: list[int], messages: bytes | None, in_segments: str | None, bodies: dict[int, bytes | None]
 ) -> list[bytes | None]:
     """The messages of a row's queued lines, in order (None: no longer in the store). A row names the
-    outbox segments holding them, as [seq, messages] pairs (a segment's bodies are dropped once its
-    messages are all delivered or dead letters); a row from before schema 4 holds a copy in `messages`."""
+    outbox segments holding them, as [seq, messages] pairs (a segment keeps its bodies while it waits, or
+    while a kept tail row names it); a row from before schema 4 holds a copy in `messages`."""
     pieces: list[tuple[bytes | None, int]] = []  # (blob, messages of the row in it)
     if in_segments is None:
         pieces.append((messages, len(sizes)))
@@ -87,6 +87,24 @@ class TailLog(StoreBase):
         if self._tail_since_prune >= max(100, self.tail_keep // 10):
             self._tail_since_prune = 0
             db.execute("DELETE FROM tail WHERE seq + lines <= ?", (first + len(entries) - self.tail_keep,))
+            self._drop_unshown_bodies(db)
+
+    @staticmethod
+    def _drop_unshown_bodies(db: sqlite3.Connection) -> None:
+        """Drop the bodies of the done segments the tail no longer names. Tail rows name segments in the
+        order they were written, so every segment before the oldest one a kept row names is unshown."""
+        row = db.execute(
+            "SELECT segments FROM tail WHERE segments IS NOT NULL ORDER BY seq LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            floor = min(seq for seq, _ in orjson.loads(row[0]))
+        else:
+            floor = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
+        db.execute(
+            "UPDATE outbox SET bodies = NULL"
+            " WHERE seq < ? AND finished_at IS NOT NULL AND bodies IS NOT NULL",
+            (floor,),
+        )
 
     def _append_updates(
         self, db: sqlite3.Connection, now: float, connector: str, fate: str, reason: str | None, rows: list
@@ -103,8 +121,8 @@ class TailLog(StoreBase):
         """Tail lines with an id (`seq`) greater than `after`, oldest first: about `limit` of them (lines
         stored together come together). Poll with the last seq seen; only about the last `tail_keep` lines
         are kept. `messages=False` leaves the Segment messages out (`message` None): a live view that
-        shows one on demand reads far less. A queued message is read from its outbox segment: once it is
-        delivered (or a dead letter) and its segment's bodies are dropped, its line has no message."""
+        shows one on demand reads far less. A message is read from its outbox segment, which keeps its
+        bodies while a kept tail row names it, delivered or not."""
         sql = "SELECT {columns} FROM tail WHERE seq + lines > ?"
         params: list = [after + 1]
         if connector is not None:

@@ -201,10 +201,7 @@ class TailScreen(ViewScreen):
             why = f"{line.fate}: {line.reason}" if line.reason else line.fate
             note = f"Not sent to Segment ({why}), so there is no Segment message. What the tail knows:"
         else:
-            note = (
-                "The store no longer holds this message: it keeps a message's body until it is delivered "
-                "(or becomes a dead letter), and the tail's latest rows. What the tail knows:"
-            )
+            note = "This message is no longer in the store's tail feed (it keeps the latest rows). Known:"
         self.app.push_screen(MessageScreen(title, _known(line), note))
 
 
