@@ -58,3 +58,27 @@ def test_a_new_workspace_name_is_fine_but_an_invalid_one_is_not(home):
     assert [e.field for e in backend.validate(connector)] == ["workspace"]
     connector.workspace = ""
     assert "is empty" in backend.validate(connector)[0].message
+
+
+async def test_a_cancelled_read_keeps_the_backend_until_its_thread_is_done(home) -> None:
+    # A screen's read superseded by a reload is cancelled while its thread still reads: stop() must not
+    # close the connection under that thread (SQLite crashes the process when it does).
+    import asyncio
+    import threading
+
+    backend = Backend(home, Secrets(home), start_engine=False)
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_read() -> None:
+        release.wait(10)
+        finished.set()
+
+    read = asyncio.create_task(backend.run(slow_read))
+    await asyncio.sleep(0.1)
+    read.cancel()
+    stopping = asyncio.create_task(backend.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # waits for the thread, cancelled caller or not
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert finished.is_set() and read.cancelled()

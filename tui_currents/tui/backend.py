@@ -530,9 +530,19 @@ class Backend:
         ]
 
     async def run(self, fn: Callable, /, *args, **kwargs):
-        """Run a blocking backend call off the UI thread (one at a time: the reader is one connection)."""
+        """Run a blocking backend call off the UI thread (one at a time: the reader is one connection).
+
+        A caller cancelled meanwhile (a screen's read superseded, the app closing) gives up only once the
+        thread is done: the lock is held until then, so `stop` never closes a connection still in use."""
         async with self._lock:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+            try:
+                return await asyncio.shield(call)
+            except asyncio.CancelledError:
+                while not call.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([call])
+                raise
 
 
 def _import_engine(*, demo: bool) -> None:
