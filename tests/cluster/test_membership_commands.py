@@ -115,7 +115,7 @@ def make_single_box(home: Home) -> list[str]:
 def queued_in_cluster(cluster: NatsCluster, name: str) -> list[str]:
     """Every event waiting in the cluster's queue, as connector/messageId (leased, then given back)."""
     found: list[str] = []
-    with JetStreamOutbox(cluster.urls, instance="checker", name=name, replicas=3, lease_seconds=30) as queue:
+    with JetStreamOutbox(cluster.urls, instance="checker", name=name, replicas=3, ack_wait=30) as queue:
         for connector in WRITE_KEYS:
             while rows := queue.lease(connector, max_messages=1000, max_bytes=10**8, lease_seconds=30):
                 found += [f"{connector}/{row.message_id}" for row in rows]
