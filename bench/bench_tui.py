@@ -686,7 +686,9 @@ def fill_backlog(home: Home, url: str, events_queued: int) -> None:
             ingestor.ingest("bench", generator.batch(min(10_000, events_queued - start)), source="bench")
 
 
-async def bench_full_speed(root: Path, backlog: int, presses: int, *, gc_freeze: bool = False) -> None:
+async def bench_full_speed(
+    root: Path, backlog: int, presses: int, *, gc_freeze: bool = False, find_stalls: bool = False
+) -> None:
     """Keypress latency in the TUI while its in-process engine delivers a queued backlog as fast as it can to
     the stand-in in another process (no generator, no receiver: all the engine does is forward)."""
     home = new_home(root, "full-speed")
@@ -705,6 +707,13 @@ async def bench_full_speed(root: Path, backlog: int, presses: int, *, gc_freeze:
             assert backend.mode == "in-process", backend.mode
             if gc_freeze:
                 gc.freeze()
+            slow = None
+            if find_stalls:
+                slow = SlowCallbacks()
+                logging.getLogger("asyncio").addHandler(slow)
+                loop = asyncio.get_running_loop()
+                loop.set_debug(True)
+                loop.slow_callback_duration = 0.05
             await pilot.pause(2.0)  # let the engine reach its pace
             before, began = read_counts(home.store_file), time.perf_counter()
             stalls = LoopStalls()
@@ -715,6 +724,9 @@ async def bench_full_speed(root: Path, backlog: int, presses: int, *, gc_freeze:
             elapsed = time.perf_counter() - began
             cpu = (time.process_time() - cpu0) / elapsed
             await stalls.stop()
+            if slow is not None:
+                asyncio.get_running_loop().set_debug(False)
+                logging.getLogger("asyncio").removeHandler(slow)
             after = read_counts(home.store_file)
         delivered = after.get("delivered", 0) - before.get("delivered", 0)
         left = backlog - after.get("delivered", 0)
@@ -743,6 +755,10 @@ async def bench_full_speed(root: Path, backlog: int, presses: int, *, gc_freeze:
             f"p99 {pct(late, 99):.1f} ms, max {max(late):.0f} ms; this process used {cpu:.0%} of a core; "
             f"{gc_pauses.describe()}"
         )
+        if slow is not None:
+            print("        slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
+            for line in slow.top(6):
+                print(f"          {line}")
     finally:
         sandbox.send_signal(signal.SIGTERM)
         try:
@@ -770,7 +786,9 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     print(f"(b)+(c) The tail open; under load: about {args.rate:,.0f} demo events/s")
     for setup in args.setups.split(","):
         if setup.strip() == "full-speed":
-            await bench_full_speed(root, args.backlog, args.presses, gc_freeze=args.gc_freeze)
+            await bench_full_speed(
+                root, args.backlog, args.presses, gc_freeze=args.gc_freeze, find_stalls=args.find_stalls
+            )
             continue
         await bench_under_load(
             root,
