@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -53,6 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +62,6 @@ from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
 from tui_currents.paths import Home
-from tui_currents.secrets import Secrets
 from tui_currents.tui.app import CurrentsApp
 from tui_currents.tui.backend import Backend
 from tui_currents.tui.screens.tail import TailScreen
@@ -660,8 +661,10 @@ async def start_sandbox_process(root: Path) -> tuple[subprocess.Popen, str]:
     return process, found.group().decode()
 
 
-def fill_backlog(home: Home, url: str, events_queued: int) -> Secrets:
-    """A home whose one connector delivers to `url`, with `events_queued` demo events already queued."""
+def fill_backlog(home: Home, url: str, events_queued: int) -> None:
+    """A home whose one connector delivers to `url`, with `events_queued` demo events already queued. Run
+    in a process of its own, so that the app's process starts with none of the filling's objects (a real
+    app has never generated a backlog: its garbage collector would walk them all)."""
     from tui_currents import catalog, config
     from tui_currents.config import Connector, Workspace
     from tui_currents.sources.demo import DemoGenerator
@@ -681,24 +684,36 @@ def fill_backlog(home: Home, url: str, events_queued: int) -> Secrets:
         ingestor = Ingestor(config.load(home), store)
         for start in range(0, events_queued, 10_000):
             ingestor.ingest("bench", generator.batch(min(10_000, events_queued - start)), source="bench")
-    return secrets
 
 
-async def bench_full_speed(root: Path, backlog: int, presses: int) -> None:
+async def bench_full_speed(
+    root: Path, backlog: int, presses: int, *, gc_freeze: bool = False, find_stalls: bool = False
+) -> None:
     """Keypress latency in the TUI while its in-process engine delivers a queued backlog as fast as it can to
     the stand-in in another process (no generator, no receiver: all the engine does is forward)."""
     home = new_home(root, "full-speed")
     sandbox, url = await start_sandbox_process(root)
     try:
         filled = time.perf_counter()
-        secrets = await asyncio.to_thread(fill_backlog, home, url, backlog)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as filler:
+            await asyncio.wrap_future(filler.submit(fill_backlog, home, url, backlog))
         filled = time.perf_counter() - filled
-        backend = Backend(home, secrets)  # no service runs on this home: the engine runs in this process
+        # No service runs on this home: the engine runs in this process.
+        backend = Backend(home, demo_secrets(home))
         app = CurrentsApp(backend)
         clock = FrameClock(app)
         async with app.run_test(size=SIZE) as pilot:
             view = await open_tail(pilot, app)
             assert backend.mode == "in-process", backend.mode
+            if gc_freeze:
+                gc.freeze()
+            slow = None
+            if find_stalls:
+                slow = SlowCallbacks()
+                logging.getLogger("asyncio").addHandler(slow)
+                loop = asyncio.get_running_loop()
+                loop.set_debug(True)
+                loop.slow_callback_duration = 0.05
             await pilot.pause(2.0)  # let the engine reach its pace
             before, began = read_counts(home.store_file), time.perf_counter()
             stalls = LoopStalls()
@@ -709,13 +724,17 @@ async def bench_full_speed(root: Path, backlog: int, presses: int) -> None:
             elapsed = time.perf_counter() - began
             cpu = (time.process_time() - cpu0) / elapsed
             await stalls.stop()
+            if slow is not None:
+                asyncio.get_running_loop().set_debug(False)
+                logging.getLogger("asyncio").removeHandler(slow)
             after = read_counts(home.store_file)
         delivered = after.get("delivered", 0) - before.get("delivered", 0)
         left = backlog - after.get("delivered", 0)
         late = stalls.late_ms
         print(
-            f"  [full speed] {backlog:,} events queued beforehand (in {filled:.0f} s), delivered by the "
-            "TUI's in-process engine to the stand-in in its own process"
+            f"  [full speed{', gc.freeze()' if gc_freeze else ''}] {backlog:,} events queued beforehand "
+            f"(in {filled:.0f} s), delivered by the TUI's in-process engine to the stand-in in its own "
+            "process"
         )
         print(
             f"    engine delivered {delivered / elapsed:,.0f} events/s while the keys were pressed; "
@@ -736,6 +755,10 @@ async def bench_full_speed(root: Path, backlog: int, presses: int) -> None:
             f"p99 {pct(late, 99):.1f} ms, max {max(late):.0f} ms; this process used {cpu:.0%} of a core; "
             f"{gc_pauses.describe()}"
         )
+        if slow is not None:
+            print("        slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
+            for line in slow.top(6):
+                print(f"          {line}")
     finally:
         sandbox.send_signal(signal.SIGTERM)
         try:
@@ -763,7 +786,9 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     print(f"(b)+(c) The tail open; under load: about {args.rate:,.0f} demo events/s")
     for setup in args.setups.split(","):
         if setup.strip() == "full-speed":
-            await bench_full_speed(root, args.backlog, args.presses)
+            await bench_full_speed(
+                root, args.backlog, args.presses, gc_freeze=args.gc_freeze, find_stalls=args.find_stalls
+            )
             continue
         await bench_under_load(
             root,
