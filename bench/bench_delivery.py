@@ -5,12 +5,14 @@ SQLite store, batch, HTTP) into a local Segment stand-in running in its own proc
 Segment's official `segment-analytics-python` sends the same 200,000 mapped messages to the same stand-in,
 once with its defaults and once with a queue big enough to hold them all. Prints events/s and the ratio.
 
-Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is down, then drains them.
+Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is down, then drains them;
+and the service as run (`tui-currents run`, with its mapping and delivery processes): the same events
+posted to its receiver while the endpoint is down, then drained, its peak PSS summed over its processes.
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
     .venv/bin/python bench/bench_delivery.py [--events N] [--repeat R] [--memory-events N]
-        [--latency-seconds S] [--skip throughput|memory|latency]
+        [--latency-seconds S] [--skip throughput|memory|service-memory|latency] [--compare-layouts]
 """
 
 from __future__ import annotations
@@ -198,7 +200,8 @@ def ours_via_receiver(
     from tui_currents.paths import Home
     from tui_currents.secrets import Secrets, receiver_token_env_var, write_key_env_var
 
-    home = Home.at(folder / f"home-{durability}").ensure()
+    layout = {None: "", True: "-process", False: "-inline"}[delivery_process]
+    home = Home.at(folder / f"home-{durability}{layout}").ensure()
     cfg = bench_config(stand_in.url)
     cfg.durability = durability.lower()
     config.save(home, cfg)
@@ -543,6 +546,11 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
         r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
         if r["writes"]:
             print(f"  round {n}: the delivery process's {r['writes']}")
+        inline = None
+        if args.compare_layouts:
+            inline = ours_via_receiver(
+                stand_in, key, len(events), here, args.durability, senders=8, delivery_process=False
+            )
         b = official(stand_in, key, messages, max_queue_size=None)
         c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
         print(
@@ -552,6 +560,12 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
             f"{b['refused']:,} refused by its full queue), with a queue of {len(messages) + 1:,} "
             f"{c['rate']:,.0f}/s ({c['accepted']:,})"
         )
+        if inline is not None:
+            print(
+                f"  round {n}: through the receiver with delivery in the engine's process "
+                f"{inline['rate']:,.0f}/s: {inline['rate'] / c['rate']:.1f}x the big queue, against "
+                f"{r['rate'] / c['rate']:.1f}x with delivery in its own process"
+            )
         rounds.append((a["rate"], r["rate"], b["rate"], c["rate"]))
     ours_in, ours_rx, lib, lib_big = (statistics.median(column) for column in zip(*rounds, strict=True))
     print(
@@ -579,6 +593,11 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=1000.0)
     parser.add_argument("--durability", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--compare-layouts",
+        action="store_true",
+        help="also run the receiver row with delivery in the engine's process (the one-core layout)",
+    )
     parser.add_argument(
         "--skip", action="append", default=[], choices=["throughput", "memory", "service-memory", "latency"]
     )
