@@ -5,7 +5,9 @@ SQLite store, batch, HTTP) into a local Segment stand-in running in its own proc
 Segment's official `segment-analytics-python` sends the same 200,000 mapped messages to the same stand-in,
 once with its defaults and once with a queue big enough to hold them all. Prints events/s and the ratio.
 
-Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is down, then drains them.
+Memory: peak RSS of a process that queues 1,000,000 events while the endpoint is down, then drains them;
+and the service as run (`tui-currents run`, with its mapping and delivery processes): the same events
+posted to its receiver while the endpoint is down, then drained, its peak PSS summed over its processes.
 
 Latency: at a steady 1,000 events/s, enqueue -> Segment's 200 (read from the store's own tail feed), p50/p99.
 
@@ -14,7 +16,8 @@ connector selecting every type, 10 and 50 connectors each selecting its own type
 1's events/s); events of about 1 KB and 10 KB (cost per KB; goal: 10 KB at most half of today's per KB).
 
     .venv/bin/python bench/bench_delivery.py [--events N] [--repeat R] [--memory-events N]
-        [--latency-seconds S] [--scaling-events N] [--skip throughput|memory|latency|scaling]
+        [--latency-seconds S] [--scaling-events N] [--compare-layouts]
+        [--skip throughput|memory|service-memory|latency|scaling]
 """
 
 from __future__ import annotations
@@ -202,7 +205,8 @@ def ours_via_receiver(
     from tui_currents.paths import Home
     from tui_currents.secrets import Secrets, receiver_token_env_var, write_key_env_var
 
-    home = Home.at(folder / f"home-{durability}").ensure()
+    layout = {None: "", True: "-process", False: "-inline"}[delivery_process]
+    home = Home.at(folder / f"home-{durability}{layout}").ensure()
     cfg = bench_config(stand_in.url)
     cfg.durability = durability.lower()
     config.save(home, cfg)
@@ -470,6 +474,132 @@ def memory(stand_in: StandIn, key: str, n: int, folder: Path) -> dict:
     return result
 
 
+def service_pids(root: int) -> list[int]:
+    """`root` and every live process below it."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [root], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size (shared pages divided among their users), from smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class PssWatch:
+    """Samples the summed PSS of a service's processes (the engine and everything below it) in a thread."""
+
+    def __init__(self, root: int, every: float = 0.25):
+        self.root = root
+        self.every = every
+        self.peak = 0.0
+        self.peak_parts: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> float:
+        parts = [pss_mb(pid) for pid in service_pids(self.root)]
+        total = sum(parts)
+        if total > self.peak:
+            self.peak, self.peak_parts = total, sorted(parts, reverse=True)
+        return total
+
+    def __enter__(self) -> PssWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def memory_service(stand_in: StandIn, key: str, n: int, folder: Path, durability: str) -> dict:
+    """`tui-currents run` as its own process: n events posted to its receiver while the endpoint is down,
+    then drained; the peak PSS summed over the service's processes (shared pages counted once)."""
+    from bench_ingest import TOKEN, _measure
+
+    from tui_currents import config
+    from tui_currents.paths import Home
+    from tui_currents.secrets import receiver_token_env_var, write_key_env_var
+
+    home = Home.at(folder / "memory-home").ensure()
+    cfg = bench_config(stand_in.url)
+    cfg.durability = durability.lower()
+    config.save(home, cfg)
+    env = {**os.environ, write_key_env_var(CONNECTOR): key, receiver_token_env_var(WORKSPACE): TOKEN}
+    stand_in.reset()
+    stand_in.faults(outage=True)
+    port = _free_port()
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "tui_currents", "--home", str(home.root), "run", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        with PssWatch(engine.pid) as watch:
+            start = time.perf_counter()
+            sent = asyncio.run(
+                _measure(f"{url}/currents/{WORKSPACE}", n // RECEIVER_BATCH, RECEIVER_BATCH, 3, 8, 1800)
+            )
+            queued_at = time.perf_counter()
+            after_queue = watch.sample()
+            stand_in.faults(outage=False)
+            accepted, last = stand_in.wait_accepted(n, timeout=1800, settle=30.0)
+        engine.terminate()
+        engine.wait(60)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+    return {
+        "queued": sent["batches"] * RECEIVER_BATCH,
+        "queue_seconds": queued_at - start,
+        "drain_seconds": last - queued_at,
+        "delivered": accepted,
+        "pss_after_queue_mb": after_queue,
+        "peak_pss_mb": watch.peak,
+        "peak_parts_mb": watch.peak_parts,
+        "db_mb": home.store_file.stat().st_size / 1e6,
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 # ------------------------------------------------------------------------------------------ latency
 
 
@@ -543,6 +673,13 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
         r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
         if r["writes"]:
             print(f"  round {n}: the delivery process's {r['writes']}")
+        apart = None
+        if args.compare_layouts:
+            apart = ours_via_receiver(
+                stand_in, key, len(events), here, args.durability, senders=8, delivery_process=True
+            )
+            if apart["writes"]:
+                print(f"  round {n}: the delivery process's {apart['writes']}")
         b = official(stand_in, key, messages, max_queue_size=None)
         c = official(stand_in, key, messages, max_queue_size=len(messages) + 1)
         print(
@@ -552,6 +689,12 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
             f"{b['refused']:,} refused by its full queue), with a queue of {len(messages) + 1:,} "
             f"{c['rate']:,.0f}/s ({c['accepted']:,})"
         )
+        if apart is not None:
+            print(
+                f"  round {n}: through the receiver with delivery in its own process "
+                f"{apart['rate']:,.0f}/s: {apart['rate'] / c['rate']:.1f}x the big queue, against "
+                f"{r['rate'] / c['rate']:.1f}x with delivery in the engine's process (the default)"
+            )
         rounds.append((a["rate"], r["rate"], b["rate"], c["rate"]))
     ours_in, ours_rx, lib, lib_big = (statistics.median(column) for column in zip(*rounds, strict=True))
     print(
@@ -580,7 +723,15 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=1000.0)
     parser.add_argument("--durability", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["throughput", "memory", "latency", "scaling"]
+        "--compare-layouts",
+        action="store_true",
+        help="also run the receiver row with delivery in its own process (TUI_CURRENTS_DELIVERY_PROCESS=1)",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["throughput", "memory", "service-memory", "latency", "scaling"],
     )
     parser.add_argument("--scaling-events", type=int, default=20_000, help="events per per-event-work row")
     parser.add_argument("--memory-child", nargs=3, metavar=("URL", "N", "DB"), help=argparse.SUPPRESS)
@@ -610,6 +761,21 @@ def main() -> None:
                 print(
                     f"  peak RSS {m['peak_rss_mb']:.0f} MB "
                     f"(after queueing {m['rss_after_queue_mb']:.0f} MB); goal <= 200 MB"
+                )
+            if "service-memory" not in args.skip:
+                print(
+                    f"\nmemory of the service (`run`, every process): {args.memory_events:,} events "
+                    "posted to its receiver with the endpoint down, then drained"
+                )
+                sm = memory_service(stand_in, key, args.memory_events, folder, args.durability)
+                parts = " + ".join(f"{p:.0f}" for p in sm["peak_parts_mb"])
+                print(
+                    f"  queued {sm['queued']:,} in {sm['queue_seconds']:.1f} s, drained in "
+                    f"{sm['drain_seconds']:.1f} s, delivered {sm['delivered']:,}; store {sm['db_mb']:.0f} MB"
+                )
+                print(
+                    f"  peak PSS summed over the service's processes {sm['peak_pss_mb']:.0f} MB ({parts}); "
+                    f"after queueing {sm['pss_after_queue_mb']:.0f} MB; goal <= 200 MB"
                 )
             if "latency" not in args.skip:
                 print(

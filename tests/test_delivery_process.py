@@ -3,6 +3,7 @@ sends; a killed child is replaced within seconds and loses nothing; write keys r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -101,3 +102,62 @@ async def test_a_killed_delivery_process_is_replaced_within_seconds_and_loses_no
     assert await wait_for(lambda: {m["messageId"] for m in sandbox.accepted} >= {e["id"] for e in events}, 30)
     assert first not in _children(os.getpid())
     assert engine.delivery_starts("Marketing") == 2  # the new process took the connector over
+
+
+async def test_a_write_key_the_keyring_could_not_give_is_asked_again(
+    home: Home, sandbox: SegmentSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    # As a delivery loop in the engine's process polls while it has no key: the engine reads it again
+    # and sends it over the pipe, with no reload.
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    add_connector(home, sandbox.url)
+    secrets = Secrets(home)
+    secrets.set_write_key("Marketing", KEY)
+    good = home.keyring_file.read_bytes()
+    home.keyring_file.write_bytes(good[: len(good) // 2])  # cut inside an entry: unreadable
+    eng = Engine(
+        home, secrets, EngineOptions(receiver_port=0, delivery_overrides=FAST, delivery_process=True)
+    )
+    await eng.start()
+    try:
+        assert (await post(eng, known_events(5))).status_code in (200, 503)
+        await asyncio.sleep(1.0)
+        assert sandbox.accepted_count == 0
+        home.keyring_file.write_bytes(good)
+        assert (await post(eng, known_events(5, seed=8))).status_code == 200
+        assert await wait_for(lambda: sandbox.accepted_count >= 5, timeout=20)
+    finally:
+        await eng.stop()
+
+
+async def test_commits_and_the_delivery_process_writes_take_turns(engine: Engine, sandbox: SegmentSandbox):
+    # Both processes write the store; they queue on one turn (a kernel lock that wakes the waiter at
+    # once) rather than on SQLite's busy handler, which sleeps up to 100 ms between tries.
+    from tui_currents.write_turns import WriteTurns, turns_file
+
+    assert engine.store is not None
+    turns = WriteTurns(turns_file(engine.store.path))
+    try:
+        with turns.turn():
+            request = asyncio.create_task(post(engine, known_events(10)))
+            await asyncio.sleep(1.0)
+            assert not request.done()  # its commit waits for the turn
+        assert (await request).status_code == 200
+        assert await wait_for(lambda: sandbox.accepted_count >= 10)
+        store = engine.store
+
+        def state() -> str:
+            return store.states()["Marketing"].state
+
+        assert await wait_for(lambda: state() == "idle")
+        sandbox.faults.update(latency=2.0)
+        assert (await post(engine, known_events(10, seed=9))).status_code == 200
+        assert await wait_for(lambda: state() == "running")  # leased, the request on its way
+        with turns.turn():
+            # Sent, but its "delivered" mark waits for the turn: still waiting in the queue meanwhile.
+            assert await wait_for(lambda: sandbox.accepted_count >= 20)
+            await asyncio.sleep(0.5)
+            assert engine.store.backlog("Marketing").messages == 10
+        assert await wait_for(lambda: engine.store.backlog("Marketing").messages == 0)
+    finally:
+        turns.close()

@@ -36,6 +36,7 @@ from tui_currents.metrics import TimedStore
 from tui_currents.outbox import ConnectorState, Outbox, StoreUnavailable
 from tui_currents.parent_death import end_with_parent
 from tui_currents.paths import Home
+from tui_currents.write_turns import WriteTurns
 
 log = logging.getLogger("tui_currents.delivery_worker")
 
@@ -53,6 +54,7 @@ class Settings:
     http_timeout: float = 30.0
     overrides: dict[str, Any] = field(default_factory=dict)  # ConnectorDelivery options (tests, benchmarks)
     timed: bool = False  # send delivery latencies back for the metrics
+    write_turns: str | None = None  # the file both processes take turns at writing the store on
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,14 @@ class _ToEngine(logging.Handler):
 
 
 class WriteTimes:
-    """How long this process's writes to the queue took (each includes any wait for the other process's
-    write lock, SQLite's busy wait): said in the log when the process stops."""
+    """This process's writes to the queue, each in a turn shared with the engine's commits (when given;
+    see write_turns.py), and how long they took, waits included: said in the log when the process stops."""
 
     TIMED = ("delivered", "retry_later", "release", "dead_letter", "set_state", "expire")
 
-    def __init__(self, outbox: Outbox):
+    def __init__(self, outbox: Outbox, turns: WriteTurns | None = None):
         self._outbox = outbox
+        self._turns = turns
         self._lock = threading.Lock()
         self.count = 0
         self.total = 0.0
@@ -129,7 +132,8 @@ class WriteTimes:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return call(*args, **kwargs)
+                with self._turns.turn() if self._turns is not None else contextlib.nullcontext():
+                    return call(*args, **kwargs)
             finally:
                 took = time.perf_counter() - start
                 with self._lock:
@@ -173,7 +177,8 @@ class Worker:
         self.settings = settings = first[1]
         try:
             opened = await asyncio.to_thread(self._open, settings)
-            self.write_times = WriteTimes(opened)
+            turns = WriteTurns(Path(settings.write_turns)) if settings.write_turns else None
+            self.write_times = WriteTimes(opened, turns)
             self.outbox = cast(Outbox, self.write_times)
         except StoreUnavailable as exc:
             self.sender.send(("failed", str(exc)))

@@ -36,6 +36,7 @@ from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
 from tui_currents.store import ConnectorState, DeadLetterCaps, Store, StoreUnavailable
 from tui_currents.webhook import WebhookPoster
+from tui_currents.write_turns import WriteTurns, turns_file
 
 if TYPE_CHECKING:
     from tui_currents.metrics import ServiceMetrics
@@ -45,6 +46,7 @@ log = logging.getLogger("tui_currents.engine")
 
 WATCH_INTERVAL = 0.5  # seconds between looks at the config file and the command table
 HEARTBEAT_INTERVAL = 1.0
+KEY_RETRY_SECONDS = 5.0  # between reads of a write key the keyring failed to give (delivery process)
 
 
 class EngineLocked(RuntimeError):
@@ -117,6 +119,8 @@ class Engine:
         self._delivery_process: DeliveryProcess | None = None
         self._inline_starts: dict[str, int] = {}
         self._plan_lock: asyncio.Lock | None = None
+        self._write_turns: WriteTurns | None = None  # shared with the delivery process (write_turns.py)
+        self._keys_unread_at: float | None = None  # when a plan went out without a key the keyring failed on
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._config_mtime: float | None = None
@@ -177,6 +181,7 @@ class Engine:
             await self._start_demo()
         self._ingestor = Ingestor(self.config, self.store)
         if self._use_delivery_process():
+            self._write_turns = WriteTurns(turns_file(self.home.store_file))
             await self._start_delivery_process()
         if self.options.start_receiver:
             await self._start_receiver()
@@ -263,6 +268,8 @@ class Engine:
         if self.sandbox is not None:
             await self.sandbox.stop()
         await asyncio.to_thread(self._close_store)
+        if self._write_turns is not None:
+            self._write_turns.close()
         self._lock.release()
         log.info("engine stopped")
 
@@ -296,6 +303,7 @@ class Engine:
             settings=settings,
             middlewares=(self.metrics.receiver_middleware(),) if self.metrics else (),
             token_version=self.secrets.version,
+            write_turn=self._write_turns.turn if self._write_turns is not None else None,
         )
         self.receiver_url = await receiver.start(host, port)
         self._tasks.append(asyncio.create_task(self._watch_receiver_tokens(receiver), name="receiver-tokens"))
@@ -356,6 +364,11 @@ class Engine:
                 if reload:
                     self.reload()
                 now = time.time()
+                if self._keys_unread_at is not None and now - self._keys_unread_at >= KEY_RETRY_SECONDS:
+                    # A write key the keyring could not give: asked again, as a delivery loop in this
+                    # process asks while it has no key.
+                    self._keys_unread_at = None
+                    self._in_background(self._send_plan(self._running_config))
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     last_beat = now
                     await asyncio.to_thread(self._beat)
@@ -472,6 +485,7 @@ class Engine:
             http_timeout=self.options.http_timeout,
             overrides=dict(self.options.delivery_overrides),
             timed=self.metrics is not None,
+            write_turns=str(self._write_turns.path) if self._write_turns is not None else None,
         )
         self._plan_lock = asyncio.Lock()
         self._delivery_process = DeliveryProcess(self.home, settings, on_latency=self._observe_latencies)
@@ -502,6 +516,8 @@ class Engine:
                     retention_days=connector.retention_days,
                     key=await asyncio.to_thread(self._write_key, connector.name),
                 )
+                if connector.name not in self._write_keys and connector.name not in self.write_key_overrides:
+                    self._keys_unread_at = time.time()  # the keyring failed (a missing key is cached)
             caps = new.dead_letters
             self._delivery_process.apply(
                 Plan(

@@ -44,6 +44,7 @@ import httpx
 import orjson
 
 from tui_currents import catalog, config, segment
+from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
 from tui_currents.paths import Home
 from tui_currents.secrets import (
     BACKEND_ENV,
@@ -907,7 +908,8 @@ async def helper_storm(
     health: HealthWatch | None = None
     try:
         home = make_home(workdir / "home", standin.url)
-        engine = EngineProcess(home, engine_env(), log=workdir / "engine.log")
+        # Both helper processes run: the mapping worker, and delivery in its own process (asked for).
+        engine = EngineProcess(home, {**engine_env(), DELIVERY_PROCESS_ENV: "1"}, log=workdir / "engine.log")
         await engine.start()
         health = HealthWatch(engine.url).start()
         batches = make_batches(events, seed)

@@ -29,6 +29,7 @@ from tests.reliability.harness import (
     table,
     wait_until,
 )
+from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
 
@@ -75,7 +76,9 @@ async def test_the_delivery_process_killed_at_random_under_load_loses_nothing(tm
 async def test_no_child_outlives_a_sigkilled_run(tmp_path: Path) -> None:
     standin = StandIn(tmp_path / "standin", ["unused"]).start()
     engine = EngineProcess(
-        make_home(tmp_path / "home", standin.url), engine_env(), log=tmp_path / "engine.log"
+        make_home(tmp_path / "home", standin.url),
+        {**engine_env(), DELIVERY_PROCESS_ENV: "1"},
+        log=tmp_path / "engine.log",
     )
     try:
         await engine.start()

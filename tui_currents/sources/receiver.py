@@ -28,6 +28,7 @@ store cannot write, or a batch has waited longer than it may for reading and sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
@@ -35,6 +36,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from http import HTTPStatus
 from pathlib import Path
 
@@ -65,6 +67,7 @@ ANSWER_GRACE_SECONDS = 10.0  # a batch is answered within twice its reading time
 
 IngestorProvider = Callable[[], Ingestor | None]
 TokenProvider = Callable[[str], str | None]
+WriteTurn = Callable[[], AbstractContextManager[None]]  # a turn at writing the store (write_turns.py)
 Middleware = Callable  # an aiohttp middleware (web.middleware)
 
 
@@ -182,8 +185,9 @@ class _GroupCommit:
 
     MAX_ITEMS = 5_000  # per transaction, to keep each one short
 
-    def __init__(self, executor: ThreadPoolExecutor):
+    def __init__(self, executor: ThreadPoolExecutor, write_turn: WriteTurn | None = None):
         self.executor = executor
+        self.write_turn = write_turn  # taken around each commit when another process writes the store too
         self._waiting: list[tuple[Store, Received, asyncio.Future[None]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -207,7 +211,7 @@ class _GroupCommit:
                 group.append(entry)
                 size += entry[1].items
             try:
-                errors = await loop.run_in_executor(self.executor, self._commit_group, store, group)
+                errors = await loop.run_in_executor(self.executor, self._in_turn, store, group)
             except BaseException as exc:  # the worker is gone (shutting down): no batch stays unanswered
                 for _, _, done in group + self._waiting:
                     if not done.done():
@@ -221,6 +225,12 @@ class _GroupCommit:
                     done.set_result(None)
                 else:
                     done.set_exception(error)
+
+    def _in_turn(
+        self, store: Store, group: list[tuple[Store, Received, asyncio.Future[None]]]
+    ) -> list[BaseException | None]:
+        with self.write_turn() if self.write_turn is not None else contextlib.nullcontext():
+            return self._commit_group(store, group)
 
     @staticmethod
     def _commit_group(
@@ -260,6 +270,7 @@ class _Handler:
         read_timeout: float,
         mapping_process: bool | None = None,
         tokens: TokenCheck | None = None,
+        write_turn: WriteTurn | None = None,
     ):
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
@@ -269,7 +280,7 @@ class _Handler:
         # the previous ones (SQLite lets go of the GIL while it writes): the event loop stays free.
         self.mapping = MappingProcess(use_process=mapping_process)
         self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
-        self.group_commit = _GroupCommit(self.committing)
+        self.group_commit = _GroupCommit(self.committing, write_turn)
         self.tokens = tokens or TokenCheck(token_provider)
         self.warnings = self.tokens.warnings  # Braze repeats a misconfigured request every few seconds
         self._due: dict[int, float] = {}  # batches being read and stored: when each is overdue
@@ -426,14 +437,18 @@ def create_app(
     mapping_process: bool | None = None,
     middlewares: Sequence[Middleware] = (),
     tokens: TokenCheck | None = None,
+    write_turn: WriteTurn | None = None,
 ) -> web.Application:
     """The receiver's aiohttp application. `ingestor_provider()` gives the current Ingestor (the engine
     swaps it on config changes), `token_provider(workspace)` the workspace's receiver token or None.
     `settings` is the config's receiver settings (`max_body_bytes` is read from it). A body must arrive
     within `read_timeout` seconds of its headers. `mapping_process`: read bodies in a mapping process
     (None: when there is a second core for it; see intake.py). `tokens`: the token check to use (by
-    default one over `token_provider`)."""
-    handler = _Handler(ingestor_provider, token_provider, settings, read_timeout, mapping_process, tokens)
+    default one over `token_provider`). `write_turn()`: a context held around each commit (the store's
+    turns shared with a delivery process, see write_turns.py)."""
+    handler = _Handler(
+        ingestor_provider, token_provider, settings, read_timeout, mapping_process, tokens, write_turn
+    )
     # client_max_size makes aiohttp stop reading a body (413) once it grows past the limit, whatever
     # Content-Length said (or when there is none: chunked bodies).
     app = web.Application(client_max_size=handler.max_body_bytes, middlewares=middlewares)
@@ -460,8 +475,10 @@ class Receiver:
         mapping_process: bool | None = None,
         middlewares: Sequence[Middleware] = (),  # e.g. the service's metrics
         token_version: Callable[[], object] | None = None,
+        write_turn: WriteTurn | None = None,
     ):
         self.middlewares = tuple(middlewares)
+        self.write_turn = write_turn
         self.ingestor_provider = ingestor_provider
         self.token_provider = token_provider
         # Token digests are kept until `token_version()` changes (Secrets.version when the provider is a
@@ -498,6 +515,7 @@ class Receiver:
             read_timeout=self.read_timeout,
             mapping_process=self.mapping_process,
             middlewares=self.middlewares,
+            write_turn=self.write_turn,
             tokens=self.tokens,
         )
         # keepalive_timeout also bounds a connection that never finishes its headers (slow-loris): the
