@@ -52,9 +52,8 @@ import httpx
 import orjson
 
 from tui_currents import __version__, segment
-from tui_currents.outbox import Outbox
-from tui_currents.store import DAY, ConnectorState, OutboxRow, StoreUnavailable
-from tui_currents.store import ConnectorStatus as Status
+from tui_currents.outbox import DAY, ConnectorState, Outbox, OutboxRow, StoreUnavailable
+from tui_currents.outbox import ConnectorStatus as Status
 
 if TYPE_CHECKING:
     from tui_currents.metrics import TimedStore

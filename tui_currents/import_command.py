@@ -12,10 +12,10 @@ from pathlib import Path
 
 from tui_currents import config
 from tui_currents.control import Control
+from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 from tui_currents.sources.avro_import import ImportProgress, ImportSummary, import_path
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.store import Store
 
 COLUMNS = (
     "read",
@@ -123,7 +123,8 @@ def run_import(
     home.ensure()
     cfg = config.load(home)
     cfg.workspace(workspace)  # KeyError with a readable message for an unknown workspace
-    store = Store(home.store_file, synchronous=cfg.durability.upper())
+    # A member's events go to the cluster's queue; the imported-files ledger stays in the home's own file.
+    store = open_outbox(home, synchronous=cfg.durability.upper())
     progress = ProgressLine()
     try:
         summary = import_path(
@@ -135,6 +136,7 @@ def run_import(
             event_types=event_types,
             dry_run=dry_run,
             progress=progress,
+            ledger_file=home.store_file,
         )
     finally:
         progress.done()

@@ -24,10 +24,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tui_currents import __version__
-from tui_currents.outbox import Outbox
+from tui_currents.outbox import ConnectorStatus, Outbox, OutboxRow
 from tui_currents.paths import Home
 from tui_currents.status import connector_status
-from tui_currents.store import ConnectorStatus, OutboxRow
 
 log = logging.getLogger("tui_currents.metrics")
 

@@ -105,3 +105,46 @@ def test_jetstream_disabled_is_a_clear_error(home: Home, tmp_path: Path):
             open_outbox(home)
     assert failure.value.cause == "no jetstream", str(failure.value)
     assert "without JetStream" in str(failure.value) and "-js" in str(failure.value)
+
+
+def test_an_import_on_a_member_home_queues_in_the_cluster(
+    home: Home, nats_cluster: NatsCluster, queue_name: str, tmp_path: Path
+):
+    """`import` acts on the cluster: the events go to the cluster's queue, not the home's own file, while
+    the imported-files ledger stays in the home's file (a second run finds the file already imported)."""
+    from tests.fixtures.currents_events import event
+    from tests.test_avro_import import flat
+    from tui_currents import config
+    from tui_currents.config import Connector, Workspace
+    from tui_currents.import_command import run_import
+    from tui_currents.sources.avro_schemas import write_export
+
+    email = "users.messages.email.Send"
+    config.add_workspace(home, Workspace("prod"))
+    config.add_connector(
+        home, Connector(name=C1, workspace="prod", contact_email="ops@example.com", events=[email])
+    )
+    member_config(home.root, nats_cluster.urls, queue_name)
+    records = []
+    for i in range(40):
+        record = event(email)
+        record["id"] = f"import-{i}"
+        records.append(flat(record))
+    write_export(tmp_path / "bucket", records)
+
+    args = {"workspace": "prod", "since": None, "until": None, "event_types": None, "dry_run": False}
+    assert run_import(home, tmp_path / "bucket", **args) == 0
+    queue = open_outbox(home, readonly=True)
+    try:
+        assert isinstance(queue, JetStreamOutbox)
+        assert queue.backlog(C1).messages == 40
+    finally:
+        queue.close()
+    with Store(home.store_file, readonly=True) as local:
+        assert local.backlog(C1).messages == 0  # nothing went to the single box's queue
+    assert run_import(home, tmp_path / "bucket", **args) == 0  # already imported: skipped
+    queue = open_outbox(home, readonly=True)
+    try:
+        assert queue.backlog(C1).messages == 40
+    finally:
+        queue.close()

@@ -371,6 +371,7 @@ def import_path(
     force: bool = False,
     chunk_records: int = CHUNK_RECORDS,
     workers: int | None = None,
+    ledger_file: Path | None = None,
 ) -> ImportSummary:
     """Import every Currents Avro file at `path` (a file or a folder, walked recursively) into the
     workspace's connectors through `ingestor`.
@@ -384,6 +385,8 @@ def import_path(
       duplicates).
     - `workers`: how many worker processes read and map the files (0: this process does; None: as many
       as pay off for the size of the files and the cores, see `import_workers.workers_wanted`).
+    - `ledger_file`: the SQLite file holding the imported-files table (the home's store file; by default
+      the file of `ingestor`'s store, which a cluster queue does not have).
 
     Returns the summary; unreadable or damaged files are listed in `summary.problems` and do not stop the
     import. If the store fails (disk full), the import stops with `summary.stopped` saying why; what was
@@ -406,7 +409,7 @@ def import_path(
 
     if workers is None:
         workers = workers_wanted(sum(_size(file) for file in files))
-    ledger = ImportLedger(ingestor.store.path, readonly=dry_run)
+    ledger = ImportLedger(ledger_file if ledger_file is not None else _store_file(ingestor), readonly=dry_run)
     run = _Run(ingestor, ledger, summary, root, filters=filters_key(since_ts, until_ts, chosen), force=force,
                job=job, progress=progress)  # fmt: skip
     try:
@@ -465,3 +468,11 @@ def _read_in_workers(run: _Run, files: list[Path], count: int) -> None:
                 if isinstance(message, FileEnd) and later:
                     waiting.extendleft(reversed(later))
                     later.clear()
+
+
+def _store_file(ingestor: Ingestor) -> Path:
+    """The file of a SQLite queue, which holds the imported-files table beside the outbox."""
+    path = getattr(ingestor.store, "path", None)
+    if path is None:
+        raise ValueError("this queue keeps no local file: give import_path the home's store file")
+    return Path(path)

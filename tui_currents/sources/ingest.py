@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tui_currents.config import Config
 from tui_currents.mapping import ConnectorRules, Fate, Outcome, depends_on_rules, map_event, normalise
-from tui_currents.store import Store
+from tui_currents.outbox import Outbox
 
 NO_CONNECTOR = ""  # the connector name events of a workspace without enabled connectors are counted under
 _NO_CONNECTOR_RULES = ConnectorRules(selected=frozenset())
@@ -116,7 +116,7 @@ class Ingestor:
     commits).
     """
 
-    def __init__(self, config: Config, store: Store):
+    def __init__(self, config: Config, store: Outbox):
         self.store = store
         self._routes: dict[str, RouteTable] = {}
         self.update_config(config)

@@ -46,12 +46,12 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from tui_currents.config import ReceiverSettings
+from tui_currents.outbox import Outbox, StoreUnavailable
 from tui_currents.received import Received
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
 from tui_currents.sources.intake import MappingProcess, answer_seconds
 from tui_currents.sources.receiver_auth import KeyringTrouble, TokenCheck
-from tui_currents.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_currents.receiver")
 
@@ -188,10 +188,10 @@ class _GroupCommit:
     def __init__(self, executor: ThreadPoolExecutor, write_turn: WriteTurn | None = None):
         self.executor = executor
         self.write_turn = write_turn  # taken around each commit when another process writes the store too
-        self._waiting: list[tuple[Store, Received, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Outbox, Received, asyncio.Future[None]]] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def commit(self, store: Store, batch: Received) -> None:
+    async def commit(self, store: Outbox, batch: Received) -> None:
         """Return once the batch is committed; raise what the store raised otherwise."""
         done = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieved)  # the answer may be given up on; its error is not news then
@@ -203,7 +203,7 @@ class _GroupCommit:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
-            group: list[tuple[Store, Received, asyncio.Future[None]]] = []
+            group: list[tuple[Outbox, Received, asyncio.Future[None]]] = []
             size = 0
             store = self._waiting[0][0]
             while self._waiting and self._waiting[0][0] is store and (not group or size < self.MAX_ITEMS):
@@ -227,14 +227,14 @@ class _GroupCommit:
                     done.set_exception(error)
 
     def _in_turn(
-        self, store: Store, group: list[tuple[Store, Received, asyncio.Future[None]]]
+        self, store: Outbox, group: list[tuple[Outbox, Received, asyncio.Future[None]]]
     ) -> list[BaseException | None]:
         with self.write_turn() if self.write_turn is not None else contextlib.nullcontext():
             return self._commit_group(store, group)
 
     @staticmethod
     def _commit_group(
-        store: Store, group: list[tuple[Store, Received, asyncio.Future[None]]]
+        store: Outbox, group: list[tuple[Outbox, Received, asyncio.Future[None]]]
     ) -> list[BaseException | None]:
         try:
             store.commit(Received.merged(batch for _, batch, _ in group), source=SOURCE)
