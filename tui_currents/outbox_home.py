@@ -13,6 +13,14 @@ from tui_currents.outbox import Outbox
 from tui_currents.paths import Home
 
 
+def queue_exists(home: Home) -> bool:
+    """Whether the home has a queue to read yet: a cluster member always has (the cluster's); a single
+    box once its engine (or an import) created the store file."""
+    from tui_currents.cluster.membership import cluster_settings
+
+    return home.store_file.exists() or cluster_settings(home) is not None
+
+
 def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL") -> Outbox:
     """The home's queue, ready to use. `readonly` for readers in other processes (status, the console):
     a home whose queue was never created raises `StoreUnavailable` with `cause == NOT_CREATED`.

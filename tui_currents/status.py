@@ -18,7 +18,7 @@ from tui_currents.connector_view import (
     sight_home,
 )
 from tui_currents.outbox import NOT_CREATED, Outbox, StoreUnavailable
-from tui_currents.outbox_home import open_outbox
+from tui_currents.outbox_home import open_outbox, queue_exists
 from tui_currents.paths import Home
 
 __all__ = ["connector_status", "engine_status", "read_views", "view_json"]
@@ -39,7 +39,7 @@ def read_views(
     home: Home, cfg: Config, *, stored_too: bool = False
 ) -> tuple[EngineSighting, list[ConnectorView]]:
     """The engine and every configured connector (and, with `stored_too`, those only the store knows)."""
-    reader = _open_reader(home) if home.store_file.exists() else None
+    reader = _open_reader(home) if queue_exists(home) else None
     try:
         engine = sight_home(home)
         views = connector_views(cfg.connectors, reader, engine, now=time.time(), stored_too=stored_too)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.cluster.conftest import NatsCluster, free_ports, member_config, single_server
@@ -148,3 +149,30 @@ def test_an_import_on_a_member_home_queues_in_the_cluster(
         assert queue.backlog(C1).messages == 40
     finally:
         queue.close()
+
+
+def test_a_member_without_a_local_file_yet_reads_the_clusters_dead_letters(
+    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path
+):
+    """A member that never ran an engine (no SQLite file of its own) still reads the cluster: the dead
+    letters another member made are listed, not "no store yet"."""
+    first, second = Home.at(tmp_path / "a").ensure(), Home.at(tmp_path / "b").ensure()
+    for home in (first, second):
+        member_config(home.root, nats_cluster.urls, queue_name)
+    with open_outbox(first) as queue:
+        queue.commit(Received.of([(C1, queued("dead-1")), (C1, queued("kept-1"))]), source="test")
+        rows = queue.lease(C1, max_messages=1, max_bytes=10**6, lease_seconds=30)
+        queue.dead_letter(C1, [rows[0].seq], reason="refused by Segment: bad event")
+        queue.release_leases()
+    assert not second.store_file.exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "tui_currents", "--home", str(second.root), "dead-letters", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(TUI_CURRENTS_KEYRING="file", TUI_CURRENTS_KEYRING_PASSPHRASE="test passphrase"),
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    letters = orjson.loads(result.stdout)
+    assert [(d["connector"], d["reason"]) for d in letters] == [(C1, "refused by Segment: bad event")]

@@ -12,10 +12,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from tui_currents.outbox import NOT_CREATED, StoreUnavailable
-    from tui_currents.outbox_home import open_outbox
+    from tui_currents.outbox_home import open_outbox, queue_exists
 
     home = home_of(args)
-    if not home.store_file.exists():
+    if not queue_exists(home):
         print("No dead letters: the store is created when the engine first runs.")
         return 0
     if args.action == "list":

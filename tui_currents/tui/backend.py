@@ -192,7 +192,9 @@ class Backend:
         self.mode = IN_PROCESS
 
     def _open_store(self) -> None:
-        if self._reader is not None or not self.home.store_file.exists():
+        from tui_currents.outbox_home import queue_exists
+
+        if self._reader is not None or not queue_exists(self.home):
             return
         from tui_currents.outbox import NOT_CREATED, StoreUnavailable
         from tui_currents.outbox_home import open_outbox
@@ -407,10 +409,11 @@ class Backend:
         if self.presence() is not None:
             self._post(control.RETRY_DEAD_LETTERS, connector=connector, ids=wanted)
             return "Asked the service to retry; the list updates in a moment."
-        if not self.home.store_file.exists():
+        from tui_currents.outbox_home import open_outbox, queue_exists
+
+        if not queue_exists(self.home):
             return "There is no store yet, so there are no dead letters."
-        # No engine anywhere: requeue in the store directly; the next run delivers them.
-        from tui_currents.outbox_home import open_outbox
+        # No engine anywhere: requeue in the queue directly; the next run delivers them.
 
         with open_outbox(self.home) as store:
             moved = store.requeue(connector=connector, ids=wanted)
