@@ -320,10 +320,6 @@ class _Vault:
                 ) from None
             self._values[username] = (_Concealed(None), time.monotonic())
 
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
-
 
 # Unlocking the encrypted file costs an Argon2 derivation: each file is unlocked once per process and
 # passphrase. The OS keyring backend object is shared the same way.
@@ -710,11 +706,6 @@ class Secrets:
         if self._vault is None:
             return None  # environment overrides only: fixed for the life of the process
         return self._vault.version()
-
-    def clear_cache(self) -> None:
-        """Forget values read so far (the next read asks the keyring again)."""
-        if self._vault:
-            self._vault.clear()
 
     @staticmethod
     def generate_receiver_token() -> str:
