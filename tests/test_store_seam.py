@@ -21,10 +21,9 @@ ALLOWED = {
     "alerts/monitor.py": "the alert log and the rules' memory: store/alert_log.py",
     "alerts/records.py": "reads the alert log: store/alert_log.py",
     # To move to the contract (outbox.py, outbox_home.open_outbox).
-    "engine.py": "to move: the dead-letter caps it sets, and the store-only calls behind `Store`",
+    "engine.py": "the alert monitor it starts takes the store's alert log (a type only)",
     "sources/avro_import.py": "the imported-files ledger, a side table: store/import_ledger.py",
     # The second implementation of the contract shares the first one's dead-letter rules and format.
-    "cluster/base.py": "the dead-letter caps: store/dead_letter_caps.py",
     "cluster/committing.py": "the dead-letter caps per request and per event: store/dead_letter_caps.py",
     "cluster/burial.py": "the dead-letter caps and the JSON-lines export: store/dead_letters.py",
     "cluster/migration.py": "reads the single box's SQLite queue that `cluster init` carries over",

@@ -30,17 +30,18 @@ from tui_currents.delivery import GZIP_LEVEL, ConnectorDelivery
 from tui_currents.delivery_process import DeliveryProcess, delivery_process_wanted
 from tui_currents.delivery_worker import ConnectorPlan, Plan, Settings
 from tui_currents.logs import register_secret
+from tui_currents.outbox import ConnectorState, DeadLetterCaps, Outbox, StoreUnavailable
 from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.store import ConnectorState, DeadLetterCaps, Store, StoreUnavailable
 from tui_currents.webhook import WebhookPoster
 from tui_currents.write_turns import WriteTurns, turns_file
 
 if TYPE_CHECKING:
     from tui_currents.metrics import ServiceMetrics
     from tui_currents.sources.receiver import Receiver
+    from tui_currents.store import Store
 
 log = logging.getLogger("tui_currents.engine")
 
@@ -105,7 +106,7 @@ class Engine:
         self.secrets = secrets
         self.options = options or EngineOptions()
         self.config: Config | None = None
-        self.store: Store | None = None
+        self.store: Outbox | None = None
         self.receiver_url: str | None = None
         self.sandbox = None  # the demo's local Segment stand-in, when running the demo
         self._lock = EngineLock(home.lock_file)
@@ -142,7 +143,7 @@ class Engine:
         return self.config
 
     @property
-    def _running_store(self) -> Store:
+    def _running_store(self) -> Outbox:
         """The store, open from `start` until `stop`."""
         assert self.store is not None, "the engine has not started"
         return self.store
@@ -190,7 +191,9 @@ class Engine:
         with contextlib.suppress(sqlite3.Error, StoreUnavailable):
             await asyncio.to_thread(self._beat)
         self._config_mtime = self._mtime()
-        self._alerts = AlertMonitor(self.home.store_file, sender=None, store=self.store)
+        # The alert log and the rules' memory are the store's side tables; a cluster queue passes those
+        # calls to the home's own file.
+        self._alerts = AlertMonitor(self.home.store_file, sender=None, store=cast("Store", self.store))
         self._webhook = WebhookPoster(
             self.home.store_file,
             self.secrets.get_webhook_url,
@@ -227,7 +230,7 @@ class Engine:
         )
 
     def _open_store(self, synchronous: str) -> None:
-        self.store = cast(Store, open_outbox(self.home, synchronous=synchronous))  # a member's: the cluster's
+        self.store = open_outbox(self.home, synchronous=synchronous)  # a member's: the cluster's
         self.store.release_leases()
         self._control = control.Control(self.home.store_file)
         self._control.take()  # commands left for a previous run are stale: this run reloads everything

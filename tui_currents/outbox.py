@@ -194,6 +194,23 @@ class DeadLetter:
     message: bytes | None  # the Segment message (JSON), when the event was mapped
 
 
+DEFAULT_DEAD_LETTERS_PER_REQUEST = 1_000
+DEFAULT_DEAD_LETTERS_MAX = 100_000
+DEFAULT_DEAD_LETTER_EVENT_BYTES = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterCaps:
+    """Bounds on the dead letters (config.toml's [dead_letters]): a flood of bad events must not fill the
+    disk. `per_request`: dead letters one commit keeps of its rejected events (the rest are dropped);
+    `total`: dead letters kept in all (the oldest are dropped); `event_bytes`: a raw event stored larger
+    than this is cut and marked (see `bounded_event`). Every drop is counted (DEAD_LETTERS_DROPPED)."""
+
+    per_request: int = DEFAULT_DEAD_LETTERS_PER_REQUEST
+    total: int = DEFAULT_DEAD_LETTERS_MAX
+    event_bytes: int = DEFAULT_DEAD_LETTER_EVENT_BYTES
+
+
 # -------------------------------------------------------------------------------------------- the contract
 
 
@@ -206,6 +223,9 @@ class Outbox(Protocol):
     Every call raises `StoreUnavailable` when the queue cannot be read or written (disk full, I/O error,
     read-only, locked); nothing is half-done then.
     """
+
+    # The bounds on the dead letters, replaced when the configuration changes (applied from the next call).
+    dead_letter_caps: DeadLetterCaps
 
     def commit(
         self, batch: Sequence[tuple[str, Outcome]] | Received, *, source: str, now: float | None = None

@@ -39,8 +39,7 @@ from tui_currents.cluster.errors import NATS_ERRORS, cannot_connect, unavailable
 from tui_currents.cluster.loop import LoopThread
 from tui_currents.cluster.tail import TailFeed
 from tui_currents.cluster.tallies import Tally
-from tui_currents.outbox import ConnectorState, StoreUnavailable
-from tui_currents.store.dead_letter_caps import DeadLetterCaps
+from tui_currents.outbox import ConnectorState, DeadLetterCaps, StoreUnavailable
 
 T = TypeVar("T")
 

@@ -32,8 +32,9 @@ from tui_currents.outbox import (
     REQUEUED_REASON,
     TAIL_DEAD_LETTER,
     DeadLetter,
+    DeadLetterCaps,
 )
-from tui_currents.store.dead_letter_caps import DeadLetterCaps, warn_dropped
+from tui_currents.store.dead_letter_caps import warn_dropped
 from tui_currents.store.dead_letters import export_lines
 
 log = logging.getLogger("tui_currents.cluster")

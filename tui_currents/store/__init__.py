@@ -62,6 +62,9 @@ from tui_currents.outbox import (
     DAY,
     DEAD_LETTERED,
     DEAD_LETTERS_DROPPED,
+    DEFAULT_DEAD_LETTER_EVENT_BYTES,
+    DEFAULT_DEAD_LETTERS_MAX,
+    DEFAULT_DEAD_LETTERS_PER_REQUEST,
     DELIVERED,
     DUPLICATE,
     DUPLICATE_REASON,
@@ -83,19 +86,14 @@ from tui_currents.outbox import (
     ConnectorState,
     ConnectorStatus,
     DeadLetter,
+    DeadLetterCaps,
     Outbox,
     OutboxRow,
     StoreUnavailable,
     TailRow,
 )
 from tui_currents.store.alert_log import AlertLog
-from tui_currents.store.dead_letter_caps import (
-    DEFAULT_DEAD_LETTER_EVENT_BYTES,
-    DEFAULT_DEAD_LETTERS_MAX,
-    DEFAULT_DEAD_LETTERS_PER_REQUEST,
-    DeadLetterCaps,
-    bounded_event,
-)
+from tui_currents.store.dead_letter_caps import bounded_event
 from tui_currents.store.dead_letters import DeadLetterBox
 from tui_currents.store.ledger import Ledger
 from tui_currents.store.observation import Observation

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Self
 
 from tui_currents import segments
-from tui_currents.outbox import NOT_CREATED, StoreUnavailable
+from tui_currents.outbox import NOT_CREATED, DeadLetterCaps, StoreUnavailable
 from tui_currents.paths import touch_private
 from tui_currents.segments import KnownIds, Segment
-from tui_currents.store.dead_letter_caps import DeadLetterCaps
 from tui_currents.store.errors import READ_ONLY, refuse_if_empty, unavailable
 from tui_currents.store.schema import (
     BUMP_COUNTER,

@@ -6,31 +6,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass
 
 import orjson
 
-from tui_currents.outbox import DEAD_LETTERS_DROPPED
+from tui_currents.outbox import (  # the caps are part of the contract: both queues apply them
+    DEAD_LETTERS_DROPPED,
+)
 from tui_currents.store.schema import BUMP_BACKLOG, BacklogChange
 
 log = logging.getLogger("tui_currents.store")
 
-DEFAULT_DEAD_LETTERS_PER_REQUEST = 1_000
-DEFAULT_DEAD_LETTERS_MAX = 100_000
-DEFAULT_DEAD_LETTER_EVENT_BYTES = 16_384
 TRIM_PER_WRITE = 5_000  # dead letters dropped in one transaction at most (a lowered cap catches up)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterCaps:
-    """Bounds on the dead letters (config.toml's [dead_letters]): a flood of bad events must not fill the
-    disk. `per_request`: dead letters one commit keeps of its rejected events (the rest are dropped);
-    `total`: dead letters kept in all (the oldest are dropped); `event_bytes`: a raw event stored larger
-    than this is cut and marked (see `bounded_event`). Every drop is counted (DEAD_LETTERS_DROPPED)."""
-
-    per_request: int = DEFAULT_DEAD_LETTERS_PER_REQUEST
-    total: int = DEFAULT_DEAD_LETTERS_MAX
-    event_bytes: int = DEFAULT_DEAD_LETTER_EVENT_BYTES
 
 
 def bounded_event(record: bytes | None, limit: int) -> bytes | None:
