@@ -5,6 +5,7 @@ the SVGs."""
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 from tui_currents import catalog, config
 from tui_currents.tui.widgets.event_tree import Branch, EventTree
@@ -25,6 +26,10 @@ def settle(*keys: str):
         await pilot.app.workers.wait_for_complete()
         await pilot.wait_for_scheduled_animations()
         pilot.app.clear_notifications()
+        # A focused input's cursor blinks on a timer: hold it on, so the picture does not depend on when
+        # the screenshot falls (a busy machine caught it off).
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
         await pilot.pause(0.05)
 
     return run_before
