@@ -57,6 +57,8 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             await toggle_group(pilot, "Messages/Email")
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, ConnectorsScreen), timeout=20)
+            # The list is read in a worker: on a busy machine the new row comes a moment after the screen.
+            await wait_until(pilot, lambda: app.screen.selected_name == "Sandbox", timeout=20)
 
             await pilot.press("s")  # one test event of each selected type, once confirmed
             await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
