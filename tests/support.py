@@ -97,7 +97,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-@pytest.fixture(params=["delivery process", "delivery in the engine"])
+# Delivery in its own process is an option (off by default): the whole engine suite runs in that layout
+# with `-m soak`; in every run, tests/test_delivery_process.py and the kill suites cover it.
+@pytest.fixture(params=[pytest.param("delivery process", marks=pytest.mark.soak), "delivery in the engine"])
 def delivery_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test once with delivery in its own process and once in the engine's loop (the one-core
     layout), whatever this machine's cores: import it into a test module and `usefixtures` it."""

@@ -9,6 +9,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cluster.conftest import NatsCluster
 from tests.cluster.two_instances import member_homes, run_two
 from tests.reliability.harness import (
@@ -35,6 +37,8 @@ async def test_every_acknowledged_event_arrives_through_kills_of_an_instance_and
     assert run.duplicates < run.acknowledged // 10  # only what was in flight at a kill is sent again
 
 
+# Two services end to end, with `-m soak`; every run keeps the shared hold's own test (test_shared_holds.py).
+@pytest.mark.soak
 async def test_a_retry_after_from_segment_pauses_both_instances(
     tmp_path: Path, nats_cluster: NatsCluster, queue_name: str
 ):

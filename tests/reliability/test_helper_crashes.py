@@ -106,6 +106,7 @@ async def _none_running(pids: list[int]) -> bool:
     return not any(running(p) for p in pids)
 
 
+@pytest.mark.soak  # the storms of each kind above run every time; this mix with `-m soak`
 @pytest.mark.timeout(120)
 async def test_any_helper_process_killed_under_load_hangs_nothing(tmp_path: Path) -> None:
     # Whatever runs below the engine, each kind in turn (today only the mapping worker remains).

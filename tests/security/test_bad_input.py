@@ -755,7 +755,9 @@ def table(title: str, rows: dict[str, Counter]) -> str:
 # ---------------------------------------------------------------------------------------- the volume
 
 
-@pytest.mark.parametrize("sandbox", ["strict", "lenient"], indirect=True)
+@pytest.mark.parametrize(
+    "sandbox", ["strict", pytest.param("lenient", marks=pytest.mark.soak)], indirect=True
+)  # the lenient stand-in's run with `-m soak` (the time budget); the strict one in every run
 async def test_ten_thousand_malformed_events_and_requests_are_all_accounted_for(
     engine: Engine, sandbox: SegmentSandbox
 ) -> None:

@@ -128,6 +128,9 @@ print("stored")
 """
 
 
+# About 45 s of Argon2 unlocks and locked rewrites: with `-m soak`, beside the 12-CLI scenario; every run
+# keeps the lock's own tests (tests/test_secrets.py).
+@pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_processes_storing_secrets_at_the_same_moment_lose_none(tmp_path: Path) -> None:
     """Eight processes, each with the keyring already unlocked, store three write keys each the moment a
