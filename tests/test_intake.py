@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tui_currents import catalog
+from tui_currents import catalog, child_process
 from tui_currents.config import Config, Connector, Workspace
 from tui_currents.received import Received
 from tui_currents.sources import intake
@@ -248,7 +248,7 @@ def test_the_worker_gets_no_secret_from_the_engines_environment(monkeypatch) -> 
         names = {entry.split(b"=", 1)[0].decode() for entry in environment.split(b"\0") if entry}
         assert not names & secrets.keys(), (pid, names & secrets.keys())
         assert not any(value.encode() in environment for value in secrets.values())
-        assert names <= set(intake.WORKER_ENVIRONMENT)
+        assert names <= set(child_process.WORKER_ENVIRONMENT)
 
 
 def _descendants(pid: int) -> list[int]:

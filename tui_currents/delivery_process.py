@@ -23,17 +23,14 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 
+from tui_currents.child_process import start_child
 from tui_currents.delivery_worker import Plan, Settings
 from tui_currents.paths import Home
-from tui_currents.sources.intake import worker_environment
 
 log = logging.getLogger("tui_currents.delivery_process")
 
@@ -64,20 +61,8 @@ class _Child:
     """One delivery process and this process's end of its pipe."""
 
     def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),),
-                env=worker_environment(),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()  # only the child holds its end: its death reads here as end-of-stream
-        self.connection = Connection(ours.detach())
+        # Only the child holds its end of the pipe: its death reads here as end-of-stream.
+        self.process, self.connection = start_child(WORKER_MODULE, str(os.getpid()))
         self.pid = self.process.pid
         self.started = time.monotonic()
         self.heard = self.started

@@ -17,12 +17,12 @@ import contextlib
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 
+from tui_currents.child_process import start_child
 from tui_currents.sources.avro_files import Chunk, FileEnd, ReadJob, read_file
 
 WORKER_MODULE = "tui_currents.sources.import_workers"
@@ -45,24 +45,8 @@ def workers_wanted(total_bytes: int) -> int:
 
 class _Worker:
     def __init__(self) -> None:
-        # Imported here, in the importing process only: the worker itself has no use for the receiver's
-        # intake (nor for the asyncio it brings along), and starts sooner without it.
-        from tui_currents.sources.intake import worker_environment
-
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                env=worker_environment(),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()  # only the worker holds its end: its death reads here as end-of-stream
-        self.connection = Connection(ours.detach())
+        # Only the worker holds its end of the pipe: its death reads here as end-of-stream.
+        self.process, self.connection = start_child(WORKER_MODULE)
         self.ready = False
         self.job: ReadJob | None = None
 

@@ -28,16 +28,13 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from multiprocessing.connection import Connection
 from typing import Literal
 
+from tui_currents.child_process import start_child
 from tui_currents.received import Received
 from tui_currents.sources.batch_body import events_of
 from tui_currents.sources.ingest import Routes, route
@@ -48,24 +45,6 @@ WORKER_MODULE = "tui_currents.sources.mapping_worker"
 READY = "ready"  # the worker's first message: its imports are done
 # The worker's answer to a job: (True, what read_batch returned) or (False, the error it raised).
 WorkerAnswer = tuple[Literal[True], tuple[int, Received]] | tuple[Literal[False], Exception]
-# The environment a worker gets: what Python and the C library need to start and to decode text. Nothing
-# else, so no key, token or passphrase of the engine's environment reaches it.
-WORKER_ENVIRONMENT = (
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PYTHONSAFEPATH",
-    "PYTHONDONTWRITEBYTECODE",
-    "PYTHONPYCACHEPREFIX",
-    "PYTHONUTF8",
-    "SYSTEMROOT",
-)
 BASE_SECONDS = 10.0  # a worker's answer is due within this, plus PER_MEGABYTE_SECONDS per MB of body
 PER_MEGABYTE_SECONDS = 2.0
 START_SECONDS = 30.0  # a new worker must be ready within this, or it is replaced
@@ -94,12 +73,6 @@ def processes_wanted() -> bool:
     return (os.cpu_count() or 1) >= 2 and os.name == "posix"
 
 
-def worker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The part of `environ` (this process's by default) a mapping worker gets."""
-    environ = os.environ if environ is None else environ
-    return {name: environ[name] for name in WORKER_ENVIRONMENT if name in environ}
-
-
 class WorkerLost(Exception):
     """The worker died or gave no answer in time; the message says which."""
 
@@ -108,20 +81,8 @@ class _Worker:
     """One worker process and this process's end of its socket pair."""
 
     def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                env=worker_environment(),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()  # only the worker holds its end: its death reads here as end-of-stream
-        self.connection = Connection(ours.detach())
+        # Only the worker holds its end of the pipe: its death reads here as end-of-stream.
+        self.process, self.connection = start_child(WORKER_MODULE)
         self.pid = self.process.pid
         self.started = time.monotonic()
         self.ready = False
