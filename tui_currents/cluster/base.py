@@ -139,16 +139,19 @@ class Core:
 
     # ------------------------------------------------------------------------------------- plumbing
 
-    def _run(self, coro: Coroutine[Any, Any, T], doing: str, kept: str) -> T:
+    def _run(
+        self, coro: Coroutine[Any, Any, T], doing: str, kept: str, *, deadline: float | None = None
+    ) -> T:
         """Run `coro` on the client's loop, waiting at most twice `timeout` (a call makes a few requests,
-        each bounded by `timeout`); NATS failures become StoreUnavailable saying what was kept."""
+        each bounded by `timeout`), or `deadline` seconds when given; NATS failures become StoreUnavailable
+        saying what was kept."""
         if self._closed:
             coro.close()
             raise StoreUnavailable(
                 f"Could not {doing}: the cluster queue is closed.", cause="closed", path=self.path
             )
         try:
-            return self._loop.call(coro, self.timeout * 2)
+            return self._loop.call(coro, self.timeout * 2 if deadline is None else deadline)
         except StoreUnavailable:
             raise
         except NATS_ERRORS as error:

@@ -53,6 +53,20 @@ def unavailable(
     )
 
 
+UNREACHABLE = "unreachable"  # StoreUnavailable.cause: the client is connected to no server of the cluster
+
+
+def not_connected(doing: str, kept: str, servers: Sequence[str], path: Path) -> StoreUnavailable:
+    """The StoreUnavailable of a call not even tried: the client has lost every server (it keeps trying to
+    reconnect by itself), so asking would only wait for a timeout."""
+    return StoreUnavailable(
+        f"Could not {doing}: no NATS server of the cluster ({shown_urls(servers)}) is reachable. {kept} "
+        "Check that the NATS nodes are running; it reconnects by itself once one is back.",
+        cause=UNREACHABLE,
+        path=path,
+    )
+
+
 def shown_urls(servers: Sequence[str]) -> str:
     """The servers' URLs for a message: scheme, host and port only (a user or password in a URL is never
     shown)."""

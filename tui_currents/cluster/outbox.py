@@ -37,7 +37,7 @@ from tui_currents.cluster import codec
 from tui_currents.cluster.base import Hold
 from tui_currents.cluster.burial import Burying
 from tui_currents.cluster.committing import Committing
-from tui_currents.cluster.errors import NATS_ERRORS
+from tui_currents.cluster.errors import NATS_ERRORS, not_connected
 from tui_currents.cluster.leases import Leasing
 from tui_currents.cluster.tallies import sizes, summed
 from tui_currents.outbox import Backlog, ConnectorState, Outbox, StoreUnavailable, TailRow
@@ -157,10 +157,16 @@ class JetStreamOutbox(Committing, Leasing, Burying):
 
     # ------------------------------------------------------------------------------- cluster status
 
-    def cluster_view(self) -> dict[str, Any]:
+    def cluster_view(self, *, deadline: float | None = None) -> dict[str, Any]:
         """Instances (presence), the queue stream (messages, bytes, replicas, leader, lagging replicas)
-        and each connector's consumer (waiting, in flight, redelivered), as `cluster status` shows them."""
-        return self._run(self._cluster_view(), "read the cluster's state", "Nothing was changed.")
+        and each connector's consumer (waiting, in flight, redelivered), as `cluster status` shows them.
+
+        `deadline`: answer or raise within that many seconds (a screen refreshing it must not wait out
+        the client's timeouts). With no server connected it raises at once (cause "unreachable")."""
+        doing, kept = "read the cluster's state", "Nothing was changed."
+        if not self._closed and not self._nc.is_connected:
+            raise not_connected(doing, kept, self.servers, self.path)
+        return self._run(self._cluster_view(), doing, kept, deadline=deadline)
 
     async def _cluster_view(self) -> dict[str, Any]:
         js: JetStreamContext = self._js

@@ -6,9 +6,12 @@ for people."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_currents.paths import Home
+
+if TYPE_CHECKING:
+    from tui_currents.cluster.outbox import JetStreamOutbox
 
 ALIVE_SECONDS = 5.0  # an engine that has not beaten for this long is shown as gone
 
@@ -32,10 +35,19 @@ def cluster_status(home: Home, *, now: float | None = None) -> dict[str, Any]:
     outbox = open_outbox(home, readonly=True)
     try:
         assert isinstance(outbox, JetStreamOutbox)  # a member home's queue
-        view = outbox.cluster_view()
-        this = outbox.instance
+        return status_of(outbox, now=now)
     finally:
         outbox.close()
+
+
+def status_of(
+    outbox: JetStreamOutbox, *, now: float | None = None, deadline: float | None = None
+) -> dict[str, Any]:
+    """`cluster_status` read through a queue already open (a console refreshing it keeps one connection:
+    opening one costs more than the read). `deadline`: the most seconds to wait (see `cluster_view`).
+    Raises StoreUnavailable when the cluster cannot be read."""
+    view = outbox.cluster_view(deadline=deadline)
+    this = outbox.instance
     now = time.time() if now is None else now
     instances = []
     for name, presence in sorted(view["instances"].items()):

@@ -40,7 +40,19 @@ from tui_currents.connector_view import (
 from tui_currents.outbox import DEAD_LETTERED, DELIVERED, RECEIVED
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets, SecretsUnavailable
-from tui_currents.tui.models import ConnectorRow, CounterHistory, DeadLetterRow, TailLine
+from tui_currents.tui.models import (
+    CLUSTER_NO_QUORUM,
+    CLUSTER_READ,
+    CLUSTER_UNREACHABLE,
+    CLUSTER_UNREADABLE,
+    ClusterInstanceRow,
+    ClusterStreamRow,
+    ClusterSummary,
+    ConnectorRow,
+    CounterHistory,
+    DeadLetterRow,
+    TailLine,
+)
 
 if TYPE_CHECKING:
     # At run time the store module is imported when the store is first opened, after the first frame.
@@ -62,6 +74,10 @@ log = logging.getLogger("tui_currents.tui")
 
 IN_PROCESS = "in-process"
 CONSOLE = "console"
+
+# The most a read of the cluster's state may hold a thread: the header refreshes it every few seconds and
+# must say "unreachable" soon, not after the client's own timeouts (5 s per request).
+CLUSTER_READ_SECONDS = 2.0
 
 # How a connector's state reads at a glance: "good" (green), "warning" (yellow), "bad" (red), "muted".
 STATE_KINDS = {
@@ -149,12 +165,16 @@ class Backend:
         self._meters: dict[str, _RateMeter] = {}
         self._histories: dict[str, CounterHistory] = {}
         self._lock = asyncio.Lock()
+        self.cluster_name: str | None = None  # the cluster this home is a member of (None: a single box)
+        self.cluster: ClusterSummary | None = None  # its state as last read (`refresh_cluster`)
+        self._cluster_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Run the engine here unless another process already does (then be its console)."""
         self.home.ensure()
+        self.cluster_name = await asyncio.to_thread(_cluster_name, self.home)
         if self.start_engine:
             await self._start_engine()
         self._open_store()
@@ -201,17 +221,32 @@ class Backend:
 
         try:
             self._reader = open_outbox(self.home, readonly=True)
-            self._control = control.Control(self.home.store_file)
+            if self._control is None:
+                self._control = control.Control(self.home.store_file)
         except StoreUnavailable as exc:
             if exc.cause != NOT_CREATED:  # no engine ran yet: nothing is wrong, it is tried again later
                 self.engine_problem = self.engine_problem or str(exc)
+
+    def _open_control(self) -> None:
+        """The engine's command table and heartbeat, in the home's own SQLite file. Opened apart from the
+        queue: on a cluster member the queue is on NATS, and the top bar (drawn on the UI thread) must not
+        wait for a connection to it."""
+        if self._control is not None:
+            return
+        if self.cluster_name is None:  # a single box: the table lives in the queue's store, opened with it
+            self._open_store()
+            return
+        from tui_currents.outbox import StoreUnavailable
+
+        with contextlib.suppress(StoreUnavailable):  # tried again at the next look
+            self._control = control.Control(self.home.store_file)
 
     async def stop(self) -> None:
         """Stop the in-process engine (queued events stay in the store) and close connections."""
         if self.engine is not None:
             engine, self.engine = self.engine, None
             await engine.stop()
-        async with self._lock:  # a read still running in its thread finishes first
+        async with self._lock, self._cluster_lock:  # a read still running in its thread finishes first
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
@@ -225,7 +260,7 @@ class Backend:
         """The running service, if this is its console and it is alive."""
         if self.mode != CONSOLE:
             return None
-        self._open_store()
+        self._open_control()
         if self._control is None:
             return None
         presence = self._control.presence()
@@ -234,7 +269,7 @@ class Backend:
 
     def engine_sighting(self) -> EngineSighting:
         """Whether an engine runs on this home (here or in another process), as `status` tells it."""
-        self._open_store()
+        self._open_control()
         return sight_engine(self.home, self._control, in_process=self.mode == IN_PROCESS)
 
     def mode_text(self) -> str:
@@ -380,7 +415,7 @@ class Backend:
             self._post(control.RELOAD)
 
     def _post(self, kind: str, **args: object) -> bool:
-        self._open_store()
+        self._open_control()
         if self._control is None:
             return False
         self._control.post(kind, **args)
@@ -532,6 +567,66 @@ class Backend:
             for d in letters
         ]
 
+    # ------------------------------------------------------------------ cluster
+
+    async def refresh_cluster(self) -> ClusterSummary | None:
+        """Read the cluster's state in a thread (one read at a time, beside the screens' reads: a slow
+        screen read must not hold up the header) and keep it in `cluster`; None on a single box."""
+        if self.cluster_name is None:
+            return None
+        async with self._cluster_lock:
+            self.cluster = await asyncio.to_thread(self.cluster_summary)
+        return self.cluster
+
+    def cluster_summary(self) -> ClusterSummary | None:
+        """The cluster's instances and queue stream, as `cluster status` reads them (the same function,
+        through this app's open connection), or why they cannot be read; None on a single box. Blocking,
+        for at most CLUSTER_READ_SECONDS."""
+        name = self.cluster_name
+        if name is None:
+            return None
+        from tui_currents.cluster.errors import UNREACHABLE
+        from tui_currents.cluster.outbox import JetStreamOutbox
+        from tui_currents.cluster.status import status_of
+        from tui_currents.outbox import StoreUnavailable
+
+        reader = self._reader
+        if not isinstance(reader, JetStreamOutbox):  # not opened yet: the screens' reads keep trying
+            why = self.engine_problem or "the cluster's queue is not open yet"
+            return ClusterSummary(name, CLUSTER_UNREACHABLE, problem=why)
+        try:
+            status = status_of(reader, deadline=CLUSTER_READ_SECONDS)
+        except StoreUnavailable as exc:
+            reach = {UNREACHABLE: CLUSTER_UNREACHABLE, "no quorum": CLUSTER_NO_QUORUM}.get(
+                exc.cause, CLUSTER_UNREADABLE
+            )
+            return ClusterSummary(name, reach, problem=str(exc))
+        stream = status["stream"]
+        return ClusterSummary(
+            name=status["cluster"],
+            reach=CLUSTER_READ,
+            running=status["running_instances"],
+            instances=tuple(
+                ClusterInstanceRow(
+                    name=item["instance"],
+                    this_home=item["this_home"],
+                    state=item["state"],
+                    address=item["address"],
+                    version=item["version"],
+                    heartbeat_age=item["seconds_since_heartbeat"],
+                )
+                for item in status["instances"]
+            ),
+            stream=ClusterStreamRow(
+                name=stream["name"],
+                messages=stream["messages"],
+                bytes=stream["bytes"],
+                replicas=stream["replicas"],
+                leader=stream["leader"],
+                lagging=tuple(stream["lagging"]),
+            ),
+        )
+
     async def run(self, fn: Callable, /, *args, **kwargs):
         """Run a blocking backend call off the UI thread (one at a time: the reader is one connection).
 
@@ -556,6 +651,18 @@ def _import_engine(*, demo: bool) -> None:
         modules.append("tui_currents.sandbox")
     for name in modules:
         importlib.import_module(name)
+
+
+def _cluster_name(home: Home) -> str | None:
+    """The name of the cluster the home is a member of; None for a single box, or when config.toml cannot
+    be read (the screens say why)."""
+    from tui_currents.cluster.membership import cluster_settings
+
+    try:
+        settings = cluster_settings(home)
+    except ConfigError:
+        return None
+    return settings.name if settings is not None else None
 
 
 def decode_json(blob: bytes | None) -> object:

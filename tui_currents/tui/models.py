@@ -66,6 +66,49 @@ class DeadLetterRow:
     message: bytes | None  # the Segment message (JSON), when the event was mapped
 
 
+# How a cluster reads from this home (ClusterSummary.reach).
+CLUSTER_READ = "read"  # the figures below are current
+CLUSTER_UNREACHABLE = "unreachable"  # no NATS server of the cluster answers
+CLUSTER_NO_QUORUM = "quorum lost"  # a server answers, but not a quorum of the queue's replicas
+CLUSTER_UNREADABLE = "cannot be read"  # any other refusal (see `problem`)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInstanceRow:
+    """One instance of the cluster (an engine's presence), as `cluster status` tells it."""
+
+    name: str
+    this_home: bool
+    state: str  # running | stopped | gone (its heartbeat went stale)
+    address: str | None  # its receiver
+    version: str | None
+    heartbeat_age: float  # seconds since its last heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStreamRow:
+    """The cluster's queue stream: its size and its replicas."""
+
+    name: str
+    messages: int
+    bytes: int
+    replicas: int
+    leader: str | None  # None: no quorum elected one
+    lagging: tuple[str, ...]  # replicas behind the leader or offline
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSummary:
+    """What the header and the health screen show of the cluster a member home belongs to."""
+
+    name: str
+    reach: str  # CLUSTER_READ, or why the figures could not be read
+    problem: str | None = None  # the one-line reason when not read
+    running: int = 0  # instances with a fresh heartbeat
+    instances: tuple[ClusterInstanceRow, ...] = ()
+    stream: ClusterStreamRow | None = None
+
+
 @dataclass
 class CounterHistory:
     """Samples of two ever-growing counters (delivered, failed) with their times, for up to an hour."""

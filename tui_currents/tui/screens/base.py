@@ -63,6 +63,7 @@ class ViewScreen(Screen):
 
     def on_backend_ready(self, message: BackendReady) -> None:
         self.query_one(ModeBar).refresh_mode()
+        self.query_one(ModeBar).read_cluster()
         self.call_after_refresh(self.refresh_view)
 
     def _can_read(self) -> bool:
@@ -112,4 +113,5 @@ class ViewScreen(Screen):
     def on_screen_resume(self) -> None:
         if self.currents_app.backend_ready:
             self.query_one(ModeBar).refresh_mode()
+            self.query_one(ModeBar).read_cluster()
             self.call_after_refresh(self.refresh_view)

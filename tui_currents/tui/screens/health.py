@@ -1,5 +1,6 @@
 """Throughput and health: per connector events/s over time, delivered against failed, backlog, retry pauses
-and the busiest event types, each card coloured by its state so a problem shows before it is read."""
+and the busiest event types, each card coloured by its state so a problem shows before it is read; on a
+cluster member, first the cluster: its instances and the queue stream's replicas."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tui_currents import catalog
 from tui_currents.tui.backend import ConfigError
 from tui_currents.tui.models import ConnectorRow
 from tui_currents.tui.screens.base import ViewScreen
+from tui_currents.tui.widgets import cluster
+from tui_currents.tui.widgets.mode_bar import ModeBar
 from tui_currents.tui.widgets.status import count, kind_style, rate, state_text
 from tui_currents.tui.widgets.throughput import WINDOWS, render_chart
 
@@ -106,9 +109,16 @@ class HealthScreen(ViewScreen):
     def compose_view(self) -> ComposeResult:
         self.window = 0  # index into WINDOWS: the last minute first
         yield Label("", id="health-summary")
-        with VerticalScroll(id="health-cards"), Vertical(classes="health-card -total", id="health-total"):
-            yield Static(classes="health-title", id="total-title")
-            yield Static(classes="health-chart", id="total-chart")
+        with VerticalScroll(id="health-cards"):
+            with Vertical(classes="health-card", id="health-cluster"):
+                yield Static(classes="health-title", id="cluster-title")
+                yield Static(id="cluster-body")
+            with Vertical(classes="health-card -total", id="health-total"):
+                yield Static(classes="health-title", id="total-title")
+                yield Static(classes="health-chart", id="total-chart")
+
+    def on_mount(self) -> None:  # Textual calls ViewScreen.on_mount as well (handlers run along the MRO)
+        self.query_one("#health-cluster").display = False  # a member home's only
 
     def action_switch_window(self) -> None:
         """Between the last minute and the last hour."""
@@ -117,6 +127,7 @@ class HealthScreen(ViewScreen):
 
     async def load(self) -> None:
         backend = self.currents_app.backend
+        await self.show_cluster()
         try:
             rows = await backend.run(backend.connector_rows)
         except ConfigError as exc:
@@ -170,6 +181,22 @@ class HealthScreen(ViewScreen):
                 f"  ·  {rate(total)} ev/s in all  ·  backlog {count(sum(r.backlog for r in rows))}"
             )
         self.query_one("#health-summary", Label).update(summary)
+
+    async def show_cluster(self) -> None:
+        """The cluster section (and the header's count, from the same read), on a member home only."""
+        backend = self.currents_app.backend
+        card = self.query_one("#health-cluster", Vertical)
+        if backend.cluster_name is None:
+            card.display = False
+            return
+        summary = await backend.refresh_cluster()
+        title, body, kind = cluster.section(self.app, summary, backend.cluster_name)
+        for each in ("good", "warning", "bad", "muted"):
+            card.set_class(kind == each, f"-{each}")
+        self.query_one("#cluster-title", Static).update(title)
+        self.query_one("#cluster-body", Static).update(body)
+        card.display = True
+        self.query_one(ModeBar).refresh_mode()
 
     def action_close(self) -> None:
         self.app.pop_screen()
