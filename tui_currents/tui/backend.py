@@ -167,7 +167,7 @@ class Backend:
         self._lock = asyncio.Lock()
         self.cluster_name: str | None = None  # the cluster this home is a member of (None: a single box)
         self.cluster: ClusterSummary | None = None  # its state as last read (`refresh_cluster`)
-        self._cluster_lock = asyncio.Lock()
+        self._cluster_read: asyncio.Future[ClusterSummary | None] | None = None  # the read under way
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,7 +177,8 @@ class Backend:
         self.cluster_name = await asyncio.to_thread(_cluster_name, self.home)
         if self.start_engine:
             await self._start_engine()
-        self._open_store()
+        # In a thread: on a cluster member this connects to NATS, which may take seconds (or time out).
+        await asyncio.to_thread(self._open_store)
 
     async def _start_engine(self) -> None:
         await asyncio.to_thread(_import_engine, demo=self.demo)
@@ -246,7 +247,10 @@ class Backend:
         if self.engine is not None:
             engine, self.engine = self.engine, None
             await engine.stop()
-        async with self._lock, self._cluster_lock:  # a read still running in its thread finishes first
+        async with self._lock:  # a read still running in its thread finishes first
+            if self._cluster_read is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait([self._cluster_read])
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
@@ -570,12 +574,14 @@ class Backend:
     # ------------------------------------------------------------------ cluster
 
     async def refresh_cluster(self) -> ClusterSummary | None:
-        """Read the cluster's state in a thread (one read at a time, beside the screens' reads: a slow
-        screen read must not hold up the header) and keep it in `cluster`; None on a single box."""
+        """Read the cluster's state in a thread and keep it in `cluster`; None on a single box. Callers at
+        the same moment (the header, the health screen) share one read, and it runs beside the screens'
+        reads: a slow screen read must not hold up the header, nor reads pile up while NATS is silent."""
         if self.cluster_name is None:
             return None
-        async with self._cluster_lock:
-            self.cluster = await asyncio.to_thread(self.cluster_summary)
+        if self._cluster_read is None or self._cluster_read.done():
+            self._cluster_read = asyncio.ensure_future(asyncio.to_thread(self.cluster_summary))
+        self.cluster = await asyncio.shield(self._cluster_read)
         return self.cluster
 
     def cluster_summary(self) -> ClusterSummary | None:

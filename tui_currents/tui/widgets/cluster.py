@@ -36,11 +36,11 @@ def instance_line(app: App, row: ClusterInstanceRow) -> Text:
     """One instance: its state, name, receiver, version and last heartbeat as an age."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append_text(state_text(app, row.state, INSTANCE_KINDS.get(row.state, "warning")))
-    line.append(f"  {row.name}", style="bold")
+    line.append(f" {row.name}", style="bold")
     if row.this_home:
         line.append(" (this home)")
-    line.append(f" · beat {heartbeat_age(row.heartbeat_age)} ago · v{row.version or '?'}")
-    line.append(f" · {row.address or 'no receiver'}")
+    line.append(f" · {row.address or 'no receiver'} · v{row.version or '?'}")
+    line.append(f" · seen {heartbeat_age(row.heartbeat_age)} ago")
     return line
 
 
