@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import threading
@@ -18,7 +19,7 @@ from tui_currents.alerts.wording import Facts, compose, headline
 from tui_currents.alerts.wording import _duration as duration
 from tui_currents.config import Config
 from tui_currents.connector_view import ConnectorView, EngineSighting, ReceiverProblem, connector_views
-from tui_currents.store import Store
+from tui_currents.store import Store, StoreUnavailable
 from tui_currents.store.alert_log import NewAlert
 
 log = logging.getLogger("tui_currents.alerts")
@@ -143,6 +144,7 @@ class AlertMonitor:
             gone = [key for key in stored if key[0] not in names]
             if not drafts and not changed and not gone:
                 return []
+            drafts = [self._claimed(draft) for draft in drafts]
             alerts = [Alert.from_record(r) for r in self._store.record_alerts(drafts, changed, gone)]
             for alert in alerts:
                 self._log(alert)
@@ -185,8 +187,27 @@ class AlertMonitor:
             email.value,
         )  # fmt: skip
 
+    def _claimed(self, draft: NewAlert) -> NewAlert:
+        """On a cluster every instance decides the same alert from the same figures: only the instance
+        that claims the episode first sends it (email and webhook); the others record it as sent by
+        another instance. A claim that cannot be made (NATS unreachable) sends it: twice is better than
+        never."""
+        claim = getattr(self._store, "claim_alert", None)  # a cluster queue's; a single box has none
+        if claim is None:
+            return draft
+        try:
+            won = claim(draft.connector, draft.kind, draft.phase)
+        except StoreUnavailable as exc:
+            log.warning(
+                "alerts: could not claim %r for this instance, so it is sent here: %s", draft.subject, exc
+            )
+            return draft
+        return draft if won else dataclasses.replace(draft, email=EmailStatus.ANOTHER_INSTANCE.value)
+
     def _log(self, alert: Alert) -> None:
-        if alert.email is EmailStatus.PENDING:
+        if alert.email is EmailStatus.ANOTHER_INSTANCE:
+            how = "sent by the instance of the cluster that raised it first"
+        elif alert.email is EmailStatus.PENDING:
             how = f"emailing {alert.recipient}"
         elif self.sender is None:
             how = "not emailed: no SMTP server is configured ([smtp] in the config)"

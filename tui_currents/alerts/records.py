@@ -18,6 +18,7 @@ class EmailStatus(StrEnum):
     SENT = alert_log.SENT
     NOT_EMAILED = "not emailed"  # no SMTP server configured (or no contact email): logged and recorded only
     GAVE_UP = alert_log.GAVE_UP  # could not be sent within Thresholds.give_up_after
+    ANOTHER_INSTANCE = alert_log.ANOTHER_INSTANCE  # on a cluster: sent (email and webhook) by the claimer
 
 
 @dataclass(frozen=True, slots=True)

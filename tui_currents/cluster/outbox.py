@@ -34,6 +34,7 @@ import nats.js.errors
 import orjson
 
 from tui_currents.cluster import codec
+from tui_currents.cluster.alert_claims import AlertClaims
 from tui_currents.cluster.base import Hold
 from tui_currents.cluster.burial import Burying
 from tui_currents.cluster.committing import Committing
@@ -56,6 +57,7 @@ class JetStreamOutbox(Committing, Leasing, Burying):
     """
 
     side_tables: Any = None  # the home's SQLite store: alert log, receiver problems (see below)
+    _alert_claims: AlertClaims | None = None
 
     # -------------------------------------------------------------------------------------- observing
 
@@ -202,6 +204,19 @@ class JetStreamOutbox(Committing, Leasing, Burying):
             },
             "connectors": consumers,
         }
+
+    # ------------------------------------------------------------------------- one alert per cluster
+
+    def claim_alert(self, connector: str, kind: str, phase: str) -> bool:
+        """Whether this instance sends the alert (or recovery) `phase` of the connector's `kind`: the
+        first instance to claim the episode does, the others record it only (see alert_claims.py).
+        Raises StoreUnavailable when the claim cannot be made."""
+        if self._alert_claims is None:
+            self._alert_claims = AlertClaims(self.instance)
+        claims = self._alert_claims
+        return self._run(
+            claims.claim(self._kv, connector, kind, phase), "claim an alert", "The alert is still recorded."
+        )
 
     # ----------------------------------------------------- side tables: the home's own SQLite file
 

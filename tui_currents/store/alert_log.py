@@ -18,6 +18,7 @@ from tui_currents.store.base import StoreBase
 PENDING = "pending"  # an email to send; tried again at every check until sent or given up
 SENT = "sent"
 GAVE_UP = "gave up"
+ANOTHER_INSTANCE = "sent by another instance"  # a cluster's alert: the instance that claimed it sends it
 KEEP_ALERTS = 1000  # rows kept in the alerts table (pending ones are never pruned)
 
 _COLUMNS = (

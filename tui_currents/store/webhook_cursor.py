@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from tui_currents.store.alert_log import ANOTHER_INSTANCE
 from tui_currents.store.side_connection import connect
 
 ALERT_COLUMNS = "id, at, connector, kind, phase, since, subject, body"
@@ -15,7 +16,8 @@ _DOING = "read the alerts for the webhook"
 def next_alerts(path: Path, *, enabled: bool, started_at: float, limit: int) -> list[tuple]:
     """Up to `limit` alert rows after the cursor, oldest first (as ALERT_COLUMNS). While the webhook is
     off none are returned and the cursor follows the newest alert; at the very first look, alerts from
-    before `started_at` are passed over as old news."""
+    before `started_at` are passed over as old news. A cluster's alert another instance claimed is that
+    instance's to post."""
     db = connect(path, _DOING)
     try:
         row = db.execute("SELECT last FROM webhook_cursor WHERE id = 1").fetchone()
@@ -27,7 +29,8 @@ def next_alerts(path: Path, *, enabled: bool, started_at: float, limit: int) -> 
             row = (db.execute(before, (started_at,)).fetchone()[0],)
             _save(db, row[0])
         return db.execute(
-            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id > ? ORDER BY id LIMIT ?", (row[0], limit)
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id > ? AND email != ? ORDER BY id LIMIT ?",
+            (row[0], ANOTHER_INSTANCE, limit),
         ).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
