@@ -10,6 +10,8 @@ Keys of the KV bucket `NAME_state` (connector names as hex tokens, see codec.tok
 - `h.<connector>`: a pause every instance honours (Segment's Retry-After), until a time.
 - `r.<connector>`: the digest of a write key Segment refused: no instance sends with that key again.
 - `a.<connector>.<stream seq>`: attempts of the rows of a batch message sent again (only after a retry).
+- `e.<connector>.<kind>`: the last phase of an alert sent for the connector, by which instance
+  (alert_claims.py: one alert per cluster).
 """
 
 from __future__ import annotations
