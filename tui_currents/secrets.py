@@ -387,14 +387,6 @@ class Secrets:
             f"write-key:{connector}", write_key_env_var(connector), f"write key of {connector!r}"
         )
 
-    def rename_write_key(self, old: str, new: str) -> None:
-        """Move a write key to a connector's new name (after a rename in the config)."""
-        value = self._require_vault().get(f"write-key:{old}", f"write key of {old!r}")
-        if value is None or old == new:
-            return
-        self._set(f"write-key:{new}", value, f"write key of {new!r}")
-        self.delete_write_key(old)
-
     # ------------------------------------------------------------------ receiver tokens
 
     def get_receiver_token(self, workspace: str) -> str | None:
