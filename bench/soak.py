@@ -28,10 +28,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reliability.harness
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reliability
 
-from tests.reliability import harness  # noqa: E402
-from tests.reliability.harness import FULL_FAULT_PLAN, FaultPlan, Figures, Skip  # noqa: E402
+from tests.reliability import harness, scenarios  # noqa: E402
+from tests.reliability.harness import Figures, Skip  # noqa: E402
+from tests.reliability.scenarios import FULL_FAULT_PLAN, FaultPlan  # noqa: E402
 
 SCENARIOS = ("crash", "console", "faults", "disk", "credentials")
 
@@ -49,7 +50,7 @@ def _common(figures: Figures, lost: set[str]) -> list[str]:
 
 async def crash(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str]]:
     events, kills = (5_000, 5) if quick else (100_000, 20)
-    run = await harness.crash_safety(workdir, events=events, kills=kills, seed=seed, time_limit=300.0)
+    run = await scenarios.crash_safety(workdir, events=events, kills=kills, seed=seed, time_limit=300.0)
     problems = _common(run.figures, run.lost_ids)
     if run.figures.kills != kills:
         problems.append(f"{run.figures.kills} kills instead of {kills}")
@@ -62,7 +63,7 @@ async def crash(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[st
 
 async def console(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str]]:
     events, kills = (5_000, 5) if quick else (30_000, 8)
-    run = await harness.crash_safety(
+    run = await scenarios.crash_safety(
         workdir, events=events, kills=kills, seed=seed + 1, time_limit=180.0, console_every=1.0
     )
     return run.figures, _common(run.figures, run.lost_ids)
@@ -70,7 +71,7 @@ async def console(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[
 
 async def faults(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str]]:
     plan = FaultPlan() if quick else FULL_FAULT_PLAN
-    run = await harness.endpoint_faults(workdir, plan, seed=seed)
+    run = await scenarios.endpoint_faults(workdir, plan, seed=seed)
     problems = _common(run.figures, run.lost_ids)
     if run.pause_violations:
         problems.append(f"{len(run.pause_violations)} requests sent during a Retry-After pause")
@@ -93,9 +94,9 @@ async def faults(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[s
 
 async def disk(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str]]:
     if quick:
-        run = await harness.disk_full(workdir, seed=seed)
+        run = await scenarios.disk_full(workdir, seed=seed)
     else:
-        run = await harness.disk_full(
+        run = await scenarios.disk_full(
             workdir, events=20_000, megabytes=64, rate=2_000.0, hold=10.0, seed=seed, time_limit=120.0
         )
     problems = _common(run.figures, run.lost_ids)
@@ -111,7 +112,7 @@ async def disk(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str
 
 
 async def credentials(workdir: Path, seed: int, quick: bool) -> tuple[Figures, list[str]]:
-    run = await harness.credentials(workdir, seed=seed)
+    run = await scenarios.credentials(workdir, seed=seed)
     problems = _common(run.figures, run.lost_ids)
     for r in run.rounds:
         if (

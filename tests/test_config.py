@@ -307,16 +307,16 @@ def test_untouched_defaults_are_not_added_to_a_hand_written_entry(home):
         assert default not in product
 
 
-def test_rename_keeps_the_entry_in_place_with_its_comments(home):
+def test_a_connector_cannot_be_renamed(home):
+    # Its name identifies its queue and write key: a new name is a new connector, so the edit is refused.
     home.config_file.write_text(HAND_WRITTEN)
     renamed = config.load(home).connector("Marketing")
     renamed.name = "Marketing EU"
-    saved = config.update_connector(home, "Marketing", renamed)
-    text = home.config_file.read_text()
-    assert [c.name for c in saved.connectors] == ["Marketing EU", "Product"]
-    assert text.index("# ---- Marketing: email only ----") < text.index('name = "Marketing EU"')
-    assert text.index('name = "Marketing EU"') < text.index('name = "Product"')
-    assert "# opens" in text and '"Marketing"' not in text
+    with pytest.raises(ConfigError, match="cannot be renamed; add a new one and remove the old") as caught:
+        config.update_connector(home, "Marketing", renamed)
+    assert "Nothing was changed" in str(caught.value) and "\n" not in str(caught.value)
+    assert home.config_file.read_text() == HAND_WRITTEN
+    assert [c.name for c in config.load(home).connectors] == ["Marketing", "Product"]
 
 
 def test_save_writes_a_new_file_that_reads_back_equal_and_private(home):

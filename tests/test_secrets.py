@@ -19,15 +19,13 @@ from keyring.backends import fail, null
 from keyrings.cryptfile.cryptfile import CryptFileKeyring
 from keyrings.cryptfile.file import PlaintextKeyring
 
-from tui_currents import logs
-from tui_currents import secrets as secrets_module
+from tui_currents import keyring_file, logs
+from tui_currents.keyring_file import KeyringUnreadable, WrongPassphrase
 from tui_currents.paths import Home
 from tui_currents.secrets import (
-    KeyringUnreadable,
     PassphraseRequired,
     Secrets,
     SecretsUnavailable,
-    WrongPassphrase,
     find_os_keyring,
     read_secret_from_stdin,
     receiver_token_env_var,
@@ -127,7 +125,7 @@ def test_an_unreadable_file_is_never_taken_for_nothing_stored_nor_overwritten(tm
     vault.set_write_key("Marketing", WRITE_KEY)  # a new file, as on first use
     assert stock_keyring(vault).get_password("tui-currents", "write-key:Marketing") == WRITE_KEY
     assert vault.get_receiver_token("prod") is None  # that one went with the deleted file
-    assert mode(path) == 0o600 and mode(secrets_module.lock_file_for(path)) == 0o600
+    assert mode(path) == 0o600 and mode(keyring_file.lock_file_for(path)) == 0o600
 
 
 def test_nothing_is_created_until_a_secret_is_stored(home):
@@ -138,11 +136,9 @@ def test_nothing_is_created_until_a_secret_is_stored(home):
     assert not home.keyring_file.exists()
 
 
-def test_delete_and_rename_write_keys(shared):
-    shared.set_write_key("Old name", "wk_rename_me_0123456789")
-    shared.rename_write_key("Old name", "New name")
-    assert shared.get_write_key("New name") == "wk_rename_me_0123456789"
-    assert shared.get_write_key("Old name") is None
+def test_delete_write_keys(shared):
+    shared.set_write_key("New name", "wk_delete_me_0123456789")
+    assert shared.get_write_key("New name") == "wk_delete_me_0123456789"
     shared.delete_write_key("New name")
     shared.delete_write_key("New name")  # deleting what is not there is fine
     assert not shared.has_write_key("New name")
@@ -276,11 +272,11 @@ def test_values_from_a_non_file_keyring_are_read_again_after_a_few_seconds(tmp_p
     # keyring is held (no file to watch): another process's change shows once the cached value ages out.
     backend = PlaintextKeyring()
     backend.file_path = str(tmp_path / "plain.cfg")
-    vault = secrets_module._Vault(backend, name="os", description="a stand-in keyring")
+    vault = keyring_file.Vault(backend, name="os", description="a stand-in keyring")
     vault.set("write-key:Marketing", "wk_first_value_000000", "write key")
     backend.set_password("tui-currents", "write-key:Marketing", "wk_second_value_11111")
     assert vault.get("write-key:Marketing", "write key") == "wk_first_value_000000"
-    monkeypatch.setattr(secrets_module, "OS_CACHE_SECONDS", 0.0)
+    monkeypatch.setattr(keyring_file, "OS_CACHE_SECONDS", 0.0)
     assert vault.get("write-key:Marketing", "write key") == "wk_second_value_11111"
     vault.delete("write-key:Marketing", "write key")
     assert backend.get_password("tui-currents", "write-key:Marketing") is None
@@ -289,7 +285,7 @@ def test_values_from_a_non_file_keyring_are_read_again_after_a_few_seconds(tmp_p
 def test_our_file_backend_is_not_offered_to_keyrings_own_detection():
     from keyring.backend import get_all_keyring
 
-    private_class = secrets_module._crypt_file_class()
+    private_class = keyring_file._crypt_file_class()
     assert not any(isinstance(backend, private_class) for backend in get_all_keyring())
 
 

@@ -18,7 +18,6 @@ from tests.reliability.harness import (
     Figures,
     StandIn,
     connector_status,
-    crash_safety,
     engine_env,
     make_batches,
     make_home,
@@ -26,6 +25,9 @@ from tests.reliability.harness import (
     table,
     tally,
     wait_delivered,
+)
+from tests.reliability.scenarios import (
+    crash_safety,
 )
 
 pytestmark = pytest.mark.timeout(90)

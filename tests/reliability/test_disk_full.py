@@ -17,24 +17,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.faults import (
+    fill,
+    small_filesystem,
+)
 from tests.reliability.harness import (
     WRITE_KEY,
     BrazeSender,
-    DiskRun,
     EngineProcess,
     Skip,
     StandIn,
     connector_status,
-    disk_full,
     engine_env,
-    fill,
     make_batches,
     make_home,
-    small_filesystem,
     status_json,
     table,
     wait_delivered,
     wait_until,
+)
+from tests.reliability.scenarios import (
+    DiskRun,
+    disk_full,
 )
 
 pytestmark = pytest.mark.timeout(90)

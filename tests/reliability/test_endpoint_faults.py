@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.harness import (
-    FaultPlan,
     Request,
-    credentials,
-    endpoint_faults,
     gaps,
     pause_violations,
     table,
+)
+from tests.reliability.scenarios import (
+    FaultPlan,
+    credentials,
+    endpoint_faults,
 )
 
 pytestmark = pytest.mark.timeout(90)

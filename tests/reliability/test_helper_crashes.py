@@ -15,19 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import (
+from tests.reliability.faults import (
     DELIVERY,
     ENGINE,
+    service_processes,
+)
+from tests.reliability.harness import (
     EngineProcess,
     StandIn,
-    crash_safety,
     engine_env,
-    helper_storm,
     make_home,
     running,
-    service_processes,
     table,
     wait_until,
+)
+from tests.reliability.scenarios import (
+    crash_safety,
+    helper_storm,
 )
 from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
 

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import socket
 from collections.abc import Callable
-from typing import TypeVar
 
 import nats.js.errors
 import orjson
@@ -35,8 +34,6 @@ from tui_currents.config.model import Config, Connector, Workspace
 from tui_currents.config.reading import _from_data
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
-
-R = TypeVar("R")
 
 CONFIG_KEY = "config"
 SEALING_KEY = "sealing"
@@ -229,14 +226,14 @@ def apply_config(home: Home, workspaces: list[Workspace], connectors: list[Conne
 
 
 def edit_shared(
-    home: Home, settings: ClusterSettings, local: Config, change: Callable[[Config], R]
-) -> tuple[Config, R]:
+    home: Home, settings: ClusterSettings, local: Config, change: Callable[[Config], None]
+) -> Config:
     """Apply `change` to the cluster's configuration (as this instance sees it: its own settings and the
     cluster's workspaces and connectors) and store it in the cluster with a compare-and-set on the
-    revision read; on a conflict, read again and redo. Returns the configuration written and `change`'s
-    result; the caller then writes config.toml. `change` raises ConfigError to refuse (nothing written)."""
+    revision read; on a conflict, read again and redo. Returns the configuration written; the caller then
+    writes config.toml. `change` raises ConfigError to refuse (nothing written)."""
 
-    async def go() -> tuple[Config, R]:
+    async def go() -> Config:
         async with session(settings, timeout=EDIT_TIMEOUT) as (_, js):
             kv = await config_kv(js, settings)
             if kv is None:
@@ -253,12 +250,12 @@ def edit_shared(
                     revision, data = 0, b"{}"
                 workspaces, connectors = decode_config(data)
                 candidate = with_shared(local, workspaces, connectors)
-                result = change(candidate)
+                change(candidate)
                 try:
                     await kv.update(CONFIG_KEY, encode_config(candidate), last=revision)
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue  # another member edited in between: start again from its version
-                return candidate, result
+                return candidate
             raise ClusterError(
                 "The cluster's configuration kept changing while this edit was saved; nothing was changed. "
                 "Try again."

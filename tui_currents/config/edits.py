@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tui_currents.config.model import (
@@ -48,12 +48,12 @@ def _editing(home: Home | str | os.PathLike[str] | None) -> Iterator[tuple[Home,
 
 def _edit(
     home: Home | str | os.PathLike[str] | None,
-    change: Callable[[Home, Config], Mapping[str, str] | None],
+    change: Callable[[Home, Config], None],
     *,
     shared: bool = True,
 ) -> Config:
-    """Apply `change` (which validates, raising ConfigError to refuse, and returns the renames of
-    connectors, if any) as one locked read-modify-write; returns the saved configuration.
+    """Apply `change` (which validates, raising ConfigError to refuse) as one locked read-modify-write;
+    returns the saved configuration.
 
     On a member of a cluster the workspaces and connectors are the cluster's: the change is made to the
     cluster's version and stored there first (compare-and-set, redone on a conflict), then here. Every
@@ -63,10 +63,10 @@ def _edit(
         if shared and config.cluster is not None:
             from tui_currents.cluster.shared_config import edit_shared
 
-            config, renames = edit_shared(home, config.cluster, config, lambda c: change(home, c))
+            config = edit_shared(home, config.cluster, config, lambda c: change(home, c))
         else:
-            renames = change(home, config)
-        _write(home, config, renames)
+            change(home, config)
+        _write(home, config)
         return config
 
 
@@ -79,11 +79,10 @@ def _require(config: Config, kind: str, name: str) -> None:
 def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspace) -> Config:
     """Add a workspace; returns the saved configuration."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         if errors := validate_workspace(workspace, config):
             raise _refuse(home.config_file, f"workspace {workspace.name!r}", errors)
         config.workspaces.append(copy.deepcopy(workspace))
-        return None
 
     return _edit(home, change)
 
@@ -91,7 +90,7 @@ def add_workspace(home: Home | str | os.PathLike[str] | None, workspace: Workspa
 def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a workspace no connector uses; returns the saved configuration."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         _require(config, "workspace", name)
         users = [c.name for c in config.connectors_of(name)]
         if users:
@@ -102,7 +101,6 @@ def remove_workspace(home: Home | str | os.PathLike[str] | None, name: str) -> C
                 path=home.config_file,
             )
         config.workspaces = [w for w in config.workspaces if w.name != name]
-        return None
 
     return _edit(home, change)
 
@@ -116,28 +114,29 @@ def _missing(config: Config, kind: str, name: str) -> None:
 def add_connector(home: Home | str | os.PathLike[str] | None, connector: Connector) -> Config:
     """Add a connector after validating it (fields, workspace, event types, overlap)."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         if errors := validate_connector(connector, config):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
         config.connectors.append(copy.deepcopy(connector))
-        return None
 
     return _edit(home, change)
 
 
 def update_connector(home: Home | str | os.PathLike[str] | None, name: str, connector: Connector) -> Config:
-    """Replace connector `name` with `connector` (which may carry a new name), keeping its place in the file.
+    """Replace connector `name` with `connector`, keeping its place in the file. A connector is never
+    renamed (its name identifies its queue and write key): a different name is refused, nothing changed."""
+    if connector.name != name:
+        raise ConfigError(
+            f"Connector {name!r} cannot be saved as {connector.name!r}: a connector cannot be renamed; add a "
+            "new one and remove the old. Nothing was changed."
+        )
 
-    A rename does not move the write key: call Secrets.rename_write_key as well.
-    """
-
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         _require(config, "connector", name)
         if errors := validate_connector(connector, config, replacing=name):
             raise _refuse(home.config_file, f"connector {connector.name!r}", errors)
         index = next(i for i, c in enumerate(config.connectors) if c.name == name)
         config.connectors[index] = copy.deepcopy(connector)
-        return {name: connector.name} if name != connector.name else None
 
     return _edit(home, change)
 
@@ -145,10 +144,9 @@ def update_connector(home: Home | str | os.PathLike[str] | None, name: str, conn
 def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> Config:
     """Remove a connector (its queued events stay in the store; its write key stays in the keyring)."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         _require(config, "connector", name)
         config.connectors = [c for c in config.connectors if c.name != name]
-        return None
 
     return _edit(home, change)
 
@@ -156,10 +154,9 @@ def remove_connector(home: Home | str | os.PathLike[str] | None, name: str) -> C
 def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bool) -> Config:
     """Pause or resume a connector's delivery (events keep being queued while paused)."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         _require(config, "connector", name)
         config.connector(name).paused = bool(paused)
-        return None
 
     return _edit(home, change)
 
@@ -167,9 +164,8 @@ def set_paused(home: Home | str | os.PathLike[str] | None, name: str, paused: bo
 def set_webhook(home: Home | str | os.PathLike[str] | None, enabled: bool) -> Config:
     """Turn the alert webhook on or off ([alerts] webhook); its URL is kept in the keyring."""
 
-    def change(home: Home, config: Config) -> Mapping[str, str] | None:
+    def change(home: Home, config: Config) -> None:
         config.alerts = AlertSettings(webhook=enabled)
-        return None
 
     return _edit(home, change, shared=False)
 

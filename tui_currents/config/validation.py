@@ -294,7 +294,7 @@ def validate_connector(
     """Every problem with `connector` as it would stand in `config`, one per field problem.
 
     `replacing` is the name of the connector being edited (it is left out of the uniqueness and overlap
-    checks, even when the edit renames it); leave it None when adding a connector. Overlap is checked
+    checks); leave it None when adding a connector. Overlap is checked
     against every connector of the workspace, paused or disabled too: turning one back on must not create
     a duplicate.
     """

@@ -223,7 +223,7 @@ def _merge_section(doc: Container, key: str, obj: Any) -> None:
         doc[key] = table
 
 
-def _merge_entries(doc: Container, key: str, objects: list[Any], renames: Mapping[str, str]) -> None:
+def _merge_entries(doc: Container, key: str, objects: list[Any]) -> None:
     """Merge a [[key]] array of tables by name: edit matching entries in place, drop the rest, append new."""
     wanted = {o.name: o for o in objects}
     if key not in doc:
@@ -235,15 +235,12 @@ def _merge_entries(doc: Container, key: str, objects: list[Any], renames: Mappin
         raise ConfigError(
             f"{key} in the config file is not written as [[{key}]] tables; fix it by hand first"
         )
-    back = {new: old for old, new in renames.items()}
     by_name: dict[Any, int] = {}
     for index, table in enumerate(entries):
         by_name.setdefault(table.get("name"), index)
     keep: set[int] = set()
     for name, obj in wanted.items():
-        found = by_name.get(back.get(name, name))
-        if found is None:
-            found = by_name.get(name)
+        found = by_name.get(name)
         if found is not None:
             keep.add(found)
             _merge_object(entries[found], obj, fresh=False)
@@ -260,7 +257,7 @@ def _merge_entries(doc: Container, key: str, objects: list[Any], renames: Mappin
         del doc[key]
 
 
-def _merge(doc: tomlkit.TOMLDocument, config: Config, renames: Mapping[str, str]) -> None:
+def _merge(doc: tomlkit.TOMLDocument, config: Config) -> None:
     _set_value(doc, "durability", config.durability)
     _merge_section(doc, "receiver", config.receiver)
     _merge_section(doc, "smtp", config.smtp)
@@ -276,8 +273,8 @@ def _merge(doc: tomlkit.TOMLDocument, config: Config, renames: Mapping[str, str]
     if "dead_letters" in doc or config.dead_letters != DeadLetterSettings():
         _merge_section(doc, "dead_letters", config.dead_letters)
     _merge_cluster(doc, config.cluster)
-    _merge_entries(doc, "workspaces", config.workspaces, {})
-    _merge_entries(doc, "connectors", config.connectors, renames)
+    _merge_entries(doc, "workspaces", config.workspaces)
+    _merge_entries(doc, "connectors", config.connectors)
 
 
 def _merge_cluster(doc: Container, cluster: ClusterSettings | None) -> None:
@@ -319,7 +316,7 @@ def _locked(home: Home) -> Iterator[None]:
         yield
 
 
-def _write(home: Home, config: Config, renames: Mapping[str, str] | None = None) -> None:
+def _write(home: Home, config: Config) -> None:
     path = home.config_file
     problems = validate_config(config)
     if problems:
@@ -333,7 +330,7 @@ def _write(home: Home, config: Config, renames: Mapping[str, str] | None = None)
     else:
         _parse_toml(text, path)  # a file that does not parse is never overwritten
         doc = tomlkit.parse(text)
-    _merge(doc, config, renames or {})
+    _merge(doc, config)
     rendered = tomlkit.dumps(doc)
     # The merged file must read back as exactly this configuration before it replaces the old one.
     written, problems = _from_data(_parse_toml(rendered, path))
