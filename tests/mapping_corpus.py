@@ -16,6 +16,7 @@ and routed as a whole through the routing table.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import tempfile
@@ -31,7 +32,7 @@ import orjson
 from tests.fixtures.currents_events import EVENTS
 from tests.test_mapping import flat, with_changes
 from tui_currents import catalog
-from tui_currents.mapping import ConnectorRules, Outcome, map_event, normalise
+from tui_currents.mapping import ConnectorRules, CurrentsEvent, NumberText, Outcome, map_event, normalise
 from tui_currents.sources.avro_files import event_type_from_path
 from tui_currents.sources.avro_schemas import write_export
 from tui_currents.sources.batch_body import events_of
@@ -77,6 +78,12 @@ RULES: dict[str, ConnectorRules] = {
         },
     ),
     "bad transform": ConnectorRules(selected=EVERY_TYPE, field_transforms={"email_address": "rot13"}),
+    # Overrides that are not text: not used as the name, yet a custom event's own name is not used either.
+    "odd overrides": ConnectorRules(
+        selected=EVERY_TYPE,
+        include_anonymous=True,
+        name_overrides={"users.behaviors.CustomEvent": 5, "users.messages.email.Send": ["x"]},  # type: ignore[dict-item]
+    ),
 }
 
 
@@ -236,6 +243,26 @@ def _odd_records() -> list[object]:
     return records
 
 
+def _direct_events() -> list[CurrentsEvent]:
+    """Events as no normalise makes them (a source's own code might): empty and odd ids."""
+    email = normalise(copy.deepcopy(EVENTS["users.messages.email.Send"]))
+    events = []
+    for changes in (
+        {"external_user_id": ""},
+        {"user_id": ""},
+        {"user_id": "", "external_user_id": ""},
+        {"external_user_id": "", "user_id": None},
+        {"device_id": ""},
+        {"device_id": 0},
+        {"user_id": NumberText("123")},
+        {"id": NumberText("123")},
+        {"time": 1717171717.0},
+        {"properties": {"device_id": "in properties", "timezone": None, "email_address": "a@b.c"}},
+    ):
+        events.append(dataclasses.replace(email, **changes))  # type: ignore[arg-type]
+    return events
+
+
 def _nested(depth: int) -> object:
     value: object = "bottom"
     for _ in range(depth):
@@ -297,6 +324,11 @@ def results() -> Iterator[dict[str, object]]:
                     seen[outcome.encoded] = name
             line[name] = result
         yield line
+    for number, event in enumerate(_direct_events()):
+        yield {
+            "record": f"direct {number}",
+            **{name: _outcome(map_event(event, r)) for name, r in RULES.items()},
+        }
     # The routing table over the same records: connectors with equal rules share one mapping, the others
     # count what they do not select in bulk.
     routes = (
