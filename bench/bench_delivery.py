@@ -253,11 +253,12 @@ def ours_via_receiver(
     return result
 
 
-def service_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) so far of this process (the engine: receiver, commits, and delivery
-    when it runs in the engine's loop) and of its tui_currents child processes, by module."""
+def service_cpu(this: str = "engine") -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process (named `this`: the engine, with the receiver,
+    the commits, and delivery when it runs in the engine's loop) and of its tui_currents child processes,
+    by module."""
     tick = os.sysconf("SC_CLK_TCK")
-    found = {"engine": time.process_time()}
+    found = {this: time.process_time()}
     me = str(os.getpid())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -270,7 +271,7 @@ def service_cpu() -> dict[str, float]:
         if fields[1] != me or b"-m" not in argv:
             continue
         module = argv[argv.index(b"-m") + 1].decode()
-        if module.startswith("tui_currents."):
+        if module.startswith("tui_currents.") and module != "tui_currents.sandbox":  # not the stand-in
             name = module.rsplit(".", 1)[1]
             found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return found
