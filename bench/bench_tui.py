@@ -743,7 +743,7 @@ async def bench_full_speed(
             f"{left:,} still queued at the end"
             + ("" if left > 0 else " (the backlog ran out: raise --backlog)")
         )
-        layout = "its own process" if backend.engine and backend.engine.delivery_pids else "the TUI's loop"
+        layout = "its own process" if "delivery_worker" in by_process else "the TUI's loop"
         print(
             f"    delivery ran in {layout}; CPU per delivered event, by process: "
             + (describe_cpu({n: 1e6 * t / delivered for n, t in by_process.items()}) if delivered else "-")
