@@ -228,11 +228,19 @@ def ours_via_receiver(
         )
         await engine.start()
         try:
+            await asyncio.sleep(1.0)  # the children have started: their start-up is not counted
+            cpu_before = service_cpu()
             url = f"{engine.receiver_url}/currents/{WORKSPACE}"
             start = time.perf_counter()
             sent = await _measure(url, n // RECEIVER_BATCH, RECEIVER_BATCH, 5, senders, 600)
             accepted, last = await asyncio.to_thread(stand_in.wait_accepted, n, timeout=300)
-            return {"accepted": accepted, "seconds": last - start, "statuses": sent["statuses"]}
+            cpu_after = service_cpu()
+            cpu_us = {
+                name: 1e6 * (seconds - cpu_before.get(name, 0.0)) / max(1, accepted)
+                for name, seconds in cpu_after.items()
+            }
+            seconds = last - start
+            return {"accepted": accepted, "seconds": seconds, "statuses": sent["statuses"], "cpu": cpu_us}
         finally:
             await engine.stop()
 
@@ -243,6 +251,36 @@ def ours_via_receiver(
     result["rate"] = result["accepted"] / result["seconds"]
     result["writes"] = " ".join(line.removeprefix("delivery process: ") for line in said)
     return result
+
+
+def service_cpu(this: str = "engine") -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process (named `this`: the engine, with the receiver,
+    the commits, and delivery when it runs in the engine's loop) and of its tui_currents child processes,
+    by module."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {this: time.process_time()}
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if fields[1] != me or b"-m" not in argv:
+            continue
+        module = argv[argv.index(b"-m") + 1].decode()
+        if module.startswith("tui_currents.") and module != "tui_currents.sandbox":  # not the stand-in
+            name = module.rsplit(".", 1)[1]
+            found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def describe_cpu(cpu: dict[str, float]) -> str:
+    """`engine 30, mapping_worker 18, ... = total` in us of CPU per delivered event."""
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in cpu.items())
+    return f"{parts}; total {sum(cpu.values()):.0f} us/event"
 
 
 class _Lines(logging.Handler):
@@ -670,7 +708,11 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
         here = folder / f"round-{n}"
         here.mkdir()
         a = ours(stand_in, key, bodies, here, args.durability)
-        r = ours_via_receiver(stand_in, key, len(events), here, args.durability, senders=8)
+        # Compared, each layout is named; otherwise the receiver row runs the default layout.
+        inline = False if args.compare_layouts else None
+        r = ours_via_receiver(
+            stand_in, key, len(events), here, args.durability, senders=8, delivery_process=inline
+        )
         if r["writes"]:
             print(f"  round {n}: the delivery process's {r['writes']}")
         apart = None
@@ -689,12 +731,14 @@ def throughput(stand_in: StandIn, key: str, folder: Path, args: argparse.Namespa
             f"{b['refused']:,} refused by its full queue), with a queue of {len(messages) + 1:,} "
             f"{c['rate']:,.0f}/s ({c['accepted']:,})"
         )
+        print(f"  round {n}: CPU per event through the receiver, by process: {describe_cpu(r['cpu'])}")
         if apart is not None:
             print(
                 f"  round {n}: through the receiver with delivery in its own process "
                 f"{apart['rate']:,.0f}/s: {apart['rate'] / c['rate']:.1f}x the big queue, against "
-                f"{r['rate'] / c['rate']:.1f}x with delivery in the engine's process (the default)"
+                f"{r['rate'] / c['rate']:.1f}x with delivery in the engine's process"
             )
+            print(f"  round {n}: CPU per event, delivery in its own process: {describe_cpu(apart['cpu'])}")
         rounds.append((a["rate"], r["rate"], b["rate"], c["rate"]))
     ours_in, ours_rx, lib, lib_big = (statistics.median(column) for column in zip(*rounds, strict=True))
     print(

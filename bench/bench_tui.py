@@ -58,6 +58,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_delivery import describe_cpu, service_cpu
 from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
@@ -718,11 +719,12 @@ async def bench_full_speed(
             before, began = read_counts(home.store_file), time.perf_counter()
             stalls = LoopStalls()
             stalls.start()
-            cpu0 = time.process_time()
+            cpu0, by_process = time.process_time(), service_cpu("tui")
             with GcPauses() as gc_pauses:
                 latencies, missed = await measure_keys(pilot, view, clock, presses)
             elapsed = time.perf_counter() - began
             cpu = (time.process_time() - cpu0) / elapsed
+            by_process = {name: t - by_process.get(name, 0.0) for name, t in service_cpu("tui").items()}
             await stalls.stop()
             if slow is not None:
                 asyncio.get_running_loop().set_debug(False)
@@ -740,6 +742,11 @@ async def bench_full_speed(
             f"    engine delivered {delivered / elapsed:,.0f} events/s while the keys were pressed; "
             f"{left:,} still queued at the end"
             + ("" if left > 0 else " (the backlog ran out: raise --backlog)")
+        )
+        layout = "its own process" if "delivery_worker" in by_process else "the TUI's loop"
+        print(
+            f"    delivery ran in {layout}; CPU per delivered event, by process: "
+            + (describe_cpu({n: 1e6 * t / delivered for n, t in by_process.items()}) if delivered else "-")
         )
         if latencies:
             verdict = "meets" if pct(latencies, 99) < LATENCY_GOAL_MS else "MISSES"

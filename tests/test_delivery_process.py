@@ -161,3 +161,40 @@ async def test_commits_and_the_delivery_process_writes_take_turns(engine: Engine
         assert await wait_for(lambda: engine.store.backlog("Marketing").messages == 0)
     finally:
         turns.close()
+
+
+async def test_the_terminal_apps_engine_delivers_from_its_own_process_when_asked(
+    home: Home, sandbox: SegmentSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    # The TUI's in-process engine takes the same option as `run`: delivery leaves the app's event loop,
+    # and a killed delivery process is replaced with nothing lost.
+    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
+    from tui_currents.tui.backend import IN_PROCESS, Backend
+
+    monkeypatch.setenv(DELIVERY_PROCESS_ENV, "1")
+    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    add_connector(home, sandbox.url)
+    backend = Backend(
+        home, Secrets(home), engine_options=EngineOptions(receiver_port=0, delivery_overrides=FAST)
+    )
+    await backend.start()
+    try:
+        engine = backend.engine
+        assert backend.mode == IN_PROCESS and engine is not None
+        [first] = engine.delivery_pids
+        assert first in _children(os.getpid())
+        events = known_events(300, seed=12)
+        assert (await post(engine, events[:100])).status_code == 200
+        assert await wait_for(lambda: sandbox.accepted_count >= 100)
+        os.kill(first, signal.SIGKILL)
+        assert (await post(engine, events[100:])).status_code == 200
+        assert await wait_for(lambda: engine.delivery_pids not in ([], [first]), timeout=10)
+        assert await wait_for(
+            lambda: {m["messageId"] for m in sandbox.accepted} >= {e["id"] for e in events}, 30
+        )
+        assert engine.store is not None and engine.store._leases == {}  # the app's process leases nothing
+        [second] = engine.delivery_pids
+    finally:
+        await backend.stop()
+    assert await wait_for(lambda: second not in _children(os.getpid()))  # it ends with the app

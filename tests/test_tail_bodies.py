@@ -140,5 +140,5 @@ def test_a_schema_3_store_is_upgraded_and_its_tail_keeps_its_messages(tmp_path: 
         new = [line for line in store.tail(after=before[-1].seq, limit=1000) if line.fate == "queued"]
         assert [orjson.loads(line.message)["properties"]["note"][:39] for line in new] == markers
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert db.execute("SELECT count(*) FROM tail WHERE messages IS NOT NULL").fetchone()[0] == 6

@@ -322,12 +322,14 @@ def _capacity_for(keys: int) -> int:
 class KnownIds:
     """The messageIds each connector has queued, or delivered within the duplicate window, as keys.
 
-    `upto` is the last outbox seq reflected here, so a writer can catch up with segments another process
-    committed."""
+    `upto` is the last outbox seq reflected here, and `forgotten_upto` the last row of the store's log of
+    ids leaving the window (store/forgotten_log.py), so a writer can catch up with what other processes
+    committed, dead-lettered or dropped."""
 
     def __init__(self) -> None:
         self._by_connector: dict[str, KeySet] = {}
         self.upto = 0
+        self.forgotten_upto = 0
 
     def of(self, connector: str) -> KeySet:
         keys = self._by_connector.get(connector)

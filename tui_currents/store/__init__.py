@@ -18,14 +18,17 @@ Choices worth knowing:
   of its own, so it never waits for a commit (or another program's write) to end; the in-memory state it
   relies on (leases, done segments) changes only once the transaction behind the change has committed.
 - Duplicates collapse on (connector, messageId): the writer keeps the ids each connector has queued or
-  recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on
-  first use and brought up to date with what other processes (an import, a requeue) committed, inside
-  the commit's write lock. A segment whose messages are all delivered drops its bodies (once the tail no
-  longer names it) and stays as the memory of its ids for `delivered_window_days` (7 by default: Braze
-  retries for about 5 days at most and keeps queued events for 7) and at most about `delivered_window_max`
-  remembered ids (250,000 by default), oldest segments first. A duplicate arriving later than the window
-  is sent again under the same messageId, which Segment itself drops within its ~24-hour deduplication
-  window. Dead-lettered messages are not remembered: the same event sent again is queued again.
+  recently delivered as 64-bit keys in memory (segments.KnownIds), built from the segments' indexes on first
+  use and brought up to date inside the commit's write lock with what other processes did since: the
+  segments they committed (an import, a requeue) and the ids they logged as leaving the window
+  (dead-lettered, or dropped with their segment, e.g. by the delivery process: `forgotten_log`), read from
+  where the last catch-up stopped, in the order they happened. A segment whose messages are all delivered
+  drops its bodies (once the tail no longer names it) and stays as the memory of its ids for
+  `delivered_window_days` (7 by default: Braze retries for about 5 days at most and keeps queued events for
+  7) and at most about `delivered_window_max` remembered ids (250,000 by default), oldest segments first. A
+  duplicate arriving later than the window is sent again under the same messageId, which Segment itself
+  drops within its ~24-hour deduplication window. Dead-lettered messages are not remembered: the same event
+  sent again is queued again.
 - Counters are upserted in the commit that changes them; a commit changing very many (a workspace with
   many connectors) logs them as one row instead, folded in every few such commits (`counter_log`).
 - Backlog size per connector is kept in a small summary table updated in the same transactions, so
@@ -48,8 +51,8 @@ Choices worth knowing:
 The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
 words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
 (leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
-`observation` (backlog, states, counters), `counter_log`, `alert_log` (alerts, their email status, the
-alert rules' memory). `Store` is all of them together.
+`observation` (backlog, states, counters), `counter_log`, `forgotten_log` (ids leaving the duplicate
+window), `alert_log` (alerts, their email status, the alert rules' memory). `Store` is all of them together.
 """
 
 from __future__ import annotations

@@ -257,11 +257,6 @@ class StoreBase:
 
     # ------------------------------------------------------------------------------------- leases
 
-    def _forget_ids(self, message_ids: dict[str, list[str]]) -> None:
-        if self._known is not None:
-            for connector, ids in message_ids.items():
-                self._known.forget(connector, ids)
-
     def _unlease(self, connector: str, addresses: Sequence[int]) -> None:
         by_seq = self._leases.get(connector)
         if by_seq:

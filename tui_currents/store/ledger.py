@@ -19,6 +19,7 @@ from tui_currents.outbox import (
     TAIL_DELIVERED,
 )
 from tui_currents.segments import Segment
+from tui_currents.store import forgotten_log
 from tui_currents.store.reader import Reader
 from tui_currents.store.schema import BUMP_BACKLOG, CHUNK, INSERT_DEAD, INSERT_RETRY, BacklogChange
 from tui_currents.store.writer import Writer
@@ -133,7 +134,7 @@ class Ledger(Writer, Reader):
         excess -= self.delivered_window_max
         cutoff = now - self.delivered_window_days * DAY
         forgotten: dict[str, int] = defaultdict(int)
-        forgotten_ids: dict[str, list[str]] = defaultdict(list)
+        forgotten_ids: list[tuple[str, bytes]] = []
         for _ in range(64):
             row = db.execute(
                 "SELECT seq, finished_at FROM outbox INDEXED BY outbox_finished"
@@ -146,10 +147,11 @@ class Ledger(Writer, Reader):
             ).fetchone()
             forgotten[connector] += messages
             excess -= messages
-            forgotten_ids[connector].extend(segments.index_ids(ids))
+            forgotten_ids.append((connector, ids))
         if forgotten:
             db.executemany(BUMP_BACKLOG, [BacklogChange(remembered=-n).row(c) for c, n in forgotten.items()])
-            self._after_commit.append(lambda: self._forget_ids(forgotten_ids))
+            # Every duplicate check (this process's or another's) forgets them at its next commit.
+            forgotten_log.log(db, forgotten_ids)
 
     def retry_later(
         self,
@@ -224,8 +226,8 @@ class Ledger(Writer, Reader):
         self._bump(db, counts)
         lines = list(zip(types, ids, strict=True))
         self._append_tail(db, now, connector, lines, fate=TAIL_DEAD_LETTER, reason=reason)
-        # Not remembered any more: the same event sent again is queued again.
-        self._after_commit.append(lambda: self._forget_ids({connector: ids}))
+        # Not remembered any more, by any process's duplicate check: the same event sent again is queued.
+        forgotten_log.log(db, [(connector, forgotten_log.ids_index(ids))])
         return len(ids)
 
     def expire(

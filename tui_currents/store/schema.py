@@ -51,8 +51,8 @@ CREATE TABLE IF NOT EXISTS webhook_cursor (
 # SCHEMA again (every statement is IF NOT EXISTS). 4 added `tail.segments`: a received-events row names the
 # outbox segments holding its queued messages' bodies instead of holding a copy in `messages` (each body is
 # written once); rows written before keep their copy in `messages`. 4 also added `counter_log` (see
-# store/counter_log.py).
-SCHEMA_VERSION = 4
+# store/counter_log.py). 5 added `forgotten_ids`, the ids leaving the duplicate window (see forgotten_log.py).
+SCHEMA_VERSION = 5
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -116,6 +116,14 @@ CREATE TABLE IF NOT EXISTS connector_states (
     state TEXT NOT NULL,
     updated_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS forgotten_ids (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    after_outbox INTEGER NOT NULL,
+    connector TEXT NOT NULL,
+    ids BLOB NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS counter_log (
     id INTEGER PRIMARY KEY,

@@ -23,7 +23,7 @@ from tui_currents.outbox import (
 )
 from tui_currents.received import FATE, MESSAGE_ID, TYPE, Received
 from tui_currents.segments import KnownIds, Segment, key_of
-from tui_currents.store import counter_log
+from tui_currents.store import counter_log, forgotten_log
 from tui_currents.store.dead_letter_caps import (
     bounded_event,
     trim_dead_letters,
@@ -43,22 +43,46 @@ class Writer(TailLog):
     _logged: int | None = None  # rows in the counter log, as last known (None: not looked yet)
 
     def _known_ids(self, db: sqlite3.Connection) -> KnownIds:
-        """The duplicate check, built from the store on first use and brought up to date with segments
-        other processes (an import, a requeue) committed since. Call inside a write transaction."""
-        building = self._known is None
-        known = KnownIds() if self._known is None else self._known
+        """The duplicate check, built from the store on first use and brought up to date with what other
+        processes did since: the segments they committed (an import, a requeue) and the ids they logged
+        as leaving the window (dead-lettered, or dropped with their segment: see forgotten_log), in the
+        order they happened. Reads only what is newer than the last catch-up. Call inside a write
+        transaction."""
+        known = self._known
+        forgotten = None if known is None else forgotten_log.since(db, known.forgotten_upto)
+        if known is None or forgotten is None:  # first use, or log rows pruned before this writer read them
+            self._known = known = self._build_known(db)
+            return known
+        pending = iter(forgotten)
+        row = next(pending, None)
         for seq, connector, ids in db.execute(
             "SELECT seq, connector, ids FROM outbox WHERE seq > ? ORDER BY seq", (known.upto,)
         ):
+            while row is not None and row[1] < seq:  # logged before this segment was committed
+                known.forget(row[2], segments.index_ids(row[3]))
+                known.forgotten_upto = row[0]
+                row = next(pending, None)
             known.add_index(connector, ids)
             known.upto = seq
-        if building:
-            # Dead-lettered messages are not remembered: the same event sent again is queued again.
-            for connector, message_id in db.execute(
-                "SELECT connector, message_id FROM dead_letters WHERE message IS NOT NULL"
-            ):
-                known.forget(connector, (message_id,))
-            self._known = known
+        while row is not None:
+            known.forget(row[2], segments.index_ids(row[3]))
+            known.forgotten_upto = row[0]
+            row = next(pending, None)
+        return known
+
+    @staticmethod
+    def _build_known(db: sqlite3.Connection) -> KnownIds:
+        """The duplicate check from the whole store: every segment's ids, less the dead-lettered ones."""
+        known = KnownIds()
+        known.forgotten_upto = forgotten_log.last(db)
+        for seq, connector, ids in db.execute("SELECT seq, connector, ids FROM outbox ORDER BY seq"):
+            known.add_index(connector, ids)
+            known.upto = seq
+        # Dead-lettered messages are not remembered: the same event sent again is queued again.
+        for connector, message_id in db.execute(
+            "SELECT connector, message_id FROM dead_letters WHERE message IS NOT NULL"
+        ):
+            known.forget(connector, (message_id,))
         return known
 
     def _add_segment(
