@@ -68,12 +68,35 @@ SLOW = (
 )
 
 
+# --- two workers -----------------------------------------------------------------------------------------
+# The README's command spreads tests over two xdist workers test by test (`--dist loadgroup`), so that a
+# file of long tests does not hold one worker while the other waits. The tests of a file that use one of
+# its module- or class-scoped fixtures (a built wheel, a keyring, a template home) stay together, on one
+# worker, so that such a fixture is still made once.
+SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shared_fixture_group(item: pytest.Item, where: str) -> str | None:
+    """The xdist group of a test that uses a fixture shared by its file (its file's path), else None."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures a test uses
+    if info is None:
+        return None
+    for definitions in info.name2fixturedefs.values():
+        if definitions and definitions[-1].scope in SHARED_SCOPES:
+            return where
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(config.rootpath)
     for item in items:
         where = Path(item.path).relative_to(root).as_posix()
         if where.startswith(SLOW):
             item.add_marker(pytest.mark.slow)
+        group = _shared_fixture_group(item, where)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # --- more shared fixtures below -------------------------------------------------------------------------

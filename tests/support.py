@@ -1,16 +1,19 @@
-"""Helpers shared by several test modules: waiting for a condition, a real small disk to fill, and a
-self-signed certificate."""
+"""Helpers shared by several test modules: waiting for a condition, a real small disk to fill, a
+self-signed certificate, and the CLI run in this process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
+import io
 import ipaddress
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +30,45 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interva
             return True
         await asyncio.sleep(interval)
     return predicate()
+
+
+def cli_in_process(
+    home: Path, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tui-currents --home HOME ARGS` run by the CLI's own main function in this process: its exit code
+    and what it printed on stdout and stderr, as `subprocess.run(..., capture_output=True, text=True)`
+    gives them, with `stdin` as standard input and `env` added to the environment for the command.
+
+    For tests of what a command prints, exits with and writes: no interpreter start-up, and the keyring
+    file unlocked once per process instead of once per command. Tests about process behaviour (signals,
+    kills, the environment a process is given, what a separate process leaves in its output or files)
+    run the real command in a subprocess instead."""
+    from tui_currents.cli import main
+
+    argv = ["--home", str(home), *args]
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {name: os.environ.get(name) for name in (env or {})}
+    saved_umask = os.umask(0o077)  # main sets it for the process; given back below
+    saved_stdin = sys.stdin
+    os.environ.update(env or {})
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse's usage errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.stdin = saved_stdin
+        os.umask(saved_umask)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "tui_currents", *argv], code, out.getvalue(), err.getvalue()
+    )
 
 
 @contextmanager

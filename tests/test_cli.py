@@ -1,4 +1,6 @@
-"""The `tui-currents` command as a user scripts it: real subprocesses on a real home."""
+"""The `tui-currents` command as a user scripts it, on a real home: real subprocesses where the process is
+the point (signals, a second engine, secrets kept out of what a process prints), the CLI's main function
+in this process where a test checks what a command prints, exits with and writes."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support import cli_in_process
 from tui_currents import catalog, config
 from tui_currents.paths import Home
 from tui_currents.secrets import Secrets
@@ -41,16 +45,18 @@ def add_connector(
     key: str,
     email: str = "ops@example.com",
     region: str = "us",
+    run: Callable[..., subprocess.CompletedProcess] = cli_in_process,
 ) -> subprocess.CompletedProcess:
-    """`connector add` in workspace prod, the write key given on stdin as a script would."""
-    return cli(
+    """`connector add` in workspace prod, the write key given on stdin as a script would (`run`: in this
+    process, or `cli` for a real subprocess)."""
+    return run(
         home, "connector", "add", name, "--workspace", "prod", "--email", email, "--region", region,
         "--events", events, *extra, "--write-key-stdin", stdin=key,
     )  # fmt: skip
 
 
 def test_events_json_lists_the_whole_catalog(home: Home) -> None:
-    result = cli(home.root, "events", "--json")
+    result = cli_in_process(home.root, "events", "--json")
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
     assert len(entries) == len(catalog.CATALOG)
@@ -70,15 +76,20 @@ def test_events_json_lists_the_whole_catalog(home: Home) -> None:
     deletion = by_type["users.UserDeleteRequest"]
     assert deletion["forwardable"] is False
     assert deletion["reason"] == catalog.not_forwardable_reason("users.UserDeleteRequest")
-    table = cli(home.root, "events")
+    table = cli_in_process(home.root, "events")
     assert "Push Notification Tapped" in table.stdout and "Application Opened" in table.stdout
     assert f"users.UserDeleteRequest: {deletion['reason']}" in table.stdout
 
 
 def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -> None:
-    assert cli(home.root, "workspace", "add", "prod").returncode == 0
+    assert cli_in_process(home.root, "workspace", "add", "prod").returncode == 0
     result = add_connector(
-        home.root, "Marketing", "Email,users.behaviors.Uninstall", region="eu", key=SENTINEL_KEY + "\n"
+        home.root,
+        "Marketing",
+        "Email,users.behaviors.Uninstall",
+        region="eu",
+        key=SENTINEL_KEY + "\n",
+        run=cli,
     )
     assert result.returncode == 0, result.stderr
     assert SENTINEL_KEY not in result.stdout + result.stderr
@@ -93,18 +104,18 @@ def test_connector_add_scripted_stores_the_key_only_in_the_keyring(home: Home) -
 
 
 def test_validation_errors_exit_2_with_one_line(home: Home) -> None:
-    cli(home.root, "workspace", "add", "prod")
+    cli_in_process(home.root, "workspace", "add", "prod")
     bad_events = add_connector(home.root, "A", "Emial", key="k" * 20)
     assert bad_events.returncode == 2
     assert "Emial" in bad_events.stderr and len(bad_events.stderr.strip().splitlines()) == 1
-    missing = cli(home.root, "connector", "add", "A", "--workspace", "prod")
+    missing = cli_in_process(home.root, "connector", "add", "A", "--workspace", "prod")
     assert missing.returncode == 2 and "--email" in missing.stderr
     bad_email = add_connector(home.root, "A", "Email", email="not-an-address", key="k" * 20)
     assert bad_email.returncode == 2 and "email" in bad_email.stderr.lower()
 
 
 def test_overlap_is_refused_naming_both_connectors(home: Home) -> None:
-    cli(home.root, "workspace", "add", "prod")
+    cli_in_process(home.root, "workspace", "add", "prod")
     assert add_connector(home.root, "A", "Email", key="key-a-123456").returncode == 0
     second = add_connector(home.root, "B", "users.messages.email.Open,SMS", key="key-b-123456")
     assert second.returncode == 2
@@ -115,28 +126,28 @@ def test_overlap_is_refused_naming_both_connectors(home: Home) -> None:
 def test_malformed_config_is_reported_with_line_and_left_untouched(home: Home) -> None:
     home.config_file.write_text("# mine\n[[connectors]]\nname = = 'x'\nworkspace = 'prod'\n")
     before = home.config_file.read_bytes()
-    result = cli(home.root, "connector", "list")
+    result = cli_in_process(home.root, "connector", "list")
     assert result.returncode == 2
     assert "line 3" in result.stderr and "column" in result.stderr
     assert home.config_file.read_bytes() == before
 
 
 def test_import_reports_per_type_and_is_idempotent(home: Home, tmp_path: Path) -> None:
-    cli(home.root, "workspace", "add", "prod")
+    cli_in_process(home.root, "workspace", "add", "prod")
     added = add_connector(home.root, "A", "all", "--include-anonymous", key="key-a-123456")
     assert added.returncode == 0, added.stderr
     gen = DemoGenerator(seed=4, flat=True)
     records = [gen.event() for _ in range(500)]
     write_export(tmp_path / "export", records)
-    first = cli(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
+    first = cli_in_process(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
     assert first.returncode == 0, first.stderr
     assert "500" in first.stdout and "queued" in first.stdout.lower()
     store = Store(home.store_file, readonly=True)
     assert store.backlog("A").messages == 500
-    again = cli(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
+    again = cli_in_process(home.root, "import", str(tmp_path / "export"), "--workspace", "prod")
     assert again.returncode == 0
     assert store.backlog("A").messages == 500
-    dry = cli(
+    dry = cli_in_process(
         home.root,
         "import",
         str(tmp_path / "export"),
@@ -175,7 +186,7 @@ def test_run_stops_cleanly_on_sigterm_and_status_reads_it(home: Home) -> None:
         report = None
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            status = cli(home.root, "status", "--json")
+            status = cli_in_process(home.root, "status", "--json")
             if status.returncode == 0:
                 report = json.loads(status.stdout)
                 if (
@@ -198,7 +209,7 @@ def test_run_stops_cleanly_on_sigterm_and_status_reads_it(home: Home) -> None:
             proc.wait()
     _, err = proc.communicate()
     assert "engine stopped" in err
-    after = json.loads(cli(home.root, "status", "--json").stdout)
+    after = json.loads(cli_in_process(home.root, "status", "--json").stdout)
     assert after["engine"]["running"] is False
 
 
@@ -215,7 +226,7 @@ def test_dead_letters_list_export_and_retry(home: Home, tmp_path: Path) -> None:
     store.dead_letter("A", [rows[0].seq], reason="Segment rejected this message: 400 Bad Request")
     store.close()
 
-    listed = cli(home.root, "dead-letters", "list", "--json")
+    listed = cli_in_process(home.root, "dead-letters", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     letters = json.loads(listed.stdout)
     assert {d["message_id"] for d in letters} == {good[0]["id"], "no-user-at-all"}
@@ -226,11 +237,11 @@ def test_dead_letters_list_export_and_retry(home: Home, tmp_path: Path) -> None:
     assert all(d["reason"] for d in letters)
 
     out = tmp_path / "dead.jsonl"
-    exported = cli(home.root, "dead-letters", "export", str(out))
+    exported = cli_in_process(home.root, "dead-letters", "export", str(out))
     assert exported.returncode == 0 and out.stat().st_mode & 0o777 == 0o600
     assert len(out.read_text().splitlines()) == 2
 
-    retried = cli(home.root, "dead-letters", "retry", "--connector", "A")
+    retried = cli_in_process(home.root, "dead-letters", "retry", "--connector", "A")
     assert retried.returncode == 0 and retried.stdout.startswith("1 ")
     again = Store(home.store_file, readonly=True)
     assert again.backlog("A").messages == 3  # the two still queued, and the one put back

@@ -1,7 +1,8 @@
 """Removing a connector with queued events asks what becomes of them; none is orphaned unseen.
 
-`connector remove` as a user scripts it (real subprocesses on a real home), with and without a running
-engine (its own process, delivering to the Segment stand-in), and the TUI's delete confirmation."""
+`connector remove` as a user scripts it, on a real home: without an engine in this process (the CLI's main:
+what it prints, exits with and leaves), with a running engine as real subprocesses (the engine delivering
+to the Segment stand-in), and the TUI's delete confirmation."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tests.reliability.harness import (
     wait_delivered,
 )
 from tests.reliability.harness import cli as harness_cli
-from tests.test_cli import cli
+from tests.support import cli_in_process as cli
 from tests.test_store import C1, RULES, enqueue
 from tui_currents import config
 from tui_currents.paths import Home

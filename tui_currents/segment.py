@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import orjson
@@ -92,6 +91,8 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     try:
         seconds = float(text)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # here: the email package slows every start-up
+
         try:
             moment = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):

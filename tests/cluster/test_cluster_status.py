@@ -1,31 +1,24 @@
 """`tui-currents cluster status [--json]`: the instances with their heartbeat, the queue stream with its
-replicas, leader and lagging replicas, and each connector's waiting / in flight / redelivered."""
+replicas, leader and lagging replicas, and each connector's waiting / in flight / redelivered. The command
+runs in this process (the CLI's main): the tests are about what it prints."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import time
 
 from tests.cluster.conftest import NatsCluster, member_config
 from tests.cluster.test_jetstream_outbox import C1, batch, eventually, lease_all
-from tests.reliability.harness import subprocess_env
+from tests.support import cli_in_process
 from tui_currents.cluster import JetStreamOutbox
 from tui_currents.outbox_home import open_outbox
 from tui_currents.paths import Home
 
 
 def cli(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui_currents", "--home", str(home.root), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=subprocess_env(),
-        stdin=subprocess.DEVNULL,
-    )
+    return cli_in_process(home.root, *args)
 
 
 def status_json(home: Home) -> dict:
@@ -75,7 +68,7 @@ def test_cluster_status_shows_instances_stream_and_consumers(
                 if nats_cluster.nodes[follower].name in status["stream"]["lagging"]:
                     break
             assert time.monotonic() < deadline, status["stream"]
-            time.sleep(1)
+            time.sleep(0.2)
         engine.delivered(C1, [r.seq for r in leased])
     finally:
         engine.close()

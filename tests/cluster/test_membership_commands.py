@@ -1,14 +1,17 @@
 """`cluster init | join | leave` and the configuration mirror, on the real 3-node cluster (conftest.py).
 
-The commands run as real subprocesses (`python -m tui_currents`), with the encrypted-file keyring; the
-cluster's contents are checked by reading NATS directly (every KV value and stream message scanned for
-secrets in clear) and through `JetStreamOutbox`.
+The commands run as real subprocesses (`python -m tui_currents`), with the encrypted-file keyring, where
+the command is what a test is about (init, join, a crash, what a process prints); the tests of the mirror
+make their members with the CLI's main in this process (`cli_in_process`). The cluster's contents are
+checked by reading NATS directly (every KV value and stream message scanned for secrets in clear) and
+through `JetStreamOutbox`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +23,8 @@ import orjson
 import pytest
 
 from tests.cluster.conftest import LOOPBACK, NatsCluster, free_ports, nats_server_binary
+from tests.conftest import TEST_KEYRING_PASSPHRASE
+from tests.support import cli_in_process
 from tui_currents import config
 from tui_currents.cluster import JetStreamOutbox
 from tui_currents.cluster.membership import ClusterSettings, cluster_settings
@@ -69,6 +74,26 @@ def new_home(tmp_path: Path, name: str) -> Home:
     return Home.at(tmp_path / name).ensure()
 
 
+def member(home: Home, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """A `cluster init | join` that only makes members for a test of what comes after: in this process."""
+    return cli_in_process(home.root, *args, stdin=stdin)
+
+
+@pytest.fixture(scope="module")
+def single_box(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A home made by make_single_box once for the module (its keyring writes cost seconds), and the ids
+    of its queued events; copy_single_box gives each test its own copy."""
+    template = new_home(tmp_path_factory.mktemp("single-box"), "template")
+    return template.root, make_single_box(template)
+
+
+def copy_single_box(single_box: tuple[Path, list[str]], tmp_path: Path, name: str) -> tuple[Home, list[str]]:
+    """A copy of the module's single box (config, keyring file, store), as a home of this test's own."""
+    template, ids = single_box
+    shutil.copytree(template, tmp_path / name)
+    return Home.at(tmp_path / name), ids
+
+
 def make_single_box(home: Home) -> list[str]:
     """Two workspaces, three connectors, their secrets and EVENTS queued events; returns the messageIds."""
     config.add_workspace(home, Workspace("prod"))
@@ -77,7 +102,8 @@ def make_single_box(home: Home) -> list[str]:
     config.add_connector(home, Connector(name="Marketing", workspace="prod", events=EMAIL, **base))
     config.add_connector(home, Connector(name="Texts", workspace="prod", events=SMS, **base))
     config.add_connector(home, Connector(name="EU", workspace="eu-shop", region="eu", events=PUSH, **base))
-    secrets = Secrets(home)
+    # The test passphrase, given here: the module's template is made before each test's own environment.
+    secrets = Secrets(home, backend="file", passphrase=TEST_KEYRING_PASSPHRASE)
     for connector, key in WRITE_KEYS.items():
         secrets.set_write_key(connector, key)
     for workspace, token in TOKENS.items():
@@ -169,10 +195,9 @@ def shared_config(cluster: NatsCluster, name: str) -> dict:
 
 
 def test_init_carries_configuration_secrets_and_queue_then_join_gets_them(
-    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path
+    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path, single_box: tuple[Path, list[str]]
 ) -> None:
-    first = new_home(tmp_path, "a")
-    ids = make_single_box(first)
+    first, ids = copy_single_box(single_box, tmp_path, "a")
     done = cli(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE + "\n")
     assert done.returncode == 0, done.stderr
     assert "Queued events carried: 500" in done.stdout
@@ -229,10 +254,8 @@ def test_a_wrong_passphrase_is_refused_and_nothing_is_written(
 ) -> None:
     first = new_home(tmp_path, "a")
     config.add_workspace(first, Workspace("prod"))
-    assert (
-        cli(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE).returncode
-        == 0
-    )
+    init = member(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE)
+    assert init.returncode == 0, init.stderr
     second = new_home(tmp_path, "b")
     wrong = cli(second, *join_args(nats_cluster, queue_name), stdin="not the passphrase at all\n")
     assert wrong.returncode == 2
@@ -364,10 +387,9 @@ def test_jetstream_disabled_and_credentials_refused_are_told(tmp_path: Path) -> 
     ],
 )
 def test_init_stopped_by_a_crash_is_finished_by_running_it_again(
-    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path, step: str
+    nats_cluster: NatsCluster, queue_name: str, tmp_path: Path, step: str, single_box: tuple[Path, list[str]]
 ) -> None:
-    home = new_home(tmp_path, "a")
-    ids = make_single_box(home)
+    home, ids = copy_single_box(single_box, tmp_path, "a")
     crashed = cli(
         home,
         *init_args(nats_cluster, queue_name, "--passphrase-stdin"),
@@ -401,10 +423,10 @@ async def test_an_edit_on_one_member_reaches_the_others_config_and_keyring(
     )
     Secrets(first).set_write_key("Marketing", WRITE_KEYS["Marketing"])
     init = await asyncio.to_thread(
-        cli, first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE
+        member, first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE
     )
     assert init.returncode == 0, init.stderr
-    joined = await asyncio.to_thread(cli, second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE)
+    joined = await asyncio.to_thread(member, second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE)
     assert joined.returncode == 0, joined.stderr
 
     ready_a, ready_b = asyncio.Event(), asyncio.Event()
@@ -446,9 +468,9 @@ def test_edits_on_two_members_at_once_are_all_kept(
 ) -> None:
     first, second = new_home(tmp_path, "a"), new_home(tmp_path, "b")
     config.add_workspace(first, Workspace("prod"))
-    init = cli(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE)
+    init = member(first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE)
     assert init.returncode == 0, init.stderr
-    assert cli(second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE).returncode == 0
+    assert member(second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE).returncode == 0
 
     def add(home: Home, prefix: str) -> None:
         for i in range(6):
@@ -482,10 +504,10 @@ async def test_a_running_engine_applies_an_edit_made_on_another_member(
     )
     Secrets(first).set_write_key("Marketing", WRITE_KEYS["Marketing"])
     init = await asyncio.to_thread(
-        cli, first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE
+        member, first, *init_args(nats_cluster, queue_name, "--passphrase-stdin"), stdin=PASSPHRASE
     )
     assert init.returncode == 0, init.stderr
-    joined = await asyncio.to_thread(cli, second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE)
+    joined = await asyncio.to_thread(member, second, *join_args(nats_cluster, queue_name), stdin=PASSPHRASE)
     assert joined.returncode == 0, joined.stderr
 
     engine = Engine(first, Secrets(first), EngineOptions(start_receiver=False))

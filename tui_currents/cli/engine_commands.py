@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 
 from tui_currents import config
@@ -34,6 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo_rate=args.demo_rate if args.demo else None,
     )
     engine = Engine(home, secrets, options)
+    import asyncio  # here, not at start-up: the event loop costs every other command's start-up
+
     asyncio.run(run_service(engine, metrics_port=args.metrics_port))
     return 0
 
