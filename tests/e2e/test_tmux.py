@@ -226,6 +226,16 @@ def assert_clean_exit(term: Terminal, session: str) -> None:
     assert "Traceback" not in everything, everything
 
 
+def wait_for_help(terminal: Terminal, session: str, title: str, bindings: list) -> None:
+    """Wait for the help titled `title` listing every binding's id: the title can be drawn a frame before
+    the list, so the whole help is what is waited for (and the screen shown if an id never appears)."""
+    terminal.wait_for(
+        session,
+        lambda t: title in t and all(b.id in t for b in bindings),
+        f"{title!r} listing the ids {[b.id for b in bindings]}",
+    )
+
+
 def test_demo_by_keyboard(terminal: Terminal, tmp_path: Path) -> None:
     home = demo_home(tmp_path / "home")
     s = "demo"
@@ -264,9 +274,7 @@ def test_demo_by_keyboard(terminal: Terminal, tmp_path: Path) -> None:
     )
     # "?" is help too: the tail's own keys.
     terminal.keys(s, "?")
-    screen = terminal.wait_text(s, f"Help: Tail of {DEMO_CONNECTOR}")
-    for binding in TailScreen.BINDINGS:
-        assert binding.id in screen, f"{binding.id} missing from the help:\n{screen}"
+    wait_for_help(terminal, s, f"Help: Tail of {DEMO_CONNECTOR}", TailScreen.BINDINGS)
     terminal.keys(s, "Escape")
     terminal.wait_for(s, lambda t: "Help:" not in t, "the help to close")
     terminal.keys(s, "Escape")
@@ -274,9 +282,7 @@ def test_demo_by_keyboard(terminal: Terminal, tmp_path: Path) -> None:
 
     # Help: the keys of this screen, with their ids for remapping.
     terminal.keys(s, "F1")
-    screen = terminal.wait_text(s, "Help: Connectors")
-    for binding in ConnectorsScreen.BINDINGS:
-        assert binding.id in screen, f"{binding.id} missing from the help:\n{screen}"
+    wait_for_help(terminal, s, "Help: Connectors", ConnectorsScreen.BINDINGS)
     terminal.keys(s, "Escape")
     terminal.wait_for(s, lambda t: "Help: Connectors" not in t, "the help to close")
 
