@@ -65,6 +65,17 @@ async def wait_until(pilot, condition, *, timeout: float = 5.0, step: float = 0.
         await pilot.pause(step)
 
 
+async def editor_open(pilot) -> None:
+    """Wait for the connector editor to be shown with its fields: the screen is current a moment before
+    its fields are mounted, and a query in between finds none."""
+    from tui_currents.tui.screens.editor import EditorScreen
+
+    app = pilot.app
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, EditorScreen) and bool(app.screen.query("#contact_email"))
+    )
+
+
 async def ready(pilot) -> None:
     """Wait for the backend and the first load of the screen."""
     await wait_until(pilot, lambda: pilot.app.backend_ready)

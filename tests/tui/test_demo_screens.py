@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui_currents.tui.screens.editor import EditorScreen
-
-from .helpers import make_app, ready, wait_until
+from .helpers import editor_open, make_app, ready
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,7 +17,7 @@ async def test_the_demo_names_its_home_and_the_editor_its_only_destination(home)
         line = str(app.screen.query_one("#demo-line").render())
         assert "DEMO: nothing leaves this machine" in line and str(home.root.name) in line
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         await pilot.pause(0.1)
         note = str(app.screen.query_one("#demo-destination").render())
         assert "only to the local sandbox" in note and "keyring" in note
@@ -30,6 +28,6 @@ async def test_outside_the_demo_the_editor_has_no_demo_note(home):
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         await pilot.pause(0.1)
         assert not app.screen.query("#demo-destination")

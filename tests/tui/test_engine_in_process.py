@@ -11,10 +11,9 @@ from tui_currents.engine import EngineOptions
 from tui_currents.sandbox import SegmentSandbox
 from tui_currents.secrets import Secrets
 from tui_currents.tui.screens.connectors import ConnectorsScreen
-from tui_currents.tui.screens.editor import EditorScreen
 from tui_currents.tui.widgets.event_tree import Branch, EventTree
 
-from .helpers import ready, wait_until
+from .helpers import editor_open, ready, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -46,7 +45,7 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             assert "engine in this app" in str(app.screen.query_one("#mode-line").render())
 
             await pilot.press("n")
-            await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+            await editor_open(pilot)
             editor = app.screen
             for field, value in (("name", "Sandbox"), ("contact_email", "ops@example.com"),
                                  ("workspace", "marketing"), ("write_key", WRITE_KEY)):  # fmt: skip
@@ -72,7 +71,7 @@ async def test_a_connector_made_in_the_editor_forwards_and_keeps_running_through
             starts = backend.engine.delivery_starts("Sandbox")
             assert starts == 1
             await pilot.press("e")
-            await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+            await editor_open(pilot)
             await toggle_group(pilot, "Messages/Push notification")
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, ConnectorsScreen), timeout=20)

@@ -8,7 +8,7 @@ import pytest
 from tui_currents.tui.commands import app_commands
 from tui_currents.tui.screens.editor import EditorScreen
 
-from .helpers import make_app, ready, wait_until
+from .helpers import editor_open, make_app, ready, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -18,7 +18,7 @@ async def test_the_palette_over_the_editor_has_its_actions(seeded):
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         editor = app.screen
         names = {c.name: c for c in app_commands(app, editor)}
         for wanted in ("editor: update", "editor: cancel", "editor: select every event type"):

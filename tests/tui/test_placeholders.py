@@ -7,9 +7,7 @@ import pytest
 from rich.color import ColorSystem
 from textual.widgets import Input
 
-from tui_currents.tui.screens.editor import EditorScreen
-
-from .helpers import make_app, ready, wait_until
+from .helpers import editor_open, make_app, ready
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +33,7 @@ async def test_the_focused_inputs_placeholder_shows_in_16_colours(home, theme):
         await ready(pilot)
         app.set_theme(theme, remember=False)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         email = app.screen.query_one("#contact_email", Input)
         assert email.placeholder == "e.g. ops@example.com"
         email.focus()
@@ -50,6 +48,6 @@ async def test_placeholders_that_look_like_values_say_e_g(home):
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         for field in ("name", "contact_email", "endpoint"):
             assert app.screen.query_one(f"#{field}", Input).placeholder.startswith("e.g. ")

@@ -11,11 +11,10 @@ from textual.widgets import Checkbox
 
 from tui_currents.control import Control
 from tui_currents.store import ConnectorState, Store
-from tui_currents.tui.screens.editor import EditorScreen
 from tui_currents.tui.screens.health import HealthScreen
 
 from ..test_cli import cli
-from .helpers import FIXED_NOW, make_app, ready, wait_until
+from .helpers import FIXED_NOW, editor_open, make_app, ready, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,7 +28,7 @@ async def test_editor_labels_and_the_anonymous_hint(seeded):
     async with app.run_test(size=(100, 40)) as pilot:
         await ready(pilot)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        await editor_open(pilot)
         editor = app.screen
         editor.query_one("#advanced").collapsed = False
         await pilot.pause(0.2)
