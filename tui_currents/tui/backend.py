@@ -177,7 +177,6 @@ class Backend:
         self._opening = threading.Lock()  # held by the one thread opening the queue
         self._open_again_at = 0.0  # monotonic time before which a failed cluster open is not retried
         self._open_problem: str | None = None  # why the last open failed, while it is the problem shown
-        self.open_attempts = 0  # opens of the queue tried so far
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,7 +244,6 @@ class Backend:
         from tui_currents.outbox import NOT_CREATED, StoreUnavailable
         from tui_currents.outbox_home import open_outbox
 
-        self.open_attempts += 1
         try:
             self._reader = open_outbox(self.home, readonly=True, timeout=CONSOLE_OPEN_SECONDS)
             if self._control is None:
