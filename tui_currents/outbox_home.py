@@ -21,11 +21,14 @@ def queue_exists(home: Home) -> bool:
     return home.store_file.exists() or cluster_settings(home) is not None
 
 
-def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL") -> Outbox:
+def open_outbox(
+    home: Home, *, readonly: bool = False, synchronous: str = "FULL", timeout: float | None = None
+) -> Outbox:
     """The home's queue, ready to use. `readonly` for readers in other processes (status, the console):
     a home whose queue was never created raises `StoreUnavailable` with `cause == NOT_CREATED`.
     A cluster member's queue raises `StoreUnavailable` when the cluster cannot be reached (naming the
-    URLs tried), refuses the credentials, or runs without JetStream."""
+    URLs tried), refuses the credentials, or runs without JetStream. `timeout` (a cluster member only):
+    the most its connect and each of its requests may take, instead of the queue's defaults."""
     from tui_currents.cluster.membership import cluster_settings
     from tui_currents.store import Store  # the store package is heavy; only the callers that open one pay
 
@@ -33,6 +36,7 @@ def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL"
     if settings is None:
         return Store(home.store_file, readonly=readonly, synchronous=synchronous)
     from tui_currents.cluster import JetStreamOutbox
+    from tui_currents.cluster.base import REQUEST_SECONDS
     from tui_currents.cluster.identity import instance_name, runs_the_engine, writer_key
     from tui_currents.outbox import StoreUnavailable
 
@@ -47,6 +51,8 @@ def open_outbox(home: Home, *, readonly: bool = False, synchronous: str = "FULL"
         counter_key=None if engine or readonly else writer_key(home),
         presence=engine,
         readonly=readonly,
+        timeout=REQUEST_SECONDS if timeout is None else timeout,
+        connect_within=timeout,
     )
     try:  # the side tables (alert log, receiver problems) stay in the home's own file
         outbox.side_tables = Store(home.store_file, readonly=readonly, synchronous=synchronous)

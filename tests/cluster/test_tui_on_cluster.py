@@ -7,8 +7,10 @@ one kept by a real `JetStreamOutbox` beating every second, one written as a stop
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import nats
 import orjson
 import pytest
 
-from tests.cluster.conftest import NatsCluster, OpenOutbox, member_config, single_server
+from tests.cluster import conftest as cluster_support
+from tests.cluster.conftest import LOOPBACK, NatsCluster, OpenOutbox, member_config, single_server
 from tests.tui.helpers import make_app, ready, wait_until
 from tests.tui.test_contrast import low_contrast_texts
 from tests.tui.test_narrow import screen_lines
@@ -24,7 +27,7 @@ from tui_currents import __version__
 from tui_currents.cluster import codec
 from tui_currents.cluster.status import ALIVE_SECONDS
 from tui_currents.paths import Home
-from tui_currents.tui.backend import CLUSTER_READ_SECONDS
+from tui_currents.tui.backend import CLUSTER_READ_SECONDS, CONSOLE_OPEN_SECONDS, OPEN_RETRY_SECONDS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -174,3 +177,66 @@ async def test_quorum_lost_reads_in_words_while_the_app_keeps_answering(
     finally:  # booting while the app closes (the next test using the cluster waits until it is healthy)
         nats_cluster.restart(0, wait=False)
         nats_cluster.restart(1, wait=False)
+
+
+class OpenAttempts:
+    """The app's connects to the cluster as its threads show them: each open of the queue runs a client
+    loop in a thread named after the cluster (`nats-<name>`), ended when that open fails."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"nats-{name}"
+        self.seen: dict[threading.Thread, list[float]] = {}  # thread: [first seen, last seen alive]
+        self.most_at_once = 0
+
+    def look(self) -> None:
+        now = time.monotonic()
+        alive = [t for t in threading.enumerate() if t.name == self.name]
+        self.most_at_once = max(self.most_at_once, len(alive))
+        for thread in alive:
+            self.seen.setdefault(thread, [now, now])[1] = now
+
+    async def watch(self) -> None:
+        while True:
+            self.look()
+            await asyncio.sleep(0.02)
+
+    def spans(self) -> list[list[float]]:
+        return sorted(self.seen.values())
+
+
+async def test_nats_down_at_start_is_retried_one_open_at_a_time_and_reconnects_by_itself(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ports = cluster_support.free_ports(2)
+    monkeypatch.setattr(cluster_support, "free_ports", lambda n: ports)  # NATS comes back on its own port
+    home.root.joinpath("config.toml").write_text(
+        f'[cluster]\nnats = ["nats://{LOOPBACK}:{ports[0]}"]\nreplicas = 1\nname = "eu-down"\n'
+    )
+    attempts = OpenAttempts("eu-down")
+    watching = asyncio.create_task(attempts.watch())
+    try:
+        began = time.monotonic()
+        app = make_app(home)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: "cluster eu-down · unreachable" in header(app))
+            assert time.monotonic() - began < CONSOLE_OPEN_SECONDS + 1.5  # a bounded connect, then words
+
+            # The screens refresh twice a second meanwhile: one connect at a time, each bounded, and the
+            # next one only after a pause.
+            await wait_until(pilot, lambda: len(attempts.seen) >= 2, timeout=CONSOLE_OPEN_SECONDS * 2 + 3)
+            first, second = attempts.spans()[:2]
+            assert first[1] - first[0] < CONSOLE_OPEN_SECONDS + 0.5
+            assert second[0] - first[1] > OPEN_RETRY_SECONDS - 0.5
+            assert "Traceback" not in words(app)
+
+            with single_server(tmp_path, "-js", "-sd", str(tmp_path / "js")):
+                back = time.monotonic()
+                await wait_until(
+                    pilot,
+                    lambda: "cluster eu-down · 0 instances" in header(app),
+                    timeout=CONSOLE_OPEN_SECONDS + OPEN_RETRY_SECONDS + 3,
+                )
+                assert time.monotonic() - back < CONSOLE_OPEN_SECONDS + OPEN_RETRY_SECONDS + 1.5
+                assert attempts.most_at_once == 1
+    finally:
+        watching.cancel()

@@ -47,6 +47,8 @@ T = TypeVar("T")
 
 HEARTBEAT_SECONDS = 1.0
 FLUSH_SECONDS = 0.25
+# How long a request (and a connect attempt) may take unless the opener asks otherwise.
+REQUEST_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -83,7 +85,8 @@ class Core:
         instance: str,
         name: str = "tc",
         replicas: int = 3,
-        timeout: float = 5.0,
+        timeout: float = REQUEST_SECONDS,
+        connect_within: float | None = None,
         ack_wait: float = 30.0,
         duplicate_window: float = 600.0,
         fetch_wait: float = 0.1,
@@ -104,6 +107,9 @@ class Core:
         self.bucket = f"{name}_state"
         self.replicas = replicas
         self.timeout = timeout
+        # The most the first connect may take, every server and attempt together: the client retries a
+        # silent cluster until then. A console asks for less than the engine's 1.5 x timeout.
+        self.connect_within = timeout * 1.5 if connect_within is None else connect_within
         self.ack_wait = ack_wait
         self.duplicate_window = duplicate_window
         self.fetch_wait = fetch_wait
@@ -177,7 +183,7 @@ class Core:
             self._nc = await asyncio.wait_for(
                 nats.connect(
                     servers=self.servers,
-                    connect_timeout=self.timeout,
+                    connect_timeout=min(self.timeout, self.connect_within),
                     reconnect_time_wait=0.2,
                     max_reconnect_attempts=-1,
                     error_cb=self._heard_error,
@@ -186,7 +192,7 @@ class Core:
                     name=f"tui-currents {self.instance}",
                     **options,
                 ),
-                self.timeout * 1.5,
+                self.connect_within,
             )
         except (*NATS_ERRORS, ssl.SSLError) as error:
             raise cannot_connect(error, self._connect_errors, self.servers, self.path, self.creds) from error

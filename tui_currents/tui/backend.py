@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,11 @@ CONSOLE = "console"
 # The most a read of the cluster's state may hold a thread: the header refreshes it every few seconds and
 # must say "unreachable" soon, not after the client's own timeouts (5 s per request).
 CLUSTER_READ_SECONDS = 2.0
+# A console opening a cluster member's queue gives up after this long when NATS does not answer (the engine
+# keeps its own, longer patience), and waits this long after a failed open before it tries again: the
+# screens refresh every second or so, and each of their reads must not start a connect of its own.
+CONSOLE_OPEN_SECONDS = 2.0
+OPEN_RETRY_SECONDS = 2.0
 
 # How a connector's state reads at a glance: "good" (green), "warning" (yellow), "bad" (red), "muted".
 STATE_KINDS = {
@@ -168,6 +174,9 @@ class Backend:
         self.cluster_name: str | None = None  # the cluster this home is a member of (None: a single box)
         self.cluster: ClusterSummary | None = None  # its state as last read (`refresh_cluster`)
         self._cluster_read: asyncio.Future[ClusterSummary | None] | None = None  # the read under way
+        self._opening = threading.Lock()  # held by the one thread opening the queue
+        self._open_again_at = 0.0  # monotonic time before which a failed cluster open is not retried
+        self._open_problem: str | None = None  # why the last open failed, while it is the problem shown
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,20 +222,41 @@ class Backend:
         self.mode = IN_PROCESS
 
     def _open_store(self) -> None:
+        """Open the queue for reading unless it is open. On a cluster member, one thread at a time tries
+        (the others go on without it) and not again within OPEN_RETRY_SECONDS of a failure: NATS down
+        makes each try last CONSOLE_OPEN_SECONDS, and it is tried again by itself until NATS is back."""
         from tui_currents.outbox_home import queue_exists
 
         if self._reader is not None or not queue_exists(self.home):
             return
+        on_cluster = self.cluster_name is not None
+        if on_cluster and time.monotonic() < self._open_again_at:
+            return
+        if not self._opening.acquire(blocking=not on_cluster):
+            return  # another thread is connecting: this read goes on without the queue, as while it fails
+        try:
+            if self._reader is None:
+                self._try_open()
+        finally:
+            self._opening.release()
+
+    def _try_open(self) -> None:
         from tui_currents.outbox import NOT_CREATED, StoreUnavailable
         from tui_currents.outbox_home import open_outbox
 
         try:
-            self._reader = open_outbox(self.home, readonly=True)
+            self._reader = open_outbox(self.home, readonly=True, timeout=CONSOLE_OPEN_SECONDS)
             if self._control is None:
                 self._control = control.Control(self.home.store_file)
         except StoreUnavailable as exc:
             if exc.cause != NOT_CREATED:  # no engine ran yet: nothing is wrong, it is tried again later
-                self.engine_problem = self.engine_problem or str(exc)
+                self._open_again_at = time.monotonic() + OPEN_RETRY_SECONDS
+                if self.engine_problem is None:
+                    self.engine_problem = self._open_problem = str(exc)
+            return
+        if self._open_problem is not None and self.engine_problem == self._open_problem:
+            self.engine_problem = None  # the queue is reachable again: its old failure is no problem now
+        self._open_problem = None
 
     def _open_control(self) -> None:
         """The engine's command table and heartbeat, in the home's own SQLite file. Opened apart from the
