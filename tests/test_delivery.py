@@ -580,6 +580,8 @@ async def test_stop_does_not_wait_forever_for_a_slow_answer(store: Store, sandbo
     started = time.monotonic()
     async with delivering(store, sandbox.url, stop_timeout=0.2) as (delivery, _):
         await until(lambda: state_of(delivery).state == "running")
+        # A batch is in flight (leased, held by the latency) before the stop is asked for.
+        await until(lambda: sandbox.arrived_count >= 1, what="a batch in flight")
     assert time.monotonic() - started < 2.0
     # The cut-off batch stays leased (it is sent again after a restart, same messageIds).
     assert store.backlog(C1).messages == 10

@@ -131,6 +131,7 @@ class SegmentSandbox:
         self.received = 0  # messages in every batch read, whatever happened to them
         self.requests: deque[RequestRecord] = deque(maxlen=self.keep)
         self.request_count = 0
+        self.arrived_count = 0  # requests that reached a handler, answered or still held (latency, timeout)
         self.statuses: Counter[int] = Counter()
         self.violations: list[Violation] = []
         self.violation_count = 0
@@ -290,6 +291,7 @@ class SegmentSandbox:
 
     async def _handle(self, request: web.Request, *, single: bool) -> web.StreamResponse:
         at = time.time()
+        self.arrived_count += 1
         faults = self.faults
         rng = faults.rng
         gzip = "gzip" in request.headers.get("Content-Encoding", "").lower()
