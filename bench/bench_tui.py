@@ -58,7 +58,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_delivery import describe_cpu, service_cpu
+from process_use import describe_cpu, service_cpu
 from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
@@ -388,6 +388,21 @@ class SlowCallbacks(logging.Handler):
         return [f"{len(ms)}x, max {max(ms):.0f} ms: {where}" for where, ms in ranked] or ["none over 50 ms"]
 
 
+def watch_slow_callbacks() -> SlowCallbacks:
+    """Turn on asyncio's debug mode on this loop and collect the callbacks that hold it over 50 ms."""
+    slow = SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(slow)
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    return slow
+
+
+def stop_watching(slow: SlowCallbacks) -> None:
+    asyncio.get_running_loop().set_debug(False)
+    logging.getLogger("asyncio").removeHandler(slow)
+
+
 class GcPauses:
     """Durations of the garbage collector's runs (each stops the event loop)."""
 
@@ -588,13 +603,7 @@ async def bench_under_load(
         # The console reads the store and the config; its keyring is the demo's file.
         backend = Backend(home, demo_secrets(home))
     sampler = StoreSampler(home.store_file)
-    slow = None
-    if find_stalls:
-        slow = SlowCallbacks()
-        logging.getLogger("asyncio").addHandler(slow)
-        loop = asyncio.get_running_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = 0.05
+    slow = watch_slow_callbacks() if find_stalls else None
     try:
         app = CurrentsApp(backend)
         clock = FrameClock(app)
@@ -628,8 +637,7 @@ async def bench_under_load(
     finally:
         sampler.stop()
         if slow is not None:
-            asyncio.get_running_loop().set_debug(False)
-            logging.getLogger("asyncio").removeHandler(slow)
+            stop_watching(slow)
         if service is not None:
             service.send_signal(signal.SIGTERM)
             try:
@@ -708,13 +716,7 @@ async def bench_full_speed(
             assert backend.mode == "in-process", backend.mode
             if gc_freeze:
                 gc.freeze()
-            slow = None
-            if find_stalls:
-                slow = SlowCallbacks()
-                logging.getLogger("asyncio").addHandler(slow)
-                loop = asyncio.get_running_loop()
-                loop.set_debug(True)
-                loop.slow_callback_duration = 0.05
+            slow = watch_slow_callbacks() if find_stalls else None
             await pilot.pause(2.0)  # let the engine reach its pace
             before, began = read_counts(home.store_file), time.perf_counter()
             stalls = LoopStalls()
@@ -727,8 +729,7 @@ async def bench_full_speed(
             by_process = {name: t - by_process.get(name, 0.0) for name, t in service_cpu("tui").items()}
             await stalls.stop()
             if slow is not None:
-                asyncio.get_running_loop().set_debug(False)
-                logging.getLogger("asyncio").removeHandler(slow)
+                stop_watching(slow)
             after = read_counts(home.store_file)
         delivered = after.get("delivered", 0) - before.get("delivered", 0)
         left = backlog - after.get("delivered", 0)
