@@ -8,16 +8,29 @@ from pathlib import Path
 
 import pytest
 
+from tui_currents.keyring_cost import NEW_FILE_COST_ENV
 from tui_currents.paths import Home
 
 # --- home and keyring isolation (paths, config, secrets) ------------------------------------------------
 # Every test gets its own home and the encrypted-file keyring with a test passphrase, and keyring's
 # process-wide backend is the fail backend, so no test can reach the real user's home or OS keyring.
-# The encrypted file costs ~0.6 s per keyring operation (Argon2): tests that only need a write key or a
-# receiver token to exist can set the environment overrides instead, e.g.
+# Keyring files the suite creates, in its own processes and in the CLI and engine processes it starts,
+# record the cheapest Argon2id cost allowed (TEST_KEYRING_KDF_COST) instead of the default's ~0.6 s or
+# more per keyring operation; tests/test_keyring_file_cost.py covers the default cost end to end. Tests that
+# only need a write key or a receiver token to exist can still set the environment overrides, e.g.
 #   monkeypatch.setenv(secrets.write_key_env_var("Marketing"), "test-write-key")
 
 TEST_KEYRING_PASSPHRASE = "test passphrase (not a secret)"
+TEST_KEYRING_KDF_COST = "m=1024,t=1,p=1"  # the floor keyring_cost allows
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_new_keyring_files() -> Iterator[None]:
+    """For the whole run, so that keyrings made by module-scoped fixtures (before `_isolated_home`) are
+    cheap too; child processes inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(NEW_FILE_COST_ENV, TEST_KEYRING_KDF_COST)
+        yield
 
 
 @pytest.fixture(autouse=True)

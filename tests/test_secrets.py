@@ -1,12 +1,13 @@
 """Write keys, receiver tokens and the SMTP password through a real keyring backend (the encrypted file).
 
-Argon2 makes each encrypted-file operation cost about half a second, so the tests share one unlocked
+The suite's keyring files are cheap to open (tests/conftest.py), but the tests still share one unlocked
 keyring file per module and use distinct connector names.
 """
 
 from __future__ import annotations
 
 import base64
+import configparser
 import io
 import os
 import re
@@ -20,6 +21,7 @@ from keyrings.cryptfile.cryptfile import CryptFileKeyring
 from keyrings.cryptfile.file import PlaintextKeyring
 
 from tui_currents import keyring_file, logs
+from tui_currents.keyring_cost import parse_record
 from tui_currents.keyring_file import KeyringUnreadable, WrongPassphrase
 from tui_currents.paths import Home
 from tui_currents.secrets import (
@@ -45,8 +47,17 @@ def shared(tmp_path_factory) -> Secrets:
 
 
 def stock_keyring(secrets: Secrets) -> CryptFileKeyring:
-    """keyrings.cryptfile's own backend on the same file: an independent reader and writer."""
+    """keyrings.cryptfile's own backend on the same file: an independent reader and writer, given the
+    Argon2id cost the file records (the suite creates files at a low cost, see tests/conftest.py)."""
+    config = configparser.RawConfigParser()
+    config.read(secrets.home.keyring_file)
+    cost = parse_record(config.get("keyring_2Dsetting", "kdf"))
     backend = CryptFileKeyring()
+    backend.time_cost, backend.memory_cost, backend.parallelism = (
+        cost.time_cost,
+        cost.memory_kib,
+        cost.parallelism,
+    )
     backend.file_path = str(secrets.home.keyring_file)
     backend.keyring_key = PASSPHRASE
     return backend

@@ -6,6 +6,9 @@ change. Each write or delete holds an OS lock on ``keyring.cfg.lock`` beside it 
 it is at that moment, so processes storing secrets at once never drop each other's. A file that disappears
 or is damaged while secrets are in use is reported as KeyringUnreadable, never taken for "nothing stored",
 and is never overwritten. Secret values never appear in reprs, exceptions or log lines.
+
+The file records the Argon2id cost its values are sealed with (`tui_currents.keyring_cost`), chosen when it
+is created; every reader and writer derives keys with what the file says.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from tui_currents.keyring_cost import LEGACY_COST, CostError, KdfCost, cost_for_new_file, parse_record
 from tui_currents.paths import PRIVATE_FILE_MODE, exclusive_lock, make_private_dir, write_private
 
 SERVICE = "tui-currents"
@@ -51,6 +55,7 @@ class _DamagedFile(Exception):
 
 _SETTINGS_SECTION = "keyring_2Dsetting"  # "keyring-setting" as keyrings.cryptfile escapes it
 _REFERENCE_OPTION = "password_20reference"
+_COST_OPTION = "kdf"  # the Argon2id cost record (keyring_cost.KdfCost.record)
 
 
 def lock_file_for(keyring_file: Path) -> Path:
@@ -210,13 +215,17 @@ class Vault:
     def _set_in_file(self, file: Path, username: str, value: str) -> None:
         with exclusive_lock(lock_file_for(file)):
             backend = self._unlocked()  # creates the file on first use: one process at a time
-        # Encrypting derives a key (Argon2, about half a second): done before taking the lock, so that
-        # concurrent writers wait only for each other's read-modify-write of the file.
+        # Encrypting derives a key (Argon2, up to seconds at the default cost): done before taking the lock,
+        # so that concurrent writers wait only for each other's read-modify-write of the file.
         sealed = backend.seal(SERVICE, username, value)
         with self._writing():
             if not file.exists():
-                backend.start_file()  # gone since it was unlocked: a new file, as on first use
-            backend.write_sealed(SERVICE, username, sealed)
+                # Gone since it was unlocked: a new file, as on first use, with the cost `sealed` was made
+                # with (the cost of the file it replaces).
+                backend.start_file()
+            if not backend.write_sealed(SERVICE, username, sealed):
+                # The file was replaced by one of another cost since sealing: seal again, for it.
+                backend.write_sealed(SERVICE, username, backend.seal(SERVICE, username, value))
 
     def delete(self, username: str, what: str) -> None:
         from keyring.errors import PasswordDeleteError
@@ -235,6 +244,16 @@ class Vault:
             self._values[username] = (Concealed(None), time.monotonic())
 
 
+class Sealed(NamedTuple):
+    """A value encrypted for the keyring file (no plaintext), and the cost its key was derived with."""
+
+    text: str
+    cost: KdfCost
+
+    def __repr__(self) -> str:
+        return f"<sealed value, {self.cost}>"
+
+
 @functools.cache
 def _crypt_file_class() -> type:
     """keyrings.cryptfile's CryptFileKeyring with atomic 0600 writes (the stock one rewrites in place)."""
@@ -244,6 +263,9 @@ def _crypt_file_class() -> type:
     from keyrings.cryptfile.escape import escape
 
     class PrivateCryptFileKeyring(CryptFileKeyring):
+        # The cost keys are derived with: the library's, until a file's record says otherwise.
+        cost: KdfCost = LEGACY_COST
+
         @properties.classproperty
         @classmethod
         def priority(cls) -> float:
@@ -274,11 +296,32 @@ def _crypt_file_class() -> type:
                 raise _DamagedFile("its keyring settings are missing")
             return config
 
+        def _use_cost_of(self, config: configparser.RawConfigParser) -> KdfCost:
+            """Derive keys with the cost `config` (the file as read) records; a file without the record
+            has the library's cost (every file written before it existed). A missing file (no sections)
+            changes nothing. A damaged or absurd record raises _DamagedFile, never falls back."""
+            if config.sections():
+                record = config.get(_SETTINGS_SECTION, _COST_OPTION, fallback=None)
+                try:
+                    cost = LEGACY_COST if record is None else parse_record(record)
+                except CostError as exc:
+                    raise _DamagedFile(f"its key derivation cost record is unusable: {exc}") from None
+                self._set_cost(cost)
+            return self.cost
+
+        def _set_cost(self, cost: KdfCost) -> None:
+            self.cost = cost
+            # What the library's _create_cipher reads.
+            self.time_cost = cost.time_cost
+            self.memory_cost = cost.memory_kib
+            self.parallelism = cost.parallelism
+
         def _check_file(self) -> bool:
             # The stock check takes a damaged file for "no file" and starts a new one over it.
             config = self._read_config()
             if not config.sections():
                 return False
+            self._use_cost_of(config)
             with contextlib.suppress(AttributeError):  # a file without a scheme is accepted, as stock
                 self._check_scheme(config)  # takes the AES mode the file was written with
             self._check_version(config)
@@ -288,12 +331,20 @@ def _crypt_file_class() -> type:
             # Written in one go (the stock version writes three times, showing half a file to readers).
             if os.path.exists(self.file_path):
                 self._read_config()  # raises _DamagedFile: an existing file is never started over
+            # Security: the cost is chosen here only, when a new file is created; an existing file is
+            # always opened with the cost it records, so a setting can never weaken it.
+            try:
+                self._set_cost(cost_for_new_file())
+            except CostError as exc:
+                raise SecretsUnavailable(str(exc)) from None
             self.start_file()
 
         def start_file(self) -> None:
-            """Write a new, empty keyring file for the passphrase set (the caller holds the lock)."""
+            """Write a new, empty keyring file for the passphrase set, recording the cost in use (the caller
+            holds the lock)."""
             config = configparser.RawConfigParser()
             config.add_section(_SETTINGS_SECTION)
+            config.set(_SETTINGS_SECTION, _COST_OPTION, self.cost.record())
             assoc = self._generate_assoc("keyring-setting", "password reference")
             sealed = self.encrypt(b"password reference value", assoc)
             config.set(_SETTINGS_SECTION, _REFERENCE_OPTION, "\n" + base64.encodebytes(sealed).decode())
@@ -301,19 +352,29 @@ def _crypt_file_class() -> type:
             config.set(_SETTINGS_SECTION, escape("version"), self.version)
             self._save_config(config)
 
-        def seal(self, service: str, username: str, password: str) -> str:
+        def seal(self, service: str, username: str, password: str) -> Sealed:
             """`password` encrypted as set_password would store it, for write_sealed under the lock."""
-            self._check_version(self._read_config())  # the file's version decides the associated data
+            config = self._read_config()
+            cost = self._use_cost_of(config)
+            self._check_version(config)  # the file's version decides the associated data
             assoc = self._generate_assoc(service, username)
-            return "\n" + base64.encodebytes(self.encrypt(password.encode("utf-8"), assoc)).decode()
+            text = "\n" + base64.encodebytes(self.encrypt(password.encode("utf-8"), assoc)).decode()
+            return Sealed(text, cost)
 
-        def write_sealed(self, service: str, username: str, sealed: str) -> None:
-            """Store a value from `seal` into the file as it is now (the caller holds the lock)."""
-            self._write_config_value(service, username, sealed)
+        def write_sealed(self, service: str, username: str, sealed: Sealed) -> bool:
+            """Store a value from `seal` into the file as it is now (the caller holds the lock); False,
+            nothing written, if the file now records another cost than the value was sealed with."""
+            config = self._read_config()
+            if config.sections() and self._use_cost_of(config) != sealed.cost:
+                return False
+            self._write_config_value(service, username, sealed.text)
+            return True
 
         def get_password(self, service: str, username: str) -> str | None:
-            # As the stock reader, over the checked file (the stock one reads a damaged file as empty).
+            # As the stock reader, over the checked file (the stock one reads a damaged file as empty),
+            # with the cost the file records.
             config = self._read_config()
+            self._use_cost_of(config)
             self._check_version(config)
             assoc = self._generate_assoc(service, username)
             try:
@@ -382,6 +443,8 @@ def unlock_file(path: Path, passphrase: str) -> Any:
             f"{path} could not be opened as an encrypted keyring ({_safe_reason(exc)}); it was left "
             "untouched. Move it away to start a new one."
         ) from None
+    except SecretsUnavailable:
+        raise  # says what and what to do (a cost setting that cannot be used)
     except Exception as exc:
         raise SecretsUnavailable(
             f"{path} could not be opened as an encrypted keyring ({_safe_reason(exc)}); it was left "
