@@ -263,8 +263,11 @@ def _crypt_file_class() -> type:
     from keyrings.cryptfile.escape import escape
 
     class PrivateCryptFileKeyring(CryptFileKeyring):
-        # The cost keys are derived with: the library's, until a file's record says otherwise.
-        cost: KdfCost = LEGACY_COST
+        cost: KdfCost  # what keys are derived with: the library's, until a file's record says otherwise
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._set_cost(LEGACY_COST)
 
         @properties.classproperty
         @classmethod
@@ -367,7 +370,7 @@ def _crypt_file_class() -> type:
             config = self._read_config()
             if config.sections() and self._use_cost_of(config) != sealed.cost:
                 return False
-            self._write_config_value(service, username, sealed.text)
+            self._save_value(config, service, username, sealed.text)
             return True
 
         def get_password(self, service: str, username: str) -> str | None:
@@ -397,7 +400,12 @@ def _crypt_file_class() -> type:
             write_private(self.file_path, buffer.getvalue())
 
         def _write_config_value(self, service: str, key: str, value: str) -> None:
-            config = self._read_config()
+            self._save_value(self._read_config(), service, key, value)
+
+        def _save_value(
+            self, config: configparser.RawConfigParser, service: str, key: str, value: str
+        ) -> None:
+            """`config` (the file as read) with `value` stored under `service` and `key`, saved."""
             section = escape(service)
             if not config.has_section(section):
                 config.add_section(section)
