@@ -40,6 +40,7 @@ import httpx
 import orjson
 
 from tui_currents import catalog, config
+from tui_currents.keyring_cost import NEW_FILE_COST_ENV
 from tui_currents.paths import Home
 from tui_currents.secrets import (
     BACKEND_ENV,
@@ -76,9 +77,12 @@ def free_port() -> int:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment for the product's processes: ours without any TUI_CURRENTS_* setting, no OS
-    keyring (so nothing can reach a real user's keyring), plus `extra`."""
+    """The environment for the product's processes: ours without any TUI_CURRENTS_* setting but the cost
+    of new keyring files (the test run's, tests/conftest.py), no OS keyring (so nothing can reach a real
+    user's keyring), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUI_CURRENTS_")}
+    if os.environ.get(NEW_FILE_COST_ENV):
+        env[NEW_FILE_COST_ENV] = os.environ[NEW_FILE_COST_ENV]
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
