@@ -7,6 +7,7 @@ The suite creates files at a low cost (tests/conftest.py); the tests of the ship
 from __future__ import annotations
 
 import configparser
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,10 +63,9 @@ def rewrite_record(path: Path, record: str | None) -> None:
 def in_another_process(home: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run `script` in a new interpreter, `secrets` bound to the home's file keyring; `env` added
     (an empty value removes a variable)."""
-    import os
-
     environ = {**os.environ, **env}
-    environ = {name: value for name, value in environ.items() if value}
+    for name in [name for name, value in env.items() if not value]:
+        del environ[name]
     prelude = (
         "from tui_currents.secrets import Secrets\n"
         f"secrets = Secrets({str(home)!r}, backend='file', passphrase={PASSPHRASE!r})\n"
