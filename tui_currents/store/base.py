@@ -14,6 +14,7 @@ from tui_currents import segments
 from tui_currents.outbox import NOT_CREATED, DeadLetterCaps, StoreUnavailable
 from tui_currents.paths import touch_private
 from tui_currents.segments import KnownIds, Segment
+from tui_currents.store.checkpointer import BACKSTOP_PAGES, Checkpointer
 from tui_currents.store.errors import READ_ONLY, refuse_if_empty, unavailable
 from tui_currents.store.schema import (
     BUMP_COUNTER,
@@ -65,6 +66,8 @@ class StoreBase:
         self._segments: dict[int, Segment] = {}  # parsed waiting segments, a few
         # Changes to the in-memory state (leases, known ids) that must wait for the transaction to commit.
         self._after_commit: list[Callable[[], None]] = []
+        # Copies the log into the database file beside the commits rather than inside one (see checkpointer).
+        self._checkpointer = None if readonly else Checkpointer(self.path, sync)
         try:
             if readonly:
                 if not self.path.exists():
@@ -100,6 +103,7 @@ class StoreBase:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {sync}")
                 self._db.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL back to 64 MB
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 # 8 MB: the b-trees are small (a row per segment); bodies are read once, in overflow pages.
                 self._db.execute("PRAGMA cache_size = -8000")
                 # Some builds zero every freed page (secure_delete ON), which writes each delivered body
@@ -136,6 +140,8 @@ class StoreBase:
 
     def close(self) -> None:
         """Close the connections (after an optimize, for the next run's query plans)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock, self._lease_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -169,6 +175,8 @@ class StoreBase:
                 self._after_commit.clear()
                 yield db
                 db.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._checkpointer.nudge()
                 with self._lease_lock:
                     for action in self._after_commit:
                         action()
