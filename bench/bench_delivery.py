@@ -43,7 +43,7 @@ import httpx
 import orjson
 from process_use import PssWatch, describe_cpu, peak_rss_mb, service_cpu
 
-from tui_currents import catalog
+from tui_currents import catalog, segment
 from tui_currents.config import Config, Connector, Workspace
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
@@ -513,7 +513,11 @@ def memory_service(stand_in: StandIn, key: str, n: int, folder: Path, durability
             queued_at = time.perf_counter()
             after_queue = watch.sample()
             stand_in.faults(outage=False)
-            accepted, last = stand_in.wait_accepted(n, timeout=1800, settle=30.0)
+            # After a long outage the service tries again at its backoff's ceiling (60 s): wait that long
+            # and more for the first delivery before taking "nothing new" for the end.
+            accepted, last = stand_in.wait_accepted(
+                n, timeout=1800, settle=segment.BACKOFF_CAP_SECONDS + 30.0
+            )
         engine.terminate()
         engine.wait(60)
     finally:
