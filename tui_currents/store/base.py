@@ -24,6 +24,7 @@ from tui_currents.store.schema import (
     DEFAULT_TAIL_KEEP,
     PAGE_SIZE,
     SCHEMA_VERSION,
+    SEGMENT_BODIES,
     SEGMENTS_CACHED,
     create_or_upgrade,
 )
@@ -61,6 +62,7 @@ class StoreBase:
         self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
         self._known: KnownIds | None = None  # the duplicate check, built at the first commit
+        self._bodies_in_outbox: bool | None = None  # whether segments from before schema 6 keep bodies there
         # connector -> segment seq -> position -> end of its lease
         self._leases: dict[str, dict[int, dict[int, float]]] = {}
         self._segments: dict[int, Segment] = {}  # parsed waiting segments, a few
@@ -239,7 +241,7 @@ class StoreBase:
         if cached is not None:
             return cached if cached.connector == connector else None
         row = db.execute(
-            "SELECT enqueued_at, ids, bodies FROM outbox"
+            f"SELECT enqueued_at, ids, {SEGMENT_BODIES} FROM outbox"
             " WHERE seq = ? AND connector = ? AND finished_at IS NULL",
             (seq, connector),
         ).fetchone()
