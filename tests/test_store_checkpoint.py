@@ -6,8 +6,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_store import C1, queued
-from tui_currents.store import Store
+from tui_currents.store import Store, checkpointer
 from tui_currents.store.checkpointer import BACKSTOP_PAGES
 from tui_currents.store.schema import PAGE_SIZE
 
@@ -64,3 +66,26 @@ def test_a_read_only_store_checkpoints_nothing(tmp_path: Path):
         with Store(path, readonly=True) as reader:
             assert reader.backlog(C1).messages == 10
         assert _checkpoint_threads() - before == set()
+
+
+def test_the_thread_ends_when_no_commit_comes_and_starts_again_with_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(checkpointer, "IDLE_SECONDS", 0.3)
+    path = tmp_path / "currents.db"
+    with Store(path, synchronous="NORMAL") as store:
+        before = _checkpoint_threads()
+        _commit_padded(store, 10, 100)
+        first = _checkpoint_threads() - before
+        assert first
+        deadline = time.monotonic() + 10
+        while any(t.is_alive() for t in first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.is_alive() for t in first), "an idle checkpoint thread stays"
+        size = path.stat().st_size
+        _commit_padded(store, 300, 5_000)
+        assert _checkpoint_threads() - before - first, "the next commit starts one again"
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < size + 1_500_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size >= size + 1_500_000

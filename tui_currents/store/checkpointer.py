@@ -20,8 +20,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from tui_currents.store.schema import BUSY_TIMEOUT_SECONDS
-
 log = logging.getLogger("tui_currents.store")
 
 # The committing connection checkpoints by itself only past this many pages of log (64 MB of 16 KB
@@ -30,6 +28,11 @@ BACKSTOP_PAGES = 4096
 # After a commit, wait this long for more before copying: one checkpoint (and one fsync of the database
 # file) for the commits of that time, not one per commit.
 GATHER_SECONDS = 0.1
+# How long a restart of the log may wait for a reader still on an old snapshot: writers wait meanwhile, so
+# briefly, and the next one tries again (a reader reading for long keeps the log from restarting anyway).
+RESTART_WAIT_SECONDS = 0.25
+# With no commit for this long the thread ends (a store opened for one write keeps no thread).
+IDLE_SECONDS = 10.0
 # After a failed checkpoint (a full disk, an I/O error), try again this much later.
 RETRY_SECONDS = 2.0
 
@@ -37,8 +40,8 @@ RETRY_SECONDS = 2.0
 class Checkpointer:
     """Checkpoints the store file at `path` from a thread of its own, shortly after commits.
 
-    `nudge()` after each commit; the thread starts at the first nudge. `close()` stops it, waiting for a
-    checkpoint under way (they are bounded by the log's size)."""
+    `nudge()` after each commit; the thread starts at a nudge and ends after `IDLE_SECONDS` without one.
+    `close()` stops it, waiting for a checkpoint under way (they are bounded by the log's size)."""
 
     def __init__(self, path: Path, synchronous: str):
         self.path = path
@@ -51,12 +54,11 @@ class Checkpointer:
 
     def nudge(self) -> None:
         """A commit was made: checkpoint soon."""
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None and not self._stopping.is_set():
-                    self._thread = threading.Thread(target=self._run, name="store checkpoint", daemon=True)
-                    self._thread.start()
-        self._work.set()
+        with self._start_lock:
+            self._work.set()
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._run, name="store checkpoint", daemon=True)
+                self._thread.start()
 
     def close(self) -> None:
         """Stop the thread (after the checkpoint under way, if any)."""
@@ -71,7 +73,12 @@ class Checkpointer:
         db: sqlite3.Connection | None = None
         try:
             while True:
-                self._work.wait()
+                if not self._work.wait(IDLE_SECONDS):
+                    with self._start_lock:  # no commit for a while: end, until the next one
+                        if not self._work.is_set():
+                            self._thread = None
+                            return
+                    continue
                 if self._stopping.wait(GATHER_SECONDS):
                     return
                 self._work.clear()
@@ -102,7 +109,7 @@ class Checkpointer:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            self.path, timeout=RESTART_WAIT_SECONDS, isolation_level=None, check_same_thread=False
         )
         # The checkpoint's fsyncs follow the store's durability setting.
         db.execute(f"PRAGMA synchronous = {self.synchronous}")
