@@ -82,6 +82,8 @@ class Checkpointer:
                 if self._stopping.wait(GATHER_SECONDS):
                     return
                 self._work.clear()
+                if self._stopping.is_set():  # close() came between the two lines above: its wake-up is gone
+                    return
                 try:
                     if db is None:
                         db = self._connect()
