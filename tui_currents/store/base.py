@@ -14,7 +14,7 @@ from tui_currents import segments
 from tui_currents.outbox import NOT_CREATED, DeadLetterCaps, StoreUnavailable
 from tui_currents.paths import touch_private
 from tui_currents.segments import KnownIds, Segment
-from tui_currents.store.checkpointer import BACKSTOP_PAGES, Checkpointer
+from tui_currents.store.checkpointer import BACKSTOP_PAGES, SMALL_COMMIT_BYTES, Checkpointer
 from tui_currents.store.errors import READ_ONLY, refuse_if_empty, unavailable
 from tui_currents.store.schema import (
     BUMP_COUNTER,
@@ -159,13 +159,15 @@ class StoreBase:
         self.close()
 
     @contextmanager
-    def _write(self, doing: str, kept: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(
+        self, doing: str, kept: str, *, durable: bool = True, size: int = SMALL_COMMIT_BYTES
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock at once; rolled back whole on any error.
 
         `durable=False` is for bookkeeping whose loss on a power cut costs only a harmless resend (delivered
         marks, retry times, states): it skips the fsync that FULL would do for this commit. The next durable
         commit's fsync of the log covers it anyway, and a crash of the program alone loses nothing either
-        way (WAL)."""
+        way (WAL). `size`: about how many bytes it writes (for when to copy the log into the file)."""
         self._refuse_if_readonly(doing, kept)  # SQLite would only refuse at the first change
         with self._lock:
             db = self._db
@@ -178,7 +180,7 @@ class StoreBase:
                 yield db
                 db.execute("COMMIT")
                 if self._checkpointer is not None:
-                    self._checkpointer.nudge()
+                    self._checkpointer.nudge(size)
                 with self._lease_lock:
                     for action in self._after_commit:
                         action()

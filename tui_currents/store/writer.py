@@ -138,7 +138,8 @@ class Writer(TailLog):
         kept = (
             "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
         )
-        with self._write("save received events", kept) as db:
+        size = sum(len(body) for _, bodies in tails.values() for body in bodies)
+        with self._write("save received events", kept, size=size) as db:
             known = self._known_ids(db)
             added: dict[str, set[int]] = {}  # keys remembered once the transaction commits
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
