@@ -43,7 +43,7 @@ import httpx
 import orjson
 from process_use import PssWatch, describe_cpu, peak_rss_mb, service_cpu
 
-from tui_currents import catalog
+from tui_currents import catalog, segment
 from tui_currents.config import Config, Connector, Workspace
 from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
@@ -231,8 +231,8 @@ def ours_via_receiver(
             await asyncio.sleep(1.0)  # the children have started: their start-up is not counted
             cpu_before = service_cpu()
             url = f"{engine.receiver_url}/currents/{WORKSPACE}"
-            start = time.perf_counter()
             sent = await _measure(url, n // RECEIVER_BATCH, RECEIVER_BATCH, 5, senders, 600)
+            start = sent["started_at"]  # the senders' start-up and the making of their bodies not counted
             accepted, last = await asyncio.to_thread(stand_in.wait_accepted, n, timeout=300)
             cpu_after = service_cpu()
             cpu_us = {
@@ -506,14 +506,18 @@ def memory_service(stand_in: StandIn, key: str, n: int, folder: Path, durability
                 pass
             time.sleep(0.1)
         with PssWatch(engine.pid) as watch:
-            start = time.perf_counter()
             sent = asyncio.run(
                 _measure(f"{url}/currents/{WORKSPACE}", n // RECEIVER_BATCH, RECEIVER_BATCH, 3, 8, 1800)
             )
+            start = sent["started_at"]
             queued_at = time.perf_counter()
             after_queue = watch.sample()
             stand_in.faults(outage=False)
-            accepted, last = stand_in.wait_accepted(n, timeout=1800, settle=30.0)
+            # After a long outage the service tries again at its backoff's ceiling (60 s): wait that long
+            # and more for the first delivery before taking "nothing new" for the end.
+            accepted, last = stand_in.wait_accepted(
+                n, timeout=1800, settle=segment.BACKOFF_CAP_SECONDS + 30.0
+            )
         engine.terminate()
         engine.wait(60)
     finally:

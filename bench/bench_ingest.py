@@ -127,6 +127,8 @@ def _sender_process(
 
 
 async def _measure(url: str, batches: int, batch_size: int, seed: int, senders: int, seconds: float) -> dict:
+    """What the senders sent and were answered; `started_at` (this process's perf_counter) is when they were
+    told to go, once their process had started and made its bodies."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
@@ -135,8 +137,10 @@ async def _measure(url: str, batches: int, batch_size: int, seed: int, senders: 
     process.start()
     loop = asyncio.get_running_loop()
     assert await loop.run_in_executor(None, ours.recv) == "ready"
+    started_at = time.perf_counter()
     ours.send("go")
     result = await loop.run_in_executor(None, ours.recv)
+    result["started_at"] = started_at
     await loop.run_in_executor(None, process.join, 30)
     return result
 

@@ -3,6 +3,7 @@ the worker dies, and the store's form of a batch (`Received`) committed like the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -23,7 +24,7 @@ from tui_currents.received import Received
 from tui_currents.sources import intake
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.sources.intake import MappingProcess
+from tui_currents.sources.intake import MappingPool, MappingProcess
 from tui_currents.store import Store
 
 from .fixtures.currents_events import EVENTS, event
@@ -290,7 +291,7 @@ def test_merged_batches_commit_like_one_batch_of_all_their_items(tmp_path: Path,
 
 ENGINE_THAT_DIES = """
 import os, signal, sys
-from tui_currents.sources.intake import MappingProcess
+from tui_currents.sources.intake import MappingPool, MappingProcess
 if __name__ == "__main__":
     mapping = MappingProcess(use_process=True)
     mapping.submit("w", (), b'{"events": []}').result(timeout=30)
@@ -318,3 +319,52 @@ def test_the_worker_ends_when_its_engine_is_killed(tmp_path: Path) -> None:
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(worker), "the mapping worker outlived its engine"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_a_receivers_pool_reads_two_bodies_at_once_in_two_workers(ingestor) -> None:
+    # Concurrent requests no longer queue behind one worker's exchanges: each of two bodies under way at
+    # once is mapped by a worker of its own.
+    connectors = ingestor.connector_rules(WORKSPACE)
+    body = _body(_mixed_events("big") * 200)
+    pool = MappingPool(use_process=True, workers=2)
+    try:
+        assert await asyncio.to_thread(pool.wait_ready, 30.0), "the mapping workers did not start"
+        pids = pool.worker_pids
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+        before = [_cpu_seconds(pid) for pid in pids]
+        results = await asyncio.gather(*(pool.read(WORKSPACE, connectors, body) for _ in range(2)))
+        spent = [_cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+    finally:
+        await asyncio.to_thread(pool.close)
+    assert [count for count, _ in results] == [200 * len(_mixed_events("x"))] * 2
+    assert all(seconds > 0.02 for seconds in spent), f"one worker read both bodies: {spent}"
+    assert not any(_alive(pid) for pid in pids), "a worker outlived its pool"
+
+
+async def test_a_pool_whose_workers_are_all_killed_still_reads_every_body(ingestor) -> None:
+    connectors = ingestor.connector_rules(WORKSPACE)
+    pool = MappingPool(use_process=True, workers=2)
+    try:
+        assert await asyncio.to_thread(pool.wait_ready, 30.0)
+        for pid in pool.worker_pids:
+            os.kill(pid, signal.SIGKILL)
+        bodies = [_body(_mixed_events(f"k{n}")) for n in range(8)]
+        results = await asyncio.gather(*(pool.read(WORKSPACE, connectors, b) for b in bodies))
+    finally:
+        await asyncio.to_thread(pool.close)
+    assert [count for count, _ in results] == [len(_mixed_events("x"))] * 8
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process is still running (a zombie is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import orjson
@@ -68,7 +69,8 @@ def test_a_commit_of_10_kb_events_writes_each_body_once(tmp_path: Path) -> None:
         stored = sum(
             n or 0
             for (n,) in sqlite3.connect(path).execute(
-                "SELECT sum(length(bodies)) FROM outbox UNION ALL SELECT sum(length(messages)) FROM tail"
+                "SELECT sum(length(bodies)) FROM outbox_bodies UNION ALL SELECT sum(length(bodies)) FROM outbox"
+                " UNION ALL SELECT sum(length(messages)) FROM tail"
             )
         )
         assert stored == store.backlog("A").bytes
@@ -111,8 +113,10 @@ def test_a_delivered_message_shows_until_the_tail_no_longer_names_its_segment(tm
         for start in range(0, len(more), 10):
             ingestor.ingest(WORKSPACE, more[start : start + 10], source="test")
         assert store.tail(limit=10_000)[0].seq > received[-1].seq
-        assert store._read("SELECT bodies FROM outbox WHERE seq = ?", (first,)) == [(None,)]
-        waiting = store._read("SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NULL")
+        assert store._read("SELECT count(*) FROM outbox_bodies WHERE seq = ?", (first,)) == [(0,)]
+        waiting = store._read(
+            "SELECT count(*) FROM outbox JOIN outbox_bodies USING (seq) WHERE finished_at IS NULL"
+        )
         assert waiting == [(15,)]  # nothing that waits loses its bodies
 
 
@@ -140,5 +144,50 @@ def test_a_schema_3_store_is_upgraded_and_its_tail_keeps_its_messages(tmp_path: 
         new = [line for line in store.tail(after=before[-1].seq, limit=1000) if line.fate == "queued"]
         assert [orjson.loads(line.message)["properties"]["note"][:39] for line in new] == markers
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert db.execute("SELECT count(*) FROM tail WHERE messages IS NOT NULL").fetchone()[0] == 6
+
+
+def test_a_segment_written_before_schema_6_is_delivered_and_its_bodies_dropped(tmp_path: Path) -> None:
+    # The version-3 file's segments keep their bodies in their outbox row: read there, dropped there.
+    path = tmp_path / "currents.db"
+    shutil.copy(V3_FILE, path)
+    with Store(path, tail_keep=100) as store:
+        rows = store.lease("B", max_messages=100, max_bytes=10**9, lease_seconds=60)
+        assert len(rows) == 15 and all(row.body for row in rows)
+        kept_there = store._read("SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NULL")
+        assert kept_there[0][0] >= 2  # A's and B's waiting segments
+        store.delivered("B", [row.seq for row in rows])
+        more, _ = _large_events(150, seed=5, size=1_000)
+        ingestor = Ingestor(_config(), store)
+        for start in range(0, len(more), 10):
+            ingestor.ingest(WORKSPACE, more[start : start + 10], source="test")
+        assert store._read(
+            "SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NOT NULL"
+        ) == [(0,)]
+        assert store.backlog("A").messages == 12 + 150  # A's old segment waits, bodies and all
+        leased = store.lease("A", max_messages=1000, max_bytes=10**9, lease_seconds=60)
+        assert len(leased) == 162 and all(row.body for row in leased)
+
+
+def test_marking_a_segment_delivered_does_not_write_its_bodies_again(tmp_path: Path) -> None:
+    # SQLite writes a changed row whole: with the bodies in the outbox row, marking it finished wrote
+    # every page of them again (about 1 MB here).
+    events, _ = _large_events(100, seed=6)
+    with Store(tmp_path / "s.db", synchronous="NORMAL") as store:
+        Ingestor(_config(), store).ingest(WORKSPACE, events, source="test")
+        rows = store.lease("A", max_messages=1000, max_bytes=10**9, lease_seconds=60)
+        body_bytes = sum(len(row.body) for row in rows)
+        assert body_bytes > 900_000
+        time.sleep(1.0)  # the commit's copy into the database file is over
+        before = _written()
+        store.delivered("A", [row.seq for row in rows])
+        assert _written() - before < body_bytes / 4
+
+
+def _written() -> int:
+    """Bytes this process has handed to write() so far."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no /proc/self/io")

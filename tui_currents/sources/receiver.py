@@ -50,7 +50,7 @@ from tui_currents.outbox import Outbox, StoreUnavailable
 from tui_currents.received import Received
 from tui_currents.sources.batch_body import NotABatch
 from tui_currents.sources.ingest import Ingestor, UnknownWorkspace
-from tui_currents.sources.intake import MappingProcess, answer_seconds
+from tui_currents.sources.intake import MappingPool, answer_seconds
 from tui_currents.sources.receiver_auth import KeyringTrouble, TokenCheck
 
 log = logging.getLogger("tui_currents.receiver")
@@ -276,9 +276,9 @@ class _Handler:
         self.token_provider = token_provider
         self.max_body_bytes = int(settings.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
         self.read_timeout = read_timeout
-        # Bodies are parsed and mapped in a mapping process (see intake.py) while a worker thread commits
-        # the previous ones (SQLite lets go of the GIL while it writes): the event loop stays free.
-        self.mapping = MappingProcess(use_process=mapping_process)
+        # Bodies are parsed and mapped in mapping processes (two, see intake.py) while a worker thread
+        # commits the previous ones (SQLite lets go of the GIL while it writes): the event loop stays free.
+        self.mapping = MappingPool(use_process=mapping_process)
         self.committing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-commit")
         self.group_commit = _GroupCommit(self.committing, write_turn)
         self.tokens = tokens or TokenCheck(token_provider)

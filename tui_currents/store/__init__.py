@@ -8,7 +8,8 @@ Choices worth knowing:
 - One transaction per received batch (`commit`): outbox segments, dead letters, counters and tail lines
   land together or not at all. A source acknowledges Braze only after `commit` returned.
 - The outbox stores a batch's queued messages of one connector as ONE row, a segment (see segments.py):
-  their bodies end to end and a small index of messageIds, event types and sizes. Appending a row is far
+  a small index of messageIds, event types and sizes, and beside it, in a row of its own (`outbox_bodies`,
+  so that marking the segment done does not write them again), their bodies end to end. Appending a row is far
   cheaper than updating a b-tree per message, which is what a row per message with a unique index on
   random ids costs. Per-message state that differs from "waiting, never tried" lives in small side
   tables: done marks of a partly sent segment (`outbox_progress`) and attempts/retry times
@@ -40,6 +41,8 @@ Choices worth knowing:
   numbered without gaps across rows (a row's seq is its first line's number), so a reader polling
   `tail(after=n)` gets exactly the lines after the last one it saw. About the last `tail_keep` lines are
   kept.
+- The write-ahead log is copied into the database file by a thread of the writing process shortly after
+  commits (`checkpointer`), not inside the commit that passes SQLite's threshold; the log stays bounded.
 - Disk full, read-only files, I/O errors and a lock held too long raise `StoreUnavailable` with a message a
   person can act on; the transaction is rolled back and the store works again once the cause is gone.
 - One connection per Store for writes and reads, shared by threads behind a lock (and one more for
@@ -49,10 +52,11 @@ Choices worth knowing:
   message, its attempts, and the ids remembered as delivered.
 
 The package is split by role: `schema` (tables, upgrades, shared SQL), `errors` (SQLite failures in
-words), `base` (connection, transactions, in-memory delivery state), `writer` (commits), `reader`
-(leases), `ledger` (delivered / retry / release / dead-letter / expire marks), `tail`, `dead_letters`,
-`observation` (backlog, states, counters), `counter_log`, `forgotten_log` (ids leaving the duplicate
-window), `alert_log` (alerts, their email status, the alert rules' memory). `Store` is all of them together.
+words), `base` (connection, transactions, in-memory delivery state), `checkpointer` (the log into the
+file), `writer` (commits), `reader` (leases), `ledger` (delivered / retry / release / dead-letter / expire
+marks), `tail`, `dead_letters`, `observation` (backlog, states, counters), `counter_log`, `forgotten_log`
+(ids leaving the duplicate window), `alert_log` (alerts, their email status, the alert rules' memory).
+`Store` is all of them together.
 """
 
 from __future__ import annotations

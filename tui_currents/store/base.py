@@ -14,6 +14,7 @@ from tui_currents import segments
 from tui_currents.outbox import NOT_CREATED, DeadLetterCaps, StoreUnavailable
 from tui_currents.paths import touch_private
 from tui_currents.segments import KnownIds, Segment
+from tui_currents.store.checkpointer import BACKSTOP_PAGES, SMALL_COMMIT_BYTES, Checkpointer
 from tui_currents.store.errors import READ_ONLY, refuse_if_empty, unavailable
 from tui_currents.store.schema import (
     BUMP_COUNTER,
@@ -23,6 +24,7 @@ from tui_currents.store.schema import (
     DEFAULT_TAIL_KEEP,
     PAGE_SIZE,
     SCHEMA_VERSION,
+    SEGMENT_BODIES,
     SEGMENTS_CACHED,
     create_or_upgrade,
 )
@@ -60,11 +62,14 @@ class StoreBase:
         self._synchronous = sync
         self._tail_since_prune = self.tail_keep  # prune at the first write: a previous run may have left more
         self._known: KnownIds | None = None  # the duplicate check, built at the first commit
+        self._bodies_in_outbox: bool | None = None  # whether segments from before schema 6 keep bodies there
         # connector -> segment seq -> position -> end of its lease
         self._leases: dict[str, dict[int, dict[int, float]]] = {}
         self._segments: dict[int, Segment] = {}  # parsed waiting segments, a few
         # Changes to the in-memory state (leases, known ids) that must wait for the transaction to commit.
         self._after_commit: list[Callable[[], None]] = []
+        # Copies the log into the database file beside the commits rather than inside one (see checkpointer).
+        self._checkpointer = None if readonly else Checkpointer(self.path, sync)
         try:
             if readonly:
                 if not self.path.exists():
@@ -100,6 +105,7 @@ class StoreBase:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {sync}")
                 self._db.execute("PRAGMA journal_size_limit = 67108864")  # trim the WAL back to 64 MB
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 # 8 MB: the b-trees are small (a row per segment); bodies are read once, in overflow pages.
                 self._db.execute("PRAGMA cache_size = -8000")
                 # Some builds zero every freed page (secure_delete ON), which writes each delivered body
@@ -136,6 +142,8 @@ class StoreBase:
 
     def close(self) -> None:
         """Close the connections (after an optimize, for the next run's query plans)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock, self._lease_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -151,13 +159,15 @@ class StoreBase:
         self.close()
 
     @contextmanager
-    def _write(self, doing: str, kept: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(
+        self, doing: str, kept: str, *, durable: bool = True, size: int = SMALL_COMMIT_BYTES
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock at once; rolled back whole on any error.
 
         `durable=False` is for bookkeeping whose loss on a power cut costs only a harmless resend (delivered
         marks, retry times, states): it skips the fsync that FULL would do for this commit. The next durable
         commit's fsync of the log covers it anyway, and a crash of the program alone loses nothing either
-        way (WAL)."""
+        way (WAL). `size`: about how many bytes it writes (for when to copy the log into the file)."""
         self._refuse_if_readonly(doing, kept)  # SQLite would only refuse at the first change
         with self._lock:
             db = self._db
@@ -169,6 +179,8 @@ class StoreBase:
                 self._after_commit.clear()
                 yield db
                 db.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._checkpointer.nudge(size)
                 with self._lease_lock:
                     for action in self._after_commit:
                         action()
@@ -231,7 +243,7 @@ class StoreBase:
         if cached is not None:
             return cached if cached.connector == connector else None
         row = db.execute(
-            "SELECT enqueued_at, ids, bodies FROM outbox"
+            f"SELECT enqueued_at, ids, {SEGMENT_BODIES} FROM outbox"
             " WHERE seq = ? AND connector = ? AND finished_at IS NULL",
             (seq, connector),
         ).fetchone()

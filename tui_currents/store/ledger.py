@@ -145,6 +145,7 @@ class Ledger(Writer, Reader):
             connector, messages, ids = db.execute(
                 "DELETE FROM outbox WHERE seq = ? RETURNING connector, messages, ids", (row[0],)
             ).fetchone()
+            db.execute("DELETE FROM outbox_bodies WHERE seq = ?", (row[0],))  # if the tail still named it
             forgotten[connector] += messages
             excess -= messages
             forgotten_ids.append((connector, ids))

@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS webhook_cursor (
 # outbox segments holding its queued messages' bodies instead of holding a copy in `messages` (each body is
 # written once); rows written before keep their copy in `messages`. 4 also added `counter_log` (see
 # store/counter_log.py). 5 added `forgotten_ids`, the ids leaving the duplicate window (see forgotten_log.py).
-SCHEMA_VERSION = 5
+# 6 added `outbox_bodies`: a segment's bodies in a row of their own, so that marking the segment finished
+# (`outbox.finished_at`) rewrites a small row rather than every page of its bodies (SQLite writes a changed
+# row whole); segments written before keep theirs in `outbox.bodies`, read where they are.
+SCHEMA_VERSION = 6
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -66,6 +69,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (connector, seq) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outbox_bodies (
+    seq INTEGER PRIMARY KEY,
+    bodies BLOB NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS outbox_progress (
     seq INTEGER PRIMARY KEY,
@@ -171,7 +179,10 @@ CREATE TABLE IF NOT EXISTS alert_state (
 )
 
 
-INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids, bodies) VALUES (?, ?, ?, ?, ?)"
+INSERT_OUTBOX = "INSERT INTO outbox (connector, enqueued_at, messages, ids) VALUES (?, ?, ?, ?)"
+INSERT_BODIES = "INSERT INTO outbox_bodies (seq, bodies) VALUES (?, ?)"
+# A segment's bodies: in their own row, or, for a segment written before schema 6, in its outbox row.
+SEGMENT_BODIES = "coalesce((SELECT b.bodies FROM outbox_bodies b WHERE b.seq = outbox.seq), outbox.bodies)"
 INSERT_TAIL = (
     "INSERT INTO tail (seq, lines, at, connector, source, fate, reason, entries, segments)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -241,6 +252,12 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         raise
 
 
+def has_outbox_bodies(db: sqlite3.Connection) -> bool:
+    """Whether the file has the `outbox_bodies` table (version 6 on; a console may read an older file)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_bodies'")
+    return found.fetchone() is not None
+
+
 def has_tail_segments(db: sqlite3.Connection) -> bool:
     """Whether the tail table has the `segments` column (version 4 on; a console may read an older file)."""
     return any(row[1] == "segments" for row in db.execute("PRAGMA table_info(tail)"))
@@ -266,9 +283,8 @@ def _copy_v1_outbox(db: sqlite3.Connection) -> None:
                         (connector, chunk[0][4], len(chunk), index, max(r[8] for r in chunk)),
                     )
                     continue
-                seq = db.execute(
-                    INSERT_OUTBOX, (connector, chunk[0][4], len(chunk), index, b"".join(r[2] for r in chunk))
-                ).lastrowid
+                seq = db.execute(INSERT_OUTBOX, (connector, chunk[0][4], len(chunk), index)).lastrowid
+                db.execute(INSERT_BODIES, (seq, b"".join(r[2] for r in chunk)))
                 db.executemany(
                     INSERT_RETRY,
                     [(seq, i, r[5], r[6], r[7]) for i, r in enumerate(chunk) if r[5] or r[6]],

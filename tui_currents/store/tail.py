@@ -10,7 +10,14 @@ import orjson
 from tui_currents.outbox import TailRow
 from tui_currents.received import SIZE
 from tui_currents.store.base import StoreBase
-from tui_currents.store.schema import CHUNK, INSERT_TAIL, TAIL_COLUMNS, has_tail_segments
+from tui_currents.store.schema import (
+    CHUNK,
+    INSERT_TAIL,
+    SEGMENT_BODIES,
+    TAIL_COLUMNS,
+    has_outbox_bodies,
+    has_tail_segments,
+)
 
 
 def _tail_lines(row: tuple, bodies: dict[int, bytes | None]) -> Iterator[TailRow]:
@@ -89,8 +96,7 @@ class TailLog(StoreBase):
             db.execute("DELETE FROM tail WHERE seq + lines <= ?", (first + len(entries) - self.tail_keep,))
             self._drop_unshown_bodies(db)
 
-    @staticmethod
-    def _drop_unshown_bodies(db: sqlite3.Connection) -> None:
+    def _drop_unshown_bodies(self, db: sqlite3.Connection) -> None:
         """Drop the bodies of the done segments the tail no longer names. Tail rows name segments in the
         order they were written, so every segment before the oldest one a kept row names is unshown."""
         row = db.execute(
@@ -100,11 +106,24 @@ class TailLog(StoreBase):
             floor = min(seq for seq, _ in orjson.loads(row[0]))
         else:
             floor = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
+        # Walks the bodies still kept below the floor (the backlog's, and the few done ones), looking each
+        # segment up, rather than every segment remembered for the duplicate window.
         db.execute(
-            "UPDATE outbox SET bodies = NULL"
-            " WHERE seq < ? AND finished_at IS NOT NULL AND bodies IS NOT NULL",
+            "DELETE FROM outbox_bodies WHERE seq < ?"
+            " AND (SELECT finished_at FROM outbox WHERE outbox.seq = outbox_bodies.seq) IS NOT NULL",
             (floor,),
         )
+        if self._bodies_in_outbox is None:
+            self._bodies_in_outbox = (
+                db.execute("SELECT 1 FROM outbox WHERE bodies IS NOT NULL LIMIT 1").fetchone() is not None
+            )
+        if self._bodies_in_outbox:  # segments written before schema 6 keep their bodies in their row
+            db.execute(
+                "UPDATE outbox SET bodies = NULL"
+                " WHERE seq < ? AND finished_at IS NOT NULL AND bodies IS NOT NULL",
+                (floor,),
+            )
+            self._bodies_in_outbox = None  # looked at again next time, until none is left
 
     def _append_updates(
         self, db: sqlite3.Connection, now: float, connector: str, fate: str, reason: str | None, rows: list
@@ -157,10 +176,11 @@ class TailLog(StoreBase):
         """The bodies of the outbox segments these tail rows name, by seq (None once dropped)."""
         seqs = sorted({seq for row in rows if row[-1] for seq, _ in orjson.loads(row[-1])})
         bodies: dict[int, bytes | None] = {}
+        column = SEGMENT_BODIES if seqs and has_outbox_bodies(db) else "bodies"  # a file before schema 6
         for start in range(0, len(seqs), CHUNK):
             chunk = seqs[start : start + CHUNK]
             marks = ", ".join("?" * len(chunk))
-            bodies.update(db.execute(f"SELECT seq, bodies FROM outbox WHERE seq IN ({marks})", chunk))
+            bodies.update(db.execute(f"SELECT seq, {column} FROM outbox WHERE seq IN ({marks})", chunk))
         return bodies
 
     def tail_last_seq(self) -> int:

@@ -30,7 +30,14 @@ from tui_currents.store.dead_letter_caps import (
     warn_dropped,
     warn_over_request_cap,
 )
-from tui_currents.store.schema import BUMP_BACKLOG, INSERT_DEAD, INSERT_OUTBOX, SEGMENTS_CACHED, BacklogChange
+from tui_currents.store.schema import (
+    BUMP_BACKLOG,
+    INSERT_BODIES,
+    INSERT_DEAD,
+    INSERT_OUTBOX,
+    SEGMENTS_CACHED,
+    BacklogChange,
+)
 from tui_currents.store.tail import TailLog
 
 if TYPE_CHECKING:
@@ -96,10 +103,10 @@ class Writer(TailLog):
         added: list[tuple[int, int]] = []
         for start, end in segments.cut(entries, sizes):
             part, blob = entries[start:end], b"".join(bodies[start:end])
-            seq = db.execute(
-                INSERT_OUTBOX, (connector, now, end - start, segments.pack_index(part), blob)
-            ).lastrowid
+            index = segments.pack_index(part)
+            seq = db.execute(INSERT_OUTBOX, (connector, now, end - start, index)).lastrowid
             assert seq is not None  # an INSERT into a rowid table always gives one
+            db.execute(INSERT_BODIES, (seq, blob))
             added.append((seq, end - start))
             if len(self._segments) < SEGMENTS_CACHED:
                 parsed = Segment.of(seq, connector, now, part, blob)
@@ -131,7 +138,8 @@ class Writer(TailLog):
         kept = (
             "Nothing from this batch was saved, so it was not acknowledged and its sender can send it again."
         )
-        with self._write("save received events", kept) as db:
+        size = sum(len(body) for _, bodies in tails.values() for body in bodies)
+        with self._write("save received events", kept, size=size) as db:
             known = self._known_ids(db)
             added: dict[str, set[int]] = {}  # keys remembered once the transaction commits
             counts: dict[tuple[str, str, str], int] = defaultdict(int)
