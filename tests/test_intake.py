@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import copy
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -368,3 +369,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_mapping_worker_imports_neither_asyncio_nor_the_configuration(ingestor) -> None:
+    # What a worker imports it holds for the engine's whole life, once per worker (two per receiver).
+    routes = ingestor.connector_rules(WORKSPACE)
+    script = (
+        "import pickle, sys\n"
+        "from tui_currents.sources import mapping_worker\n"
+        "from tui_currents.sources.mapping_job import read_batch\n"
+        "routes, body = pickle.loads(sys.stdin.buffer.read())\n"
+        "count, batch = read_batch('marketing', routes, body)\n"
+        "assert count and batch.items, 'nothing was read'\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    job = pickle.dumps((routes, _body(_mixed_events("lean"))))
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=job, capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    loaded = set(out.split())
+    assert "tui_currents.mapping" in loaded
+    assert not loaded & {"asyncio", "tomlkit", "tui_currents.config", "concurrent.futures", "logging"}, (
+        sorted(loaded & {"asyncio", "tomlkit", "tui_currents.config", "concurrent.futures", "logging"})
+    )

@@ -36,13 +36,12 @@ from typing import Literal
 
 from tui_currents.child_process import start_child
 from tui_currents.received import Received
-from tui_currents.sources.batch_body import events_of
-from tui_currents.sources.ingest import Routes, route
+from tui_currents.sources.ingest import Routes
+from tui_currents.sources.mapping_job import READY, read_batch
 
 log = logging.getLogger("tui_currents.intake")
 
 WORKER_MODULE = "tui_currents.sources.mapping_worker"
-READY = "ready"  # the worker's first message: its imports are done
 # The worker's answer to a job: (True, what read_batch returned) or (False, the error it raised).
 WorkerAnswer = tuple[Literal[True], tuple[int, Received]] | tuple[Literal[False], Exception]
 BASE_SECONDS = 10.0  # a worker's answer is due within this, plus PER_MEGABYTE_SECONDS per MB of body
@@ -55,16 +54,6 @@ RESTART_DELAYS = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)  # after 1, 2, 3... failed sta
 # answer; with two, one maps while the other's answer is handed over (measured through the receiver with
 # delivery running: 1.1-2.0x the events/s of one, less CPU per event in the engine's process).
 RECEIVER_WORKERS = 2
-
-
-def read_batch(workspace: str, connectors: Routes, body: bytes) -> tuple[int, Received]:
-    """(events in the body, the batch in the store's form) of a Currents request body. Raises
-    batch_body.NotABatch when the body is not a batch. Runs in the mapping worker (or a thread)."""
-    events = events_of(body)
-    if not events:
-        return 0, Received()
-    items, _ = route(workspace, connectors, events)
-    return len(events), Received.of(items)
 
 
 def answer_seconds(body: bytes) -> float:

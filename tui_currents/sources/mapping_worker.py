@@ -26,7 +26,7 @@ def _sendable(error: Exception) -> Exception:
 
 def serve(connection: Connection) -> None:
     """Answer jobs until the other end goes away."""
-    from tui_currents.sources.intake import READY, read_batch  # imported here: the worker's start-up
+    from tui_currents.sources.mapping_job import READY, read_batch  # imported here: the worker's start-up
 
     # The worker keeps nothing between batches: what the start imported need never be collected.
     gc.freeze()
