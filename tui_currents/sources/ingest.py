@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from tui_currents.config import Config
 from tui_currents.mapping import ConnectorRules, Fate, Outcome, depends_on_rules, map_event, normalise
-from tui_currents.outbox import Outbox
+
+if TYPE_CHECKING:  # not imported at run time: an import worker maps without loading the configuration code
+    from tui_currents.config import Config
+    from tui_currents.outbox import Outbox
 
 NO_CONNECTOR = ""  # the connector name events of a workspace without enabled connectors are counted under
 _NO_CONNECTOR_RULES = ConnectorRules(selected=frozenset())
