@@ -61,6 +61,9 @@ def reading(request, monkeypatch) -> str:
     processes (what an import of more than a few megabytes on two cores does)."""
     count = 0 if request.param == "in-process" else 2
     monkeypatch.setattr(avro_import, "workers_wanted", lambda total_bytes: count)
+    # Small files are otherwise read by the importing process between its workers' chunks: here every
+    # file goes to a worker (tests/test_import_workers.py covers the mix).
+    monkeypatch.setattr(avro_import, "READ_HERE_BYTES", -1)
     return str(request.param)
 
 

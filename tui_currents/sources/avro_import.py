@@ -5,8 +5,9 @@ layout), read with fastavro, and their flat records go through the same mapping 
 in chunks of about ten thousand records, each committed in one transaction (bigger chunks share the cost
 of a durable commit; a crash re-reads at most the chunks not yet committed, whose events collapse as
 duplicates). On two cores or more, an import of more than a few megabytes reads and maps its files in
-worker processes (`import_workers`, one file each at a time), and this process commits the chunks they
-hand back: reading and mapping each cost about as much as the other, and both need a core.
+worker processes (`import_workers`), largest files first so that no big one is left for the end, and this
+process commits the chunks they hand back, reading the smallest files itself whenever no chunk is waiting
+(while the workers start, and between their chunks), so that no core idles.
 
 Re-running an import is safe:
 - The imported-files table (in the store's file: `store.import_ledger`) remembers each file by content
@@ -75,6 +76,9 @@ __all__ = [
 ]
 
 CHUNK_RECORDS = 10_000
+# The largest file the importing process reads itself, between its workers' chunks (about 1,000 records:
+# a few hundredths of a second, during which a worker with a chunk ready waits).
+READ_HERE_BYTES = 512 * 1024
 SOURCE = "import"
 
 
@@ -436,21 +440,27 @@ def _size(file: Path) -> int:
 def _read_here(run: _Run, files: list[Path]) -> None:
     for file in files:
         entry = run.prepare(file)
-        if not isinstance(entry, _File):  # nothing else is being read here: never _SAME_CONTENT_BEING_READ
-            continue
-        try:
-            for message in read_file(entry.job):
-                run.take(entry, message)
-        except OSError as exc:
-            run.end(entry, FileEnd(0, f"could not be read: {exc.strerror or exc}"))
+        if isinstance(entry, _File):  # nothing else is being read here: never _SAME_CONTENT_BEING_READ
+            _read_one_here(run, entry)
+
+
+def _read_one_here(run: _Run, entry: _File) -> None:
+    try:
+        for message in read_file(entry.job):
+            run.take(entry, message)
+    except OSError as exc:
+        run.end(entry, FileEnd(0, f"could not be read: {exc.strerror or exc}"))
 
 
 def _read_in_workers(run: _Run, files: list[Path], count: int) -> None:
-    waiting = deque(files)
+    sizes = {file: _size(file) for file in files}
+    # Largest first, so that no big file is left for the end, read by one worker while the other cores
+    # idle; this process reads the smallest ones itself whenever it has nothing to commit (below).
+    waiting = deque(sorted(files, key=lambda file: -sizes[file]))
     later: list[Path] = []  # files whose content another worker is reading: prepared again after it
     with ImportWorkers(count) as workers:
         while True:
-            while workers.idle() and waiting:
+            while workers.wanting() and waiting:
                 file = waiting.popleft()
                 entry = run.prepare(file)
                 if entry is _SAME_CONTENT_BEING_READ:
@@ -463,11 +473,23 @@ def _read_in_workers(run: _Run, files: list[Path], count: int) -> None:
                 waiting.extendleft(reversed(later))
                 later.clear()
                 continue
-            for job, message in workers.results():
+            # While the workers start, and whenever none has a chunk ready, this process reads a small
+            # file rather than wait: its core would otherwise idle at the start and at the end. A small
+            # one, so that a worker with a chunk ready is not kept waiting long.
+            here = bool(waiting) and sizes[waiting[-1]] <= READ_HERE_BYTES
+            for job, message in workers.results(timeout=0.0 if here else None):
+                here = False
                 run.take(run.files[job.path], message)
                 if isinstance(message, FileEnd) and later:
                     waiting.extendleft(reversed(later))
                     later.clear()
+            if here:
+                file = waiting.pop()
+                entry = run.prepare(file)
+                if entry is _SAME_CONTENT_BEING_READ:
+                    later.append(file)
+                elif isinstance(entry, _File):
+                    _read_one_here(run, entry)
 
 
 def _store_file(ingestor: Ingestor) -> Path:

@@ -1,24 +1,29 @@
 """Import worker processes: `python -m tui_currents.sources.import_workers FD`.
 
-Reading an Avro file with fastavro and mapping its records each cost about as much CPU as the other, and
-both hold Python's lock, so the importing process alone would use one core. Workers read and map files
-(`avro_files.read_file`) on the other cores and hand back each chunk in the store's form; the importing
-process only commits, notes the resume point and counts. A worker gets one file at a time and sends its
-chunks as they are ready; the socket's buffer holds back a worker that runs ahead of the commits.
+Reading an Avro file with fastavro, and mapping its records, hold Python's lock, so the importing process
+alone would use one core. Workers read and map files (`avro_files.read_file`) on the other cores and hand
+back each chunk in the store's form; the importing process commits, notes the resume point and counts,
+and reads small files itself when no chunk is waiting (`avro_import`). A worker is handed its next file
+while it reads one, so it never waits between files; a thread sends its chunks while it reads on, one
+chunk waiting at most, which holds back a worker that runs ahead of the commits.
 
-Workers start with the environment the mapping worker gets (no key, token or passphrase) and ignore
-Ctrl-C: the importing process decides when they end. They end when its end of the socket closes, which
-also happens when it is killed: a worker then fails to send, or reads end-of-stream, and exits.
-"""
+Workers start with the environment the mapping worker gets (no key, token or passphrase), load only the
+reading and mapping code, and ignore Ctrl-C: the importing process decides when they end. They end when
+its end of the socket closes, which also happens when it is killed: a worker then fails to send, or reads
+end-of-stream, and exits."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import os
+import pickle
+import queue
 import signal
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 
@@ -28,6 +33,7 @@ from tui_currents.sources.avro_files import Chunk, FileEnd, ReadJob, read_file
 WORKER_MODULE = "tui_currents.sources.import_workers"
 READY = "ready"
 MAX_WORKERS = 2  # the commit, in the importing process, keeps up with about two readers
+JOBS_AHEAD = 2  # files handed to a worker at a time: the one it reads, and the next
 
 
 class WorkerLost(Exception):
@@ -47,8 +53,7 @@ class _Worker:
     def __init__(self) -> None:
         # Only the worker holds its end of the pipe: its death reads here as end-of-stream.
         self.process, self.connection = start_child(WORKER_MODULE)
-        self.ready = False
-        self.job: ReadJob | None = None
+        self.jobs: deque[ReadJob] = deque()  # the file it reads now, then those it reads next, in order
 
     def close(self) -> None:
         self.connection.close()
@@ -64,13 +69,14 @@ class _Worker:
         code = self.process.poll()
         how = f"it was stopped by signal {-code}" if code is not None and code < 0 else "it stopped"
         return WorkerLost(
-            f"the process reading {self.job.path if self.job else 'a file'} was lost ({how}); what was "
-            "committed is kept: run the same import again and it resumes where each file stopped"
+            f"the process reading {self.jobs[0].path if self.jobs else 'a file'} was lost ({how}); what "
+            "was committed is kept: run the same import again and it resumes where each file stopped"
         )
 
 
 class ImportWorkers:
-    """A few worker processes, each reading one file at a time. Use as a context manager."""
+    """A few worker processes, each reading one file at a time, with its next file already handed over
+    (so that it never waits for this process between files). Use as a context manager."""
 
     def __init__(self, count: int):
         self._workers: list[_Worker] = []
@@ -92,26 +98,27 @@ class ImportWorkers:
             worker.close()
         self._workers = []
 
-    def idle(self) -> int:
-        """How many workers have no file now."""
-        return sum(1 for worker in self._workers if worker.job is None)
+    def wanting(self) -> bool:
+        """Whether a worker has room for another file (the one it reads and the next)."""
+        return any(len(worker.jobs) < JOBS_AHEAD for worker in self._workers)
 
     def busy(self) -> bool:
-        return any(worker.job is not None for worker in self._workers)
+        return any(worker.jobs for worker in self._workers)
 
     def give(self, job: ReadJob) -> None:
-        """Hand a file to an idle worker."""
-        worker = next(w for w in self._workers if w.job is None)
-        worker.job = job
+        """Hand a file to the worker with the fewest files."""
+        worker = min(self._workers, key=lambda w: len(w.jobs))
+        worker.jobs.append(job)
         try:
             worker.connection.send(job)
         except OSError:
             raise worker.lost() from None
 
-    def results(self) -> Iterator[tuple[ReadJob, Chunk | FileEnd]]:
-        """The next chunks or file ends of the workers' files, as they come. Raises WorkerLost."""
-        by_connection = {worker.connection: worker for worker in self._workers if worker.job is not None}
-        for connection in wait(list(by_connection)):
+    def results(self, timeout: float | None = None) -> Iterator[tuple[ReadJob, Chunk | FileEnd]]:
+        """The next chunks or file ends of the workers' files, as they come (none if nothing came within
+        `timeout` seconds; None: wait for them). Raises WorkerLost."""
+        by_connection = {worker.connection: worker for worker in self._workers if worker.jobs}
+        for connection in wait(list(by_connection), timeout):
             worker = by_connection[connection]  # type: ignore[index]
             try:
                 message = worker.connection.recv()
@@ -119,11 +126,20 @@ class ImportWorkers:
                     message = worker.connection.recv()
             except (EOFError, OSError):
                 raise worker.lost() from None
-            job = worker.job
-            assert job is not None
+            job = worker.jobs[0]  # a worker reads its files in the order given
             if isinstance(message, FileEnd):
-                worker.job = None
+                worker.jobs.popleft()
             yield job, message
+
+
+def _send_in_turn(connection: Connection, outgoing: queue.Queue[bytes]) -> None:
+    """Send what the reading thread made ready, so that it reads on while a send waits for the importing
+    process (busy committing). Exits the worker when the importing process is gone."""
+    try:
+        while True:
+            connection.send_bytes(outgoing.get())
+    except OSError:
+        os._exit(0)  # nobody to read for: the reading thread may be blocked putting the next chunk
 
 
 def serve(connection: Connection) -> None:
@@ -133,20 +149,26 @@ def serve(connection: Connection) -> None:
     # cost about a tenth of the worker's time. Anything cyclic left behind is collected after each file.
     gc.freeze()
     gc.disable()
+    # One chunk waits here while another is being sent: memory stays bounded when the commits lag.
+    outgoing: queue.Queue[bytes] = queue.Queue(maxsize=1)
+    threading.Thread(target=_send_in_turn, args=(connection, outgoing), daemon=True).start()
+    put = outgoing.put
     try:
-        connection.send(READY)
+        put(_dumps(READY))
         while True:
             job: ReadJob = connection.recv()
             try:
                 for message in read_file(job):
-                    connection.send(message)
+                    put(_dumps(message))
             except OSError as exc:
-                if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
-                    raise
-                connection.send(FileEnd(0, f"could not be read: {exc.strerror or exc}"))
+                put(_dumps(FileEnd(0, f"could not be read: {exc.strerror or exc}")))
             gc.collect()
     except (EOFError, OSError):
         return  # the importing process is gone, or done with this worker
+
+
+def _dumps(message: object) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def main(argv: list[str]) -> int:

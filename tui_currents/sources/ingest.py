@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tui_currents.mapping import ConnectorRules, Fate, Outcome, depends_on_rules, map_event, normalise
 
-if TYPE_CHECKING:  # annotations only: a mapping worker imports this module, and not the configuration's
+if TYPE_CHECKING:  # annotations only: mapping and import workers import this module, not the configuration
     from tui_currents.config import Config
     from tui_currents.outbox import Outbox
 
