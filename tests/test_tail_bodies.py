@@ -69,7 +69,8 @@ def test_a_commit_of_10_kb_events_writes_each_body_once(tmp_path: Path) -> None:
         stored = sum(
             n or 0
             for (n,) in sqlite3.connect(path).execute(
-                "SELECT sum(length(bodies)) FROM outbox_bodies UNION ALL SELECT sum(length(bodies)) FROM outbox"
+                "SELECT sum(length(bodies)) FROM outbox_bodies"
+                " UNION ALL SELECT sum(length(bodies)) FROM outbox"
                 " UNION ALL SELECT sum(length(messages)) FROM tail"
             )
         )
@@ -155,7 +156,9 @@ def test_a_segment_written_before_schema_6_is_delivered_and_its_bodies_dropped(t
     with Store(path, tail_keep=100) as store:
         rows = store.lease("B", max_messages=100, max_bytes=10**9, lease_seconds=60)
         assert len(rows) == 15 and all(row.body for row in rows)
-        kept_there = store._read("SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NULL")
+        kept_there = store._read(
+            "SELECT count(*) FROM outbox WHERE bodies IS NOT NULL AND finished_at IS NULL"
+        )
         assert kept_there[0][0] >= 2  # A's and B's waiting segments
         store.delivered("B", [row.seq for row in rows])
         more, _ = _large_events(150, seed=5, size=1_000)
