@@ -49,14 +49,14 @@ from tui_currents.delivery import ConnectorDelivery
 from tui_currents.mapping import ConnectorRules, Fate, map_event, normalise
 from tui_currents.sources.demo import DemoGenerator
 from tui_currents.sources.ingest import Ingestor
-from tui_currents.sources.intake import MappingProcess
+from tui_currents.sources.intake import MappingPool
 from tui_currents.store import Store
 
 WORKSPACE = "bench"
 CONNECTOR = "Bench"
 RECEIVER_BATCH = 100  # Braze posts batches of up to 100 events
 FEED_CHUNK = 1_000  # events per body of the in-process feed (a Braze request holds up to 100)
-READ_AHEAD = 2  # bodies of the in-process feed being read while the previous one is committed
+READ_AHEAD = 4  # bodies of the in-process feed being read (two per mapping process) while one is committed
 
 
 # ------------------------------------------------------------------------------------------ the stand-in
@@ -153,13 +153,13 @@ async def deliver_until(store: Store, url: str, key: str, done: threading.Event,
 
 
 def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durability: str) -> dict:
-    """Currents bodies (as Braze posts them, JSON) read in the mapping process and committed durably
-    here, a few ahead, while delivery runs: the receiver's path without its HTTP server."""
+    """Currents bodies (as Braze posts them, JSON) read in the receiver's mapping processes and committed
+    durably here, a few ahead, while delivery runs: the receiver's path without its HTTP server."""
     store = Store(folder / "throughput.db", synchronous=durability)
     ingestor = Ingestor(bench_config(stand_in.url), store)
     connectors = ingestor.connector_rules(WORKSPACE)
-    mapping = MappingProcess()
-    mapping.wait_ready()  # the worker is up before the clock starts
+    mapping = MappingPool()
+    mapping.wait_ready()  # the workers are up before the clock starts
     done = threading.Event()
     events = 0
 
@@ -172,8 +172,9 @@ def ours(stand_in: StandIn, key: str, bodies: list[bytes], folder: Path, durabil
             store.commit(batch, source="bench")
             events += count
 
-        for body in bodies:
-            reading.append(mapping.submit(WORKSPACE, connectors, body))
+        for number, body in enumerate(bodies):  # taking turns, as the receiver's requests do
+            part = mapping.parts[number % len(mapping.parts)]
+            reading.append(part.submit(WORKSPACE, connectors, body))
             if len(reading) > READ_AHEAD:
                 commit_next()
         while reading:

@@ -53,7 +53,7 @@ def test_a_store_of_the_previous_schema_gains_the_alert_tables_on_opening(tmp_pa
     assert {"alerts", "alert_state", "outbox", "dead_letters"} <= tables(path)
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         db.close()
     [alert] = recent_alerts(path)

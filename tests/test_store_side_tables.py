@@ -26,7 +26,7 @@ def test_a_new_store_has_every_table_of_its_file(tmp_path: Path) -> None:
     Store(path).close()
     assert tables(path) >= SIDE
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_a_store_of_schema_2_opens_keeps_its_rows_and_gains_the_side_tables(tmp_path: Path) -> None:
