@@ -75,6 +75,10 @@ log = logging.getLogger("tui_currents.tui")
 
 IN_PROCESS = "in-process"
 CONSOLE = "console"
+# The app's engine delivers, when in a process of its own, at this much lower priority than the app: on
+# busy cores the scheduler then serves the app's keys and frames before bulk delivery (nice 10 weighs about
+# a ninth of nice 0). `tui-currents run` has no app to make way for and keeps the normal priority.
+DELIVERY_NICENESS = 10
 
 # The most a read of the cluster's state may hold a thread: the header refreshes it every few seconds and
 # must say "unreachable" soon, not after the client's own timeouts (5 s per request).
@@ -194,7 +198,9 @@ class Backend:
         from tui_currents.engine import Engine, EngineLocked, EngineOptions
 
         options = self._engine_options or EngineOptions(
-            demo=self.demo, demo_rate=self.demo_rate if self.demo else None
+            demo=self.demo,
+            demo_rate=self.demo_rate if self.demo else None,
+            delivery_niceness=DELIVERY_NICENESS,
         )
         engine = Engine(self.home, self.secrets, options)
         try:
