@@ -58,7 +58,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from process_use import describe_cpu, service_cpu
+from process_use import describe_cpu, peak_rss_mb, pss_mb, service_cpu, service_pids
 from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
@@ -404,17 +404,20 @@ def stop_watching(slow: SlowCallbacks) -> None:
 
 
 class GcPauses:
-    """Durations of the garbage collector's runs (each stops the event loop)."""
+    """Durations of the garbage collector's runs (each stops the event loop): wall time, and the CPU time
+    the collecting thread used meanwhile. On busy cores the two differ by the time the process waited for
+    a core: a full collection that lasts 300 ms may have needed 20 ms of CPU."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float]] = []  # (generation, ms)
-        self._began = 0.0
+        self.pauses: list[tuple[int, float, float]] = []  # (generation, wall ms, CPU ms)
+        self._began = self._cpu = 0.0
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._began = time.perf_counter()
+            self._began, self._cpu = time.perf_counter(), time.thread_time()
         else:
-            self.pauses.append((info["generation"], (time.perf_counter() - self._began) * 1000))
+            wall, cpu = time.perf_counter() - self._began, time.thread_time() - self._cpu
+            self.pauses.append((info["generation"], wall * 1000, cpu * 1000))
 
     def __enter__(self) -> GcPauses:
         gc.callbacks.append(self._callback)
@@ -423,14 +426,23 @@ class GcPauses:
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
 
+    def full_pause_max(self) -> tuple[float, float] | None:
+        """(wall ms, CPU ms) of the longest full collection, if any ran."""
+        full = [(wall, cpu) for generation, wall, cpu in self.pauses if generation == 2]
+        return max(full) if full else None
+
     def describe(self) -> str:
         if not self.pauses:
             return "no garbage collections"
-        oldest = [ms for generation, ms in self.pauses if generation == 2]
-        return (
-            f"{len(self.pauses)} garbage collections, longest {max(ms for _, ms in self.pauses):.0f} ms"
-            + (f" ({len(oldest)} full, longest {max(oldest):.0f} ms)" if oldest else "")
-        )
+        full = [(wall, cpu) for generation, wall, cpu in self.pauses if generation == 2]
+        text = f"{len(self.pauses)} garbage collections, longest {max(p[1] for p in self.pauses):.0f} ms"
+        if full:
+            wall, cpu = max(full)
+            text += (
+                f" ({len(full)} full, longest {wall:.0f} ms of which {cpu:.0f} ms of CPU; "
+                f"full collections used {sum(c for _, c in full):.0f} ms of CPU in all)"
+            )
+        return text
 
 
 class LoopStalls:
@@ -727,6 +739,9 @@ async def bench_full_speed(
             elapsed = time.perf_counter() - began
             cpu = (time.process_time() - cpu0) / elapsed
             by_process = {name: t - by_process.get(name, 0.0) for name, t in service_cpu("tui").items()}
+            # The app's process and its children (the mapping worker, the delivery process), not the
+            # stand-in: the memory a user's app takes.
+            pss = sum(pss_mb(pid) for pid in service_pids(os.getpid()) if pid != sandbox.pid)
             await stalls.stop()
             if slow is not None:
                 stop_watching(slow)
@@ -762,6 +777,10 @@ async def bench_full_speed(
             f"        meanwhile the event loop woke late by p50 {pct(late, 50):.1f} ms, "
             f"p99 {pct(late, 99):.1f} ms, max {max(late):.0f} ms; this process used {cpu:.0%} of a core; "
             f"{gc_pauses.describe()}"
+        )
+        print(
+            f"        memory: the app's process peaked at {peak_rss_mb():.0f} MB RSS; at the end the app's "
+            f"processes (with the mapping worker and any delivery process) held {pss:.0f} MB PSS"
         )
         if slow is not None:
             print("        slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
