@@ -707,6 +707,17 @@ def fill_backlog(home: Home, url: str, events_queued: int) -> None:
             ingestor.ingest("bench", generator.batch(min(10_000, events_queued - start)), source="bench")
 
 
+def delivery_niceness() -> int:
+    """The nice value of this process's delivery process (this process's own when there is none)."""
+    for pid in service_pids(os.getpid()):
+        try:
+            if b"tui_currents.delivery_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:
+            continue
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 async def bench_full_speed(
     root: Path, backlog: int, presses: int, *, gc_freeze: bool = False, find_stalls: bool = False
 ) -> None:
@@ -742,6 +753,7 @@ async def bench_full_speed(
             # The app's process and its children (the mapping worker, the delivery process), not the
             # stand-in: the memory a user's app takes.
             pss = sum(pss_mb(pid) for pid in service_pids(os.getpid()) if pid != sandbox.pid)
+            nice_of_delivery = delivery_niceness() - os.getpriority(os.PRIO_PROCESS, 0)
             await stalls.stop()
             if slow is not None:
                 stop_watching(slow)
@@ -759,7 +771,9 @@ async def bench_full_speed(
             f"{left:,} still queued at the end"
             + ("" if left > 0 else " (the backlog ran out: raise --backlog)")
         )
-        layout = "its own process" if "delivery_worker" in by_process else "the TUI's loop"
+        layout = "the TUI's loop"
+        if "delivery_worker" in by_process:
+            layout = f"its own process (nice {nice_of_delivery:+d} against the app)"
         print(
             f"    delivery ran in {layout}; CPU per delivered event, by process: "
             + (describe_cpu({n: 1e6 * t / delivered for n, t in by_process.items()}) if delivered else "-")
