@@ -20,7 +20,8 @@ Prints figures; not a test.
                   on the same home (a service on a server, watched over SSH).
     Goal: p99 < 100 ms. Printed with it: how late the event loop woke meanwhile, and the garbage
     collector's pauses (a full collection stops everything; --gc-freeze shows the figures with the
-    start-up objects frozen out of it, --find-stalls names the callbacks that block the loop).
+    start-up objects frozen out of it, --find-stalls names the callbacks that block the loop, --census what
+    the collector walks in the app's process, by type).
 
 (c) The tail's lag behind the store under that load, over --seconds: the store's newest tail row vs. the
     newest line the tail view holds, sampled every 0.5 s: in events (event rows stored but not yet taken by
@@ -445,6 +446,21 @@ class GcPauses:
         return text
 
 
+def tracked_objects() -> str:
+    """What the garbage collector walks in this process, by type (objects frozen at start-up apart): what a
+    full collection has to visit, and who holds most of it."""
+    walked = gc.get_objects()  # every generation, not the frozen (permanent) one
+    by_type: dict[str, int] = {}
+    for obj in walked:
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}".removeprefix("builtins.")
+        by_type[name] = by_type.get(name, 0) + 1
+    top = sorted(by_type.items(), key=lambda item: -item[1])[:10]
+    return (
+        f"{len(walked):,} objects tracked by the garbage collector ({gc.get_freeze_count():,} more frozen at "
+        "start-up): " + ", ".join(f"{n:,} {name}" for name, n in top)
+    )
+
+
 class LoopStalls:
     """How late a 5 ms sleep wakes up on the app's event loop: how long the loop was busy elsewhere."""
 
@@ -719,7 +735,13 @@ def delivery_niceness() -> int:
 
 
 async def bench_full_speed(
-    root: Path, backlog: int, presses: int, *, gc_freeze: bool = False, find_stalls: bool = False
+    root: Path,
+    backlog: int,
+    presses: int,
+    *,
+    gc_freeze: bool = False,
+    find_stalls: bool = False,
+    show_census: bool = False,
 ) -> None:
     """Keypress latency in the TUI while its in-process engine delivers a queued backlog as fast as it can to
     the stand-in in another process (no generator, no receiver: all the engine does is forward)."""
@@ -757,6 +779,7 @@ async def bench_full_speed(
             await stalls.stop()
             if slow is not None:
                 stop_watching(slow)
+            census = tracked_objects() if show_census else None
             after = read_counts(home.store_file)
         delivered = after.get("delivered", 0) - before.get("delivered", 0)
         left = backlog - after.get("delivered", 0)
@@ -796,6 +819,8 @@ async def bench_full_speed(
             f"        memory: the app's process peaked at {peak_rss_mb():.0f} MB RSS; at the end the app's "
             f"processes (with the mapping worker and any delivery process) held {pss:.0f} MB PSS"
         )
+        if census is not None:
+            print(f"        {census}")
         if slow is not None:
             print("        slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
             for line in slow.top(6):
@@ -828,7 +853,12 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     for setup in args.setups.split(","):
         if setup.strip() == "full-speed":
             await bench_full_speed(
-                root, args.backlog, args.presses, gc_freeze=args.gc_freeze, find_stalls=args.find_stalls
+                root,
+                args.backlog,
+                args.presses,
+                gc_freeze=args.gc_freeze,
+                find_stalls=args.find_stalls,
+                show_census=args.census,
             )
             continue
         await bench_under_load(
@@ -866,6 +896,11 @@ def main() -> None:
         "--gc-freeze",
         action="store_true",
         help="call gc.freeze() once the tail is open, to see what freezing start-up objects would give",
+    )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="full speed: print what the garbage collector walks in the app's process, by type",
     )
     args = parser.parse_args()
     os.umask(0o077)
