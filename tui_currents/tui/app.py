@@ -33,11 +33,11 @@ HELP_FILE = "help.md"
 # The other views are imported when first opened: the first screen does not wait for them.
 VIEW_MODULES = ("dead_letters", "editor", "health", "tail")
 # Container allocations (net of frees) between the garbage collector's young collections, once started;
-# Python's default is 700. Measured with the engine forwarding at full speed (bench/bench_tui.py): at 700
-# the app's process ran ~50 young collections a second and a full one every 2-3 s (each 15-27 ms of CPU,
-# stretched to 100-470 ms on busy cores); at 10,000 no full collection ran in the same window, the
-# collector's CPU fell about 4x, and RSS was unchanged (objects that die within a batch are freed by
-# their reference counts before the collector sees them, and cycles wait for at most 10,000 allocations).
+# Python's default is 700. Measured with the engine forwarding at full speed (bench/bench_tui.py, ten runs):
+# at 700 the app's process ran 886-2,162 collections per run, 7-16 of them full (17-28 ms of CPU each,
+# lasting 68-414 ms on busy cores); at 10,000, 6-44 collections and no full one, with the same peak RSS
+# (objects that die within a batch are freed by their reference counts before the collector sees them,
+# and cycles wait for at most 10,000 allocations).
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
