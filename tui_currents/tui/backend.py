@@ -78,8 +78,9 @@ CONSOLE = "console"
 # The app's engine delivers from a process of its own when there is a second core (unless
 # TUI_CURRENTS_DELIVERY_PROCESS=0), at this much lower priority than the app: on busy cores the scheduler
 # then serves the app's keys and frames before bulk delivery (nice 10 weighs about a ninth of nice 0).
-# Measured with bench/bench_tui.py (full speed), this layout alone kept keypress p99 under 100 ms; with
-# delivery on the app's loop, or in a process at the app's priority, p99 was 120-1,000 ms on busy cores.
+# Measured with bench/bench_tui.py (full speed), this layout kept keypress p99 under 100 ms in four of five
+# alternating rounds (not always since); delivery on the app's loop, or in a process at the app's
+# priority, met it in at most one, with p99 up to 1,000 ms on busy cores.
 # `tui-currents run` has no app to make way for: its default layout and priority are unchanged.
 DELIVERY_NICENESS = 10
 
