@@ -20,7 +20,8 @@ Prints figures; not a test.
                   on the same home (a service on a server, watched over SSH).
     Goal: p99 < 100 ms. Printed with it: how late the event loop woke meanwhile, and the garbage
     collector's pauses (a full collection stops everything; --gc-freeze shows the figures with the
-    start-up objects frozen out of it, --find-stalls names the callbacks that block the loop).
+    start-up objects frozen out of it, --find-stalls names the callbacks that block the loop, --census what
+    the collector walks in the app's process, by type).
 
 (c) The tail's lag behind the store under that load, over --seconds: the store's newest tail row vs. the
     newest line the tail view holds, sampled every 0.5 s: in events (event rows stored but not yet taken by
@@ -58,7 +59,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from process_use import describe_cpu, service_cpu
+from process_use import describe_cpu, peak_rss_mb, pss_mb, service_cpu, service_pids
 from textual import events
 
 from tui_currents.demo_setup import DEMO_CONNECTOR, demo_secrets
@@ -404,17 +405,20 @@ def stop_watching(slow: SlowCallbacks) -> None:
 
 
 class GcPauses:
-    """Durations of the garbage collector's runs (each stops the event loop)."""
+    """Durations of the garbage collector's runs (each stops the event loop): wall time, and the CPU time
+    the collecting thread used meanwhile. On busy cores the two differ by the time the process waited for
+    a core: a full collection that lasts 300 ms may have needed 20 ms of CPU."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float]] = []  # (generation, ms)
-        self._began = 0.0
+        self.pauses: list[tuple[int, float, float]] = []  # (generation, wall ms, CPU ms)
+        self._began = self._cpu = 0.0
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._began = time.perf_counter()
+            self._began, self._cpu = time.perf_counter(), time.thread_time()
         else:
-            self.pauses.append((info["generation"], (time.perf_counter() - self._began) * 1000))
+            wall, cpu = time.perf_counter() - self._began, time.thread_time() - self._cpu
+            self.pauses.append((info["generation"], wall * 1000, cpu * 1000))
 
     def __enter__(self) -> GcPauses:
         gc.callbacks.append(self._callback)
@@ -423,14 +427,38 @@ class GcPauses:
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
 
+    def full_pause_max(self) -> tuple[float, float] | None:
+        """(wall ms, CPU ms) of the longest full collection, if any ran."""
+        full = [(wall, cpu) for generation, wall, cpu in self.pauses if generation == 2]
+        return max(full) if full else None
+
     def describe(self) -> str:
         if not self.pauses:
             return "no garbage collections"
-        oldest = [ms for generation, ms in self.pauses if generation == 2]
-        return (
-            f"{len(self.pauses)} garbage collections, longest {max(ms for _, ms in self.pauses):.0f} ms"
-            + (f" ({len(oldest)} full, longest {max(oldest):.0f} ms)" if oldest else "")
-        )
+        full = [(wall, cpu) for generation, wall, cpu in self.pauses if generation == 2]
+        text = f"{len(self.pauses)} garbage collections, longest {max(p[1] for p in self.pauses):.0f} ms"
+        if full:
+            wall, cpu = max(full)
+            text += (
+                f" ({len(full)} full, longest {wall:.0f} ms of which {cpu:.0f} ms of CPU; "
+                f"full collections used {sum(c for _, c in full):.0f} ms of CPU in all)"
+            )
+        return text
+
+
+def tracked_objects() -> str:
+    """What the garbage collector walks in this process, by type (objects frozen at start-up apart): what a
+    full collection has to visit, and who holds most of it."""
+    walked = gc.get_objects()  # every generation, not the frozen (permanent) one
+    by_type: dict[str, int] = {}
+    for obj in walked:
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}".removeprefix("builtins.")
+        by_type[name] = by_type.get(name, 0) + 1
+    top = sorted(by_type.items(), key=lambda item: -item[1])[:10]
+    return (
+        f"{len(walked):,} objects tracked by the garbage collector ({gc.get_freeze_count():,} more frozen at "
+        "start-up): " + ", ".join(f"{n:,} {name}" for name, n in top)
+    )
 
 
 class LoopStalls:
@@ -695,8 +723,25 @@ def fill_backlog(home: Home, url: str, events_queued: int) -> None:
             ingestor.ingest("bench", generator.batch(min(10_000, events_queued - start)), source="bench")
 
 
+def delivery_niceness() -> int:
+    """The nice value of this process's delivery process (this process's own when there is none)."""
+    for pid in service_pids(os.getpid()):
+        try:
+            if b"tui_currents.delivery_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:
+            continue
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 async def bench_full_speed(
-    root: Path, backlog: int, presses: int, *, gc_freeze: bool = False, find_stalls: bool = False
+    root: Path,
+    backlog: int,
+    presses: int,
+    *,
+    gc_freeze: bool = False,
+    find_stalls: bool = False,
+    show_census: bool = False,
 ) -> None:
     """Keypress latency in the TUI while its in-process engine delivers a queued backlog as fast as it can to
     the stand-in in another process (no generator, no receiver: all the engine does is forward)."""
@@ -727,9 +772,14 @@ async def bench_full_speed(
             elapsed = time.perf_counter() - began
             cpu = (time.process_time() - cpu0) / elapsed
             by_process = {name: t - by_process.get(name, 0.0) for name, t in service_cpu("tui").items()}
+            # The app's process and its children (the mapping worker, the delivery process), not the
+            # stand-in: the memory a user's app takes.
+            pss = sum(pss_mb(pid) for pid in service_pids(os.getpid()) if pid != sandbox.pid)
+            nice_of_delivery = delivery_niceness() - os.getpriority(os.PRIO_PROCESS, 0)
             await stalls.stop()
             if slow is not None:
                 stop_watching(slow)
+            census = tracked_objects() if show_census else None
             after = read_counts(home.store_file)
         delivered = after.get("delivered", 0) - before.get("delivered", 0)
         left = backlog - after.get("delivered", 0)
@@ -744,7 +794,9 @@ async def bench_full_speed(
             f"{left:,} still queued at the end"
             + ("" if left > 0 else " (the backlog ran out: raise --backlog)")
         )
-        layout = "its own process" if "delivery_worker" in by_process else "the TUI's loop"
+        layout = "the TUI's loop"
+        if "delivery_worker" in by_process:
+            layout = f"its own process (nice {nice_of_delivery:+d} against the app)"
         print(
             f"    delivery ran in {layout}; CPU per delivered event, by process: "
             + (describe_cpu({n: 1e6 * t / delivered for n, t in by_process.items()}) if delivered else "-")
@@ -763,6 +815,12 @@ async def bench_full_speed(
             f"p99 {pct(late, 99):.1f} ms, max {max(late):.0f} ms; this process used {cpu:.0%} of a core; "
             f"{gc_pauses.describe()}"
         )
+        print(
+            f"        memory: the app's process peaked at {peak_rss_mb():.0f} MB RSS; at the end the app's "
+            f"processes (with the mapping worker and any delivery process) held {pss:.0f} MB PSS"
+        )
+        if census is not None:
+            print(f"        {census}")
         if slow is not None:
             print("        slowest event-loop callbacks (asyncio debug mode, so slower than usual):")
             for line in slow.top(6):
@@ -795,7 +853,12 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     for setup in args.setups.split(","):
         if setup.strip() == "full-speed":
             await bench_full_speed(
-                root, args.backlog, args.presses, gc_freeze=args.gc_freeze, find_stalls=args.find_stalls
+                root,
+                args.backlog,
+                args.presses,
+                gc_freeze=args.gc_freeze,
+                find_stalls=args.find_stalls,
+                show_census=args.census,
             )
             continue
         await bench_under_load(
@@ -833,6 +896,11 @@ def main() -> None:
         "--gc-freeze",
         action="store_true",
         help="call gc.freeze() once the tail is open, to see what freezing start-up objects would give",
+    )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="full speed: print what the garbage collector walks in the app's process, by type",
     )
     args = parser.parse_args()
     os.umask(0o077)

@@ -198,3 +198,93 @@ async def test_the_terminal_apps_engine_delivers_from_its_own_process_when_asked
     finally:
         await backend.stop()
     assert await wait_for(lambda: second not in _children(os.getpid()))  # it ends with the app
+
+
+def _niceness(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+@pytest.mark.skipif(os.nice(0) >= 19, reason="this process already has the lowest priority")
+async def test_the_terminal_apps_delivery_process_runs_at_a_lower_priority_than_the_app(
+    home: Home, sandbox: SegmentSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    # On busy cores the scheduler then serves the app's keys and frames before bulk delivery; a replaced
+    # delivery process is lowered too. The app's own process keeps its priority.
+    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
+    from tui_currents.tui.backend import DELIVERY_NICENESS, IN_PROCESS, Backend
+
+    monkeypatch.setenv(DELIVERY_PROCESS_ENV, "1")
+    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    home.config_file.write_text("[receiver]\nport = 0\n")  # the app's own engine options, on a free port
+    add_connector(home, sandbox.url)
+    ours = _niceness(os.getpid())
+    lowered = min(19, ours + DELIVERY_NICENESS)
+    backend = Backend(home, Secrets(home))
+    await backend.start()
+    try:
+        engine = backend.engine
+        assert backend.mode == IN_PROCESS and engine is not None
+        [first] = engine.delivery_pids
+        assert await wait_for(lambda: _niceness(first) == lowered)
+        assert (await post(engine, known_events(50, seed=13))).status_code == 200
+        assert await wait_for(lambda: sandbox.accepted_count >= 50)  # it delivers at that priority
+        os.kill(first, signal.SIGKILL)
+        assert await wait_for(lambda: engine.delivery_pids not in ([], [first]), timeout=10)
+        [second] = engine.delivery_pids
+        assert await wait_for(lambda: _niceness(second) == lowered)
+        assert _niceness(os.getpid()) == ours
+    finally:
+        await backend.stop()
+
+
+async def test_the_services_delivery_process_keeps_the_normal_priority(
+    engine: Engine, sandbox: SegmentSandbox
+):
+    # `tui-currents run` has no app to make way for: its delivery is not slowed.
+    [child] = engine.delivery_pids
+    assert (await post(engine, known_events(10, seed=14))).status_code == 200
+    assert await wait_for(lambda: sandbox.accepted_count >= 10)  # started and serving
+    assert _niceness(child) == _niceness(os.getpid())
+
+
+@pytest.mark.skipif(
+    (os.cpu_count() or 1) < 2, reason="delivery gets a process of its own only with a second core"
+)
+async def test_the_terminal_apps_engine_delivers_from_its_own_process_by_default_and_run_does_not(
+    home: Home, sandbox: SegmentSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    # The app's keys stay quick while its engine forwards at full speed only with delivery out of its
+    # loop and below its priority; `tui-currents run` keeps delivery in the engine unless asked.
+    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
+    from tui_currents.tui.backend import IN_PROCESS, Backend
+
+    monkeypatch.delenv(DELIVERY_PROCESS_ENV, raising=False)
+    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    home.config_file.write_text("[receiver]\nport = 0\n")
+    add_connector(home, sandbox.url)
+    backend = Backend(home, Secrets(home))
+    await backend.start()
+    try:
+        engine = backend.engine
+        assert backend.mode == IN_PROCESS and engine is not None
+        [child] = engine.delivery_pids
+        assert child in _children(os.getpid())
+        assert (await post(engine, known_events(20, seed=15))).status_code == 200
+        assert await wait_for(lambda: sandbox.accepted_count >= 20)
+    finally:
+        await backend.stop()
+    service = Engine(home, Secrets(home), EngineOptions(receiver_port=0, delivery_overrides=FAST))
+    await service.start()
+    try:
+        assert service.delivery_pids == []
+    finally:
+        await service.stop()
+    monkeypatch.setenv(DELIVERY_PROCESS_ENV, "0")  # the app's layout can still be turned off
+    backend = Backend(home, Secrets(home))
+    await backend.start()
+    try:
+        assert backend.engine is not None and backend.engine.delivery_pids == []
+    finally:
+        await backend.stop()

@@ -39,21 +39,22 @@ START_SECONDS = 30.0  # a new process must say it is ready within this, or it is
 SILENT_SECONDS = 30.0  # a process that says nothing this long (it says "alive" every second) is replaced
 STOP_SECONDS = 20.0  # after "stop": in-flight requests finish (the delivery's stop timeout), then SIGKILL
 RESTART_DELAYS = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)  # after 1, 2, 3... failed starts in a row
-# Off by default: on 2 shared cores it measured no faster than delivery in the engine's process (bench
-# `--compare-layouts`), and the engine's duplicate check does not yet hear of the messages this process
-# dead-letters or forgets (see docs/ARCHITECTURE.md). "1" turns it on, "0" off, whatever the default.
+# Off by default under `run`: on 2 shared cores it measured no faster than delivery in the engine's
+# process (bench `--compare-layouts`). On by default for the terminal app's engine, at a lower priority
+# (tui/backend.py): there it is what keeps keypresses under 100 ms while delivery runs at full speed
+# (bench_tui.py). "1" turns it on, "0" off, whatever the default.
 DELIVERY_PROCESS_ENV = "TUI_CURRENTS_DELIVERY_PROCESS"
 ENABLED_BY_DEFAULT = False
 
 LatencyCallback = Callable[[str, list[float]], None]
 
 
-def delivery_process_wanted() -> bool:
+def delivery_process_wanted(*, default: bool = ENABLED_BY_DEFAULT) -> bool:
     """Whether delivery runs in its own process when the engine's options do not say: asked for (or not)
-    in $TUI_CURRENTS_DELIVERY_PROCESS, else the default; only with a second core for it to run on, and
+    in $TUI_CURRENTS_DELIVERY_PROCESS, else `default`; only with a second core for it to run on, and
     where a process can be handed its end of a socket pair."""
     asked = os.environ.get(DELIVERY_PROCESS_ENV, "").strip().lower()
-    wanted = asked in ("1", "on", "yes", "true") if asked else ENABLED_BY_DEFAULT
+    wanted = asked in ("1", "on", "yes", "true") if asked else default
     return wanted and (os.cpu_count() or 1) >= 2 and os.name == "posix"
 
 

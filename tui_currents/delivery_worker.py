@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -55,6 +56,9 @@ class Settings:
     overrides: dict[str, Any] = field(default_factory=dict)  # ConnectorDelivery options (tests, benchmarks)
     timed: bool = False  # send delivery latencies back for the metrics
     write_turns: str | None = None  # the file both processes take turns at writing the store on
+    # Added to this process's nice value at its start: the terminal app's in-process engine asks for a
+    # lower priority, so that on busy cores the app's keys and frames go before bulk delivery.
+    niceness: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,14 @@ class WriteTimes:
         )
 
 
+def lower_priority(niceness: int) -> None:
+    """Lower this process's scheduling priority by `niceness` (0: unchanged). Raising it is not asked for,
+    and a refusal (a system that forbids it) leaves the process as it is."""
+    if niceness > 0 and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
+
+
 class Worker:
     """Runs the deliveries the engine's plan asks for until told to stop or the engine goes away."""
 
@@ -175,6 +187,7 @@ class Worker:
         if first is None or first[0] != "start":
             return
         self.settings = settings = first[1]
+        lower_priority(settings.niceness)
         try:
             opened = await asyncio.to_thread(self._open, settings)
             turns = WriteTurns(Path(settings.write_turns)) if settings.write_turns else None

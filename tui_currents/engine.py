@@ -96,6 +96,8 @@ class EngineOptions:
     delivery_overrides: dict = field(default_factory=dict)  # passed to ConnectorDelivery (tests, benchmarks)
     # Delivery in a process of its own (None: when there is a second core); False: in the engine's loop.
     delivery_process: bool | None = None
+    # Added to the delivery process's nice value (the terminal app's engine: its keys go first).
+    delivery_niceness: int = 0
 
 
 class Engine:
@@ -489,6 +491,7 @@ class Engine:
             overrides=dict(self.options.delivery_overrides),
             timed=self.metrics is not None,
             write_turns=str(self._write_turns.path) if self._write_turns is not None else None,
+            niceness=self.options.delivery_niceness,
         )
         self._plan_lock = asyncio.Lock()
         self._delivery_process = DeliveryProcess(self.home, settings, on_latency=self._observe_latencies)

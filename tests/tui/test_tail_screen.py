@@ -11,6 +11,7 @@ import pytest
 from tui_currents.store import Store
 from tui_currents.tui.screens.modals import MessageScreen
 from tui_currents.tui.screens.tail import TailScreen
+from tui_currents.tui.widgets.mode_bar import ModeBar
 from tui_currents.tui.widgets.tail_view import TailView
 
 from .helpers import make_app, ready, wait_until
@@ -147,3 +148,47 @@ async def test_a_delivered_message_still_shows_its_exact_segment_message(seeded)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MessageScreen))
         assert app.screen.message == orjson.loads(sent.message)
+
+
+async def test_new_lines_and_the_status_line_show_without_a_layout_of_the_screen(seeded):
+    # Under load the tail polls several times a second, its ring of lines full; a layout of the whole screen
+    # after each poll took a large part of the app's loop. The status line's words change, its size never
+    # does, nor does the view's once its ring is full.
+    from tui_currents import config
+    from tui_currents.sources.demo import DemoGenerator
+    from tui_currents.sources.ingest import Ingestor
+
+    app = make_app(seeded.home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await app.push_screen(TailScreen(None, keep=100))
+        screen = app.screen
+        view = screen.query_one(TailView)
+        await wait_until(pilot, lambda: screen.after is not None)  # it has read where to start
+        with Store(seeded.home.store_file) as store:
+            Ingestor(config.load(seeded.home), store).ingest(
+                "marketing", DemoGenerator(seed=99).batch(300), source="test"
+            )
+        await wait_until(pilot, lambda: len(view.lines) == 100)  # the ring is full
+        await pilot.pause(0.3)
+        layouts = []
+        refresh_layout = screen._refresh_layout
+
+        def counted(*args, **kwargs):
+            layouts.append(view.lines[-1].seq)
+            return refresh_layout(*args, **kwargs)
+
+        screen._refresh_layout = counted
+        status = screen.query_one("#tail-status")
+        with Store(seeded.home.store_file) as store:
+            ingestor = Ingestor(config.load(seeded.home), store)
+            for batch in range(5):
+                newest = store.tail_last_seq()
+                ingestor.ingest("marketing", DemoGenerator(seed=100 + batch).batch(10), source="test")
+                await wait_until(pilot, lambda newest=newest: view.lines[-1].seq > newest)
+                await pilot.pause(0.15)  # a frame after the poll
+        # The mode bar's periodic redraw (every 2 s) changes words only, too.
+        screen.query_one(ModeBar).refresh_mode()
+        await pilot.pause(0.15)
+        assert "100 lines" in str(status.render()) and view.following
+        assert layouts == []

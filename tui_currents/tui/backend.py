@@ -75,6 +75,14 @@ log = logging.getLogger("tui_currents.tui")
 
 IN_PROCESS = "in-process"
 CONSOLE = "console"
+# The app's engine delivers from a process of its own when there is a second core (unless
+# TUI_CURRENTS_DELIVERY_PROCESS=0), at this much lower priority than the app: on busy cores the scheduler
+# then serves the app's keys and frames before bulk delivery (nice 10 weighs about a ninth of nice 0).
+# Measured with bench/bench_tui.py (full speed), this layout kept keypress p99 under 100 ms in four of five
+# alternating rounds (not always since); delivery on the app's loop, or in a process at the app's
+# priority, met it in at most one, with p99 up to 1,000 ms on busy cores.
+# `tui-currents run` has no app to make way for: its default layout and priority are unchanged.
+DELIVERY_NICENESS = 10
 
 # The most a read of the cluster's state may hold a thread: the header refreshes it every few seconds and
 # must say "unreachable" soon, not after the client's own timeouts (5 s per request).
@@ -191,10 +199,14 @@ class Backend:
 
     async def _start_engine(self) -> None:
         await asyncio.to_thread(_import_engine, demo=self.demo)
+        from tui_currents.delivery_process import delivery_process_wanted
         from tui_currents.engine import Engine, EngineLocked, EngineOptions
 
         options = self._engine_options or EngineOptions(
-            demo=self.demo, demo_rate=self.demo_rate if self.demo else None
+            demo=self.demo,
+            demo_rate=self.demo_rate if self.demo else None,
+            delivery_process=delivery_process_wanted(default=True),
+            delivery_niceness=DELIVERY_NICENESS,
         )
         engine = Engine(self.home, self.secrets, options)
         try:

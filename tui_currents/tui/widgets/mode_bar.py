@@ -80,12 +80,14 @@ class ModeBar(Vertical):
         gap = max(width - line.cell_len - len(mode) - 1, 1)
         line.append(" " * gap)
         line.append(mode, style="italic")
-        self.query_one("#mode-line", Static).update(line)
+        # Each line is one row high across the screen whatever it says: no layout of the whole screen is
+        # needed to show new words (showing or hiding a line asks for one itself).
+        self.query_one("#mode-line", Static).update(line, layout=False)
         cluster = self.query_one("#cluster-line", Static)
         name = getattr(backend, "cluster_name", None)
         if name is not None:
             words = headline(name, getattr(backend, "cluster", None))
-            cluster.update(Text(f" {words}", no_wrap=True, overflow="ellipsis"))
+            cluster.update(Text(f" {words}", no_wrap=True, overflow="ellipsis"), layout=False)
         cluster.display = name is not None
         demo = self.query_one("#demo-line", Static)
         if backend is not None and backend.demo:
@@ -94,7 +96,8 @@ class ModeBar(Vertical):
                     f" DEMO: nothing leaves this machine · home {_shown_path(backend.home.root)}",
                     no_wrap=True,
                     overflow="ellipsis",
-                )
+                ),
+                layout=False,
             )
             demo.display = True
         else:
