@@ -168,13 +168,9 @@ async def test_the_terminal_apps_engine_delivers_from_its_own_process_when_asked
 ):
     # The TUI's in-process engine takes the same option as `run`: delivery leaves the app's event loop,
     # and a killed delivery process is replaced with nothing lost.
-    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
     from tui_currents.tui.backend import IN_PROCESS, Backend
 
-    monkeypatch.setenv(DELIVERY_PROCESS_ENV, "1")
-    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
-    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
-    add_connector(home, sandbox.url)
+    _app_home(home, sandbox, monkeypatch, delivery_process="1")
     backend = Backend(
         home, Secrets(home), engine_options=EngineOptions(receiver_port=0, delivery_overrides=FAST)
     )
@@ -200,6 +196,30 @@ async def test_the_terminal_apps_engine_delivers_from_its_own_process_when_asked
     assert await wait_for(lambda: second not in _children(os.getpid()))  # it ends with the app
 
 
+def _app_home(
+    home: Home,
+    sandbox: SegmentSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    delivery_process: str | None,
+    free_port: bool = False,
+) -> None:
+    """The terminal app's home: one connector to the stand-in, its keys in the environment, the app's
+    delivery layout asked for (`None`: the default) and, with `free_port`, its receiver on a free port
+    (the app's own engine options)."""
+    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
+
+    if delivery_process is None:
+        monkeypatch.delenv(DELIVERY_PROCESS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DELIVERY_PROCESS_ENV, delivery_process)
+    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
+    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
+    if free_port:
+        home.config_file.write_text("[receiver]\nport = 0\n")
+    add_connector(home, sandbox.url)
+
+
 def _niceness(pid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid)
 
@@ -210,14 +230,9 @@ async def test_the_terminal_apps_delivery_process_runs_at_a_lower_priority_than_
 ):
     # On busy cores the scheduler then serves the app's keys and frames before bulk delivery; a replaced
     # delivery process is lowered too. The app's own process keeps its priority.
-    from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
     from tui_currents.tui.backend import DELIVERY_NICENESS, IN_PROCESS, Backend
 
-    monkeypatch.setenv(DELIVERY_PROCESS_ENV, "1")
-    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
-    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
-    home.config_file.write_text("[receiver]\nport = 0\n")  # the app's own engine options, on a free port
-    add_connector(home, sandbox.url)
+    _app_home(home, sandbox, monkeypatch, delivery_process="1", free_port=True)
     ours = _niceness(os.getpid())
     lowered = min(19, ours + DELIVERY_NICENESS)
     backend = Backend(home, Secrets(home))
@@ -259,11 +274,7 @@ async def test_the_terminal_apps_engine_delivers_from_its_own_process_by_default
     from tui_currents.delivery_process import DELIVERY_PROCESS_ENV
     from tui_currents.tui.backend import IN_PROCESS, Backend
 
-    monkeypatch.delenv(DELIVERY_PROCESS_ENV, raising=False)
-    monkeypatch.setenv(write_key_env_var("Marketing"), KEY)
-    monkeypatch.setenv(receiver_token_env_var(WORKSPACE), TOKEN)
-    home.config_file.write_text("[receiver]\nport = 0\n")
-    add_connector(home, sandbox.url)
+    _app_home(home, sandbox, monkeypatch, delivery_process=None, free_port=True)
     backend = Backend(home, Secrets(home))
     await backend.start()
     try:
